@@ -1,0 +1,1 @@
+"""httpbin with one deliberate, documented change: the candidate release the demo tries out."""

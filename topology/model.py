@@ -1,0 +1,147 @@
+"""The demo's topology as plain data: the one place names, ports, labels and the mirror rule live.
+
+Pulumi components, the rendered `manifests/` and the local stack all read these objects;
+nothing else spells out a name or a port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+class TopologyError(ValueError):
+    """A configuration value is out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    app: int = 44134  # mirrorservice-sample, as in the original demo
+    backend: int = 8080  # httpbin-master / httpbin-candidate
+    proxy: int = 8880  # diff proxy: mirrored traffic in
+    admin: int = 8881  # diff proxy: /healthz /readyz /metrics
+    console: int = 8888  # diff proxy: /api/1 and the web console
+
+
+@dataclass(frozen=True)
+class Images:
+    httpbin: str = "docker.io/kong/httpbin:0.2.2"
+    relay: str = "docker.io/library/nginx:1.27.3-alpine"
+    sleep: str = "docker.io/curlimages/curl:8.11.1"
+    diffproxy: str = "diffproxy:0.1.0"
+    candidate: str = "httpbin-candidate:0.1.0"
+    pull_policy: str = "IfNotPresent"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    relative: float = 20.0
+    absolute: float = 0.03
+
+
+@dataclass(frozen=True)
+class Topology:
+    app_namespace: str = "mirror-demo"
+    diffy_namespace: str = "diffy"
+    service: str = "mirrorservice-sample"
+    primary_service: str = "httpbin-master"
+    candidate_service: str = "httpbin-candidate"
+    diffproxy_name: str = "httpbin-diffy"
+    sleep_name: str = "sleep"
+    service_label: str = "httpbin"  # Diffy's -serviceName
+    mirror_percentage: float = 100.0
+    relay: bool = True  # False: Istio mirrors straight to the diff proxy
+    ports: Ports = field(default_factory=Ports)
+    images: Images = field(default_factory=Images)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    # httpbin's /headers echoes the Host it was called with. The proxy forwards each
+    # target's own host, and primary and secondary share one host while the candidate has
+    # another, so the echo would be a difference noise can never cancel.
+    ignore_fields: tuple[str, ...] = ("body.headers.Host",)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mirror_percentage <= 100.0:
+            raise TopologyError(
+                f"mirrorPercentage must be between 0 and 100, got {self.mirror_percentage}"
+            )
+        for key, value in (
+            ("appNamespace", self.app_namespace),
+            ("diffyNamespace", self.diffy_namespace),
+            ("images.httpbin", self.images.httpbin),
+            ("images.relay", self.images.relay),
+            ("images.sleep", self.images.sleep),
+            ("images.diffproxy", self.images.diffproxy),
+            ("images.candidate", self.images.candidate),
+        ):
+            if not value or not str(value).strip():
+                raise TopologyError(f"{key} must not be empty")
+        if self.images.pull_policy not in ("Always", "IfNotPresent", "Never"):
+            raise TopologyError(
+                f"imagePullPolicy must be Always, IfNotPresent or Never, got {self.images.pull_policy!r}"
+            )
+        for key, value in (("thresholds.relative", self.thresholds.relative),
+                           ("thresholds.absolute", self.thresholds.absolute)):
+            if value < 0:
+                raise TopologyError(f"{key} must not be negative, got {value}")
+
+    def with_(self, **changes) -> "Topology":
+        return replace(self, **changes)
+
+    # Labels -----------------------------------------------------------------
+
+    def app_labels(self, version: str) -> dict[str, str]:
+        return {"app": self.service, "version": version}
+
+    def backend_labels(self, version: str) -> dict[str, str]:
+        return {"app": "httpbin", "version": version}
+
+    def diffproxy_labels(self) -> dict[str, str]:
+        return {"app": self.diffproxy_name}
+
+    # Hosts -------------------------------------------------------------------
+
+    def host(self, name: str, namespace: str) -> str:
+        return f"{name}.{namespace}.svc.cluster.local"
+
+    @property
+    def service_host(self) -> str:
+        return self.host(self.service, self.app_namespace)
+
+    @property
+    def diffproxy_host(self) -> str:
+        return self.host(self.diffproxy_name, self.diffy_namespace)
+
+    # The diff proxy's command line ------------------------------------------------
+
+    def diffproxy_args(self, primary: str, secondary: str, candidate: str,
+                       store_path: str = "/var/lib/diffproxy/results.sqlite",
+                       ports: Ports | None = None) -> list[str]:
+        """Diffy's flags exactly as the original demo passes them, then ours."""
+        p = ports or self.ports
+        args = [
+            f"-candidate={candidate}",
+            f"-master.primary={primary}",
+            f"-master.secondary={secondary}",
+            "-service.protocol=http",
+            f"-serviceName={self.service_label}",
+            f"-proxy.port=:{p.proxy}",
+            f"-admin.port=:{p.admin}",
+            f"-http.port=:{p.console}",
+            f"-rootUrl=localhost:{p.console}",
+            f"-threshold.relative={self.thresholds.relative:g}",
+            f"-threshold.absolute={self.thresholds.absolute:g}",
+            f"-store.path={store_path}",
+        ]
+        if self.ignore_fields:
+            args.append(f"-ignore.fields={','.join(self.ignore_fields)}")
+        return args
+
+    def cluster_diffproxy_args(self) -> list[str]:
+        target = lambda svc: f"{svc}:{self.ports.backend}"  # noqa: E731 - Diffy's host:port form
+        return self.diffproxy_args(
+            primary=target(self.primary_service),
+            secondary=target(self.primary_service),
+            candidate=target(self.candidate_service),
+        )
+
+
+DEFAULT = Topology()
