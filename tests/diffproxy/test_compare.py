@@ -1,0 +1,555 @@
+import gzip
+import json
+import time
+import zlib
+
+import pytest
+from httpbin import app as httpbin_app
+
+from diffproxy.compare import (
+    DEFAULT_IGNORED_HEADERS, DIFF_TYPES, MAX_VALUE_CHARS, CompareSettings, Comparator,
+    Comparison, Difference, Response, parse_body, truncate_value,
+)
+
+JSON = (("Content-Type", "application/json"),)
+
+
+@pytest.fixture(scope="module")
+def httpbin():
+    return httpbin_app.test_client()
+
+
+def fetch(client, path, **kwargs) -> Response:
+    r = client.get(path, **kwargs)
+    return Response(r.status_code, tuple(r.headers.items()), r.data)
+
+
+def js(obj, status=200, headers=JSON) -> Response:
+    return Response(status, headers, json.dumps(obj).encode())
+
+
+@pytest.fixture
+def cmp():
+    return Comparator(CompareSettings())
+
+
+def assert_json_safe(diffs):
+    json.dumps({p: [d.type, d.left, d.right] for p, d in diffs.items()}, allow_nan=False)
+    assert all(d.type in DIFF_TYPES for d in diffs.values())
+
+
+# httpbin output ------------------------------------------------------------------------
+
+
+def test_two_uuid_responses_differ_only_at_uuid(httpbin, cmp):
+    a, b = fetch(httpbin, "/uuid"), fetch(httpbin, "/uuid")
+    diffs = cmp.diff(a, b)
+    assert list(diffs) == ["body.uuid"]
+    assert diffs["body.uuid"].type == "changed"
+    assert diffs["body.uuid"].left == json.loads(a.body)["uuid"]
+    assert diffs["body.uuid"].right == json.loads(b.body)["uuid"]
+
+
+def test_headers_echo_with_different_host_differs_only_at_host(httpbin, cmp):
+    a = fetch(httpbin, "/headers", headers={"Host": "httpbin-master:8080"})
+    b = fetch(httpbin, "/headers", headers={"Host": "httpbin-candidate:8080"})
+    assert cmp.diff(a, b) == {
+        "body.headers.Host": Difference("changed", "httpbin-master:8080", "httpbin-candidate:8080")}
+
+
+def test_ignore_fields_drops_the_host_echo(httpbin):
+    cmp = Comparator(CompareSettings(ignore_fields=("body.headers.Host",)))
+    a = fetch(httpbin, "/headers", headers={"Host": "a", "User-Agent": "x"})
+    b = fetch(httpbin, "/headers", headers={"Host": "b", "User-Agent": "y"})
+    assert cmp.diff(a, b) == {"body.headers.User-Agent": Difference("changed", "x", "y")}
+
+
+def test_ignore_fields_globs(httpbin):
+    cmp = Comparator(CompareSettings(ignore_fields=("body.*",)))
+    a, b = fetch(httpbin, "/uuid"), fetch(httpbin, "/uuid")
+    assert cmp.diff(a, b) == {}
+    assert cmp.compare(a, a, b) == Comparison(raw={}, noise={}, identical=False)
+
+
+def test_gzip_endpoint_lifts_to_json(httpbin, cmp):
+    r = fetch(httpbin, "/gzip")
+    lifted = cmp.lift(r)
+    assert lifted["body"]["gzipped"] is True
+    assert lifted["status"] == 200
+    assert lifted["headers"]["content-encoding"] == "gzip"
+    assert lifted["error"] is None
+    json.dumps(lifted)
+
+
+def test_status_404_vs_200(httpbin, cmp):
+    ok, missing = fetch(httpbin, "/get"), fetch(httpbin, "/nope")
+    diffs = cmp.diff(ok, missing)
+    assert diffs["status"] == Difference("changed", 200, 404)
+    assert diffs["body"].type == "type_changed"  # JSON object vs HTML page
+    assert_json_safe(diffs)
+
+
+def test_html_bodies_compare_as_text(httpbin, cmp):
+    page = fetch(httpbin, "/html")
+    assert cmp.diff(page, page) == {}
+    changed = Response(page.status, page.headers, page.body.replace(b"Herman Melville", b"H. Melville"))
+    diffs = cmp.diff(page, changed)
+    assert list(diffs) == ["body"]
+    assert diffs["body"].type == "changed"
+    assert diffs["body"].left.startswith("<!DOCTYPE html>")
+    assert len(diffs["body"].left) < len(page.body.decode())  # truncated preview
+    assert "chars]" in diffs["body"].left
+
+
+# fast path -----------------------------------------------------------------------------
+
+
+def test_identical_fast_path(httpbin, cmp):
+    r = fetch(httpbin, "/get")
+    again = Response(r.status, r.headers + (("Date", "Thu, 01 Jan 1970 00:00:00 GMT"),), r.body)
+    assert cmp.compare(r, again, r) == Comparison(raw={}, noise={}, identical=True)
+
+
+def test_identical_bytes_skip_parsing(cmp):
+    # if the body were parsed, a 50 MB gzip bomb would at least be inflated to the cap
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))
+    r = Response(200, JSON + (("Content-Encoding", "gzip"),), bomb)
+    assert cmp.compare(r, r, r).identical is True
+
+
+def test_not_identical_when_candidate_differs(httpbin, cmp):
+    a = fetch(httpbin, "/get")
+    b = Response(a.status, a.headers, a.body.replace(b'"url"', b'"URL"'))
+    result = cmp.compare(a, a, b)
+    assert result.identical is False
+    assert result.noise == {}
+    assert result.raw["body.url"].type == "missing"
+    assert result.raw["body.URL"].type == "extra"
+
+
+def test_noise_and_raw_are_separate(httpbin, cmp):
+    p, s, c = fetch(httpbin, "/uuid"), fetch(httpbin, "/uuid"), fetch(httpbin, "/uuid")
+    result = cmp.compare(p, s, c)
+    assert set(result.noise) == set(result.raw) == {"body.uuid"}
+    assert result.noise["body.uuid"].right == json.loads(s.body)["uuid"]
+    assert result.raw["body.uuid"].right == json.loads(c.body)["uuid"]
+
+
+def test_header_only_difference_is_not_identical(cmp):
+    a = js({"a": 1}, headers=JSON + (("X-Version", "1"),))
+    b = js({"a": 1}, headers=JSON + (("X-Version", "2"),))
+    result = cmp.compare(a, a, b)
+    assert result.identical is False
+    assert result.raw == {"headers.x-version": Difference("changed", "1", "2")}
+
+
+# headers -------------------------------------------------------------------------------
+
+
+def test_header_differences_use_lower_case_names(cmp):
+    a = Response(200, (("Content-Type", "text/plain"), ("X-Only-Left", "1"), ("Cache-Control", "no-cache")), b"x")
+    b = Response(200, (("content-type", "text/plain"), ("X-Only-Right", "2"), ("cache-control", "max-age=60")), b"x")
+    assert cmp.diff(a, b) == {
+        "headers.cache-control": Difference("changed", "no-cache", "max-age=60"),
+        "headers.x-only-left": Difference("missing", "1", None),
+        "headers.x-only-right": Difference("extra", None, "2"),
+    }
+
+
+def test_default_ignored_headers_never_show(cmp):
+    noisy = (("Date", "Mon"), ("Server", "gunicorn"), ("Content-Length", "1"), ("X-Request-Id", "a"),
+             ("X-B3-TraceId", "1"), ("traceparent", "00-1"), ("X-Envoy-Upstream-Service-Time", "3"),
+             ("Connection", "close"), ("Transfer-Encoding", "chunked"), ("X-Forwarded-For", "1.2.3.4"))
+    other = tuple((n, v + "-other") for n, v in noisy)
+    a = Response(200, noisy, b"same")
+    b = Response(200, other, b"same")
+    assert cmp.diff(a, b) == {}
+    assert cmp.compare(a, a, b).identical is True
+    assert "x-envoy-*" in DEFAULT_IGNORED_HEADERS
+
+
+def test_configured_ignore_headers_are_case_insensitive_globs():
+    cmp = Comparator(CompareSettings(ignore_headers=("X-Foo-*", "x-bar")))
+    a = Response(200, (("x-foo-one", "1"), ("X-BAR", "1"), ("X-Baz", "1")), b"")
+    b = Response(200, (("X-Foo-One", "2"), ("x-bar", "2"), ("X-Baz", "2")), b"")
+    assert list(cmp.diff(a, b)) == ["headers.x-baz"]
+
+
+def test_exclude_headers_skips_all_headers():
+    cmp = Comparator(CompareSettings(exclude_headers=True))
+    a = Response(200, (("X-A", "1"),), b"")
+    b = Response(200, (("X-A", "2"), ("X-B", "3")), b"")
+    assert cmp.diff(a, b) == {}
+    assert cmp.compare(a, a, b).identical is True
+
+
+def test_ignore_fields_can_drop_headers():
+    cmp = Comparator(CompareSettings(ignore_fields=("headers.X-Version",)))
+    a = js({}, headers=JSON + (("X-Version", "1"),))
+    b = js({}, headers=JSON + (("X-Version", "2"),))
+    assert cmp.diff(a, b) == {}
+
+
+# JSON ----------------------------------------------------------------------------------
+
+
+def test_json_report_types(cmp):
+    a = js({"same": 1, "changed": "a", "typed": 1, "gone": True, "nested": {"k": None}})
+    b = js({"same": 1, "changed": "b", "typed": "1", "new": [1], "nested": {"k": 0}})
+    assert cmp.diff(a, b) == {
+        "body.changed": Difference("changed", "a", "b"),
+        "body.typed": Difference("type_changed", 1, "1"),
+        "body.gone": Difference("missing", True, None),
+        "body.new": Difference("extra", None, [1]),
+        "body.nested.k": Difference("type_changed", None, 0),
+    }
+
+
+def test_array_elements_collapse_to_one_path(cmp):
+    a = js({"slideshow": {"slides": [{"title": "a"}, {"title": "b"}, {"title": "c"}]}})
+    b = js({"slideshow": {"slides": [{"title": "x"}, {"title": "y"}, {"title": "z"}]}})
+    diffs = cmp.diff(a, b)
+    assert list(diffs) == ["body.slideshow.slides.title"]
+    assert diffs["body.slideshow.slides.title"].type == "changed"
+
+
+def test_array_length_change_is_one_size_changed(cmp):
+    a = js({"items": [{"id": i} for i in range(30)], "n": 1})
+    b = js({"items": [{"id": i + 1} for i in range(25)], "n": 1})
+    assert cmp.diff(a, b) == {"body.items": Difference("size_changed", 30, 25)}
+
+
+def test_nested_array_length_change_reports_outermost_only(cmp):
+    a = js({"m": [[1, 2], [3]]})
+    b = js({"m": [[1, 2, 9]]})
+    assert cmp.diff(a, b) == {"body.m": Difference("size_changed", 2, 1)}
+
+
+def test_root_array_length_change(cmp):
+    assert cmp.diff(js([1, 2]), js([1, 2, 3])) == {"body": Difference("size_changed", 2, 3)}
+
+
+def test_array_order_is_significant(cmp):
+    diffs = cmp.diff(js({"a": [1, 2]}), js({"a": [2, 1]}))
+    assert diffs == {"body.a": Difference("changed", 1, 2)}
+
+
+def test_candidate_change_on_json_endpoint(httpbin, cmp):
+    from werkzeug.test import Client
+
+    from candidate.app import app as candidate_app
+    primary = fetch(httpbin, "/json")
+    candidate = fetch(Client(candidate_app), "/json")  # re-serialised with another indent
+    result = cmp.compare(primary, fetch(httpbin, "/json"), candidate)
+    assert result.noise == {}
+    assert set(result.raw) == {"body.slideshow.author"}
+    assert result.raw["body.slideshow.author"].right == "Yours Truly, v2"
+
+
+def test_invalid_utf8_in_json_content_type_falls_back_to_binary(cmp):
+    good = js({"a": "b"})
+    bad = Response(200, JSON, b'{"a": "\xff\xfe"}')
+    diffs = cmp.diff(good, bad)
+    assert list(diffs) == ["body"] and diffs["body"].type == "type_changed"
+    assert diffs["body"].right["length"] == len(bad.body)
+    assert_json_safe(diffs)
+    other = Response(200, JSON, b'{"a": "\xff\xfd"}')
+    assert set(cmp.diff(bad, other)) == {"body.sha256"}
+
+
+def test_invalid_json_falls_back_to_text(cmp):
+    a = Response(200, JSON, b'{"a": ')
+    b = Response(200, JSON, b'{"a": 1')
+    assert cmp.diff(a, b) == {"body": Difference("changed", '{"a": ', '{"a": 1')}
+    assert cmp.lift(a)["body"] == '{"a": '
+
+
+def test_non_standard_json_constants_are_text(cmp):
+    assert cmp.lift(Response(200, JSON, b'{"a": NaN}'))["body"] == '{"a": NaN}'
+
+
+def test_deeply_nested_json_does_not_crash(cmp):
+    deep = b"[" * 100000 + b"]" * 100000
+    lifted = cmp.lift(Response(200, JSON, deep))
+    assert isinstance(lifted["body"], str)
+
+
+# encodings -----------------------------------------------------------------------------
+
+
+def test_gzip_body_equals_plain_body(httpbin, cmp):
+    plain = fetch(httpbin, "/get")
+    zipped = Response(plain.status, plain.headers + (("Content-Encoding", "gzip"),), gzip.compress(plain.body))
+    assert zipped.body != plain.body
+    assert cmp.diff(plain, zipped) == {}
+    assert cmp.compare(plain, plain, zipped) == Comparison(raw={}, noise={}, identical=False)
+
+
+@pytest.mark.parametrize("encode", [zlib.compress, lambda b: zlib.compress(b)[2:-4]], ids=["zlib", "raw"])
+def test_deflate_both_flavours(cmp, encode):
+    body = json.dumps({"a": [1, 2, 3]}).encode()
+    r = Response(200, JSON + (("Content-Encoding", "deflate"),), encode(body))
+    assert cmp.lift(r)["body"] == {"a": [1, 2, 3]}
+
+
+def test_decompression_bomb_is_capped(cmp):
+    bomb = gzip.compress(b"\0" * (50 * 1024 * 1024))
+    r = Response(200, JSON + (("Content-Encoding", "gzip"),), bomb)
+    started = time.process_time()
+    diffs = cmp.diff(js({}), r)
+    # generous: inflating the 5 MB cap takes milliseconds, 50 MB plus JSON parsing far more
+    assert time.process_time() - started < 2.0
+    assert diffs["body"].type == "type_changed"
+    lifted = cmp.lift(r)["body"]
+    assert lifted["length"] == len(bomb)
+    assert "larger than" in lifted["note"]
+
+
+def test_small_cap_applies_to_plain_bodies_too():
+    cmp = Comparator(CompareSettings(max_body_bytes=10))
+    a = js({"key": "a long value"})
+    b = js({"key": "a long valuf"})
+    diffs = cmp.diff(a, b)
+    assert set(diffs) == {"body.sha256"}
+
+
+def test_corrupt_gzip_is_compared_by_hash(cmp):
+    r = Response(200, JSON + (("Content-Encoding", "gzip"),), b"not gzip at all")
+    body = cmp.lift(r)["body"]
+    assert body["length"] == 15 and "could not decode" in body["note"]
+
+
+def test_unsupported_encoding_is_compared_by_hash(cmp):
+    r = Response(200, JSON + (("Content-Encoding", "br"),), b"\x1b\x00")
+    assert "br" in cmp.lift(r)["body"]["note"]
+
+
+def test_concatenated_gzip_members():
+    body = gzip.compress(b'{"a": ') + gzip.compress(b"1}")
+    assert parse_body(body, "application/json", "gzip", 1000) == {"a": 1}
+
+
+# other content types -------------------------------------------------------------------
+
+
+def test_binary_bodies_by_length_and_hash(httpbin, cmp):
+    png = fetch(httpbin, "/image/png")
+    assert cmp.diff(png, png) == {}
+    lifted = cmp.lift(png)["body"]
+    assert lifted["length"] == len(png.body) and len(lifted["sha256"]) == 64
+    flipped = Response(png.status, png.headers, png.body[:-1] + bytes([png.body[-1] ^ 1]))
+    assert set(cmp.diff(png, flipped)) == {"body.sha256"}
+    longer = Response(png.status, png.headers, png.body + b"\0")
+    assert set(cmp.diff(png, longer)) == {"body.length", "body.sha256"}
+
+
+def test_form_bodies(cmp):
+    form = (("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),)
+    a = Response(200, form, b"name=ann&tag=a&tag=b&empty=")
+    b = Response(200, form, b"name=bob&tag=a&tag=b&tag=c&extra=1&empty=")
+    assert cmp.lift(a)["body"] == {"name": ["ann"], "tag": ["a", "b"], "empty": [""]}
+    assert cmp.diff(a, b) == {
+        "body.name": Difference("changed", "ann", "bob"),
+        "body.tag": Difference("size_changed", 2, 3),
+        "body.extra": Difference("extra", None, ["1"]),
+    }
+
+
+def test_text_plain_with_charset(cmp):
+    latin = (("Content-Type", "text/plain; charset=iso-8859-1"),)
+    a = Response(200, latin, "café".encode("latin-1"))
+    assert cmp.lift(a)["body"] == "café"
+    b = Response(200, latin, "cafe".encode("latin-1"))
+    assert cmp.diff(a, b) == {"body": Difference("changed", "café", "cafe")}
+
+
+def test_empty_body_vs_json(cmp):
+    diffs = cmp.diff(Response(204, JSON, b""), js({"a": 1}))
+    assert diffs["status"] == Difference("changed", 204, 200)
+    assert diffs["body"] == Difference("type_changed", "", {"a": 1})
+
+
+# errors --------------------------------------------------------------------------------
+
+
+def test_one_side_errored(httpbin, cmp):
+    ok = fetch(httpbin, "/get")
+    failed = Response(None, (), b"", error="timeout", error_detail="no answer in 5s")
+    assert cmp.diff(ok, failed) == {
+        "error": Difference("error", None, "timeout"),
+        "status": Difference("changed", 200, None),
+    }
+    assert cmp.diff(failed, ok)["error"] == Difference("error", "timeout", None)
+    lifted = cmp.lift(failed)
+    assert lifted["error"] == "timeout" and lifted["body"] is None and lifted["status"] is None
+
+
+def test_both_errored_same_kind_is_no_difference(cmp):
+    a = Response(None, (), b"", error="refused", error_detail="port 1")
+    b = Response(None, (), b"", error="refused", error_detail="port 2")
+    assert cmp.diff(a, b) == {}
+    assert cmp.compare(a, a, b).raw == {}
+
+
+def test_both_errored_different_kinds(cmp):
+    a = Response(None, (), b"", error="refused")
+    b = Response(None, (), b"", error="reset")
+    assert cmp.diff(a, b) == {"error": Difference("error", "refused", "reset")}
+
+
+# bounding ------------------------------------------------------------------------------
+
+
+def test_long_values_are_truncated(cmp):
+    a = js({"blob": "x" * 5000, "list": list(range(1000))})
+    b = js({"blob": "y" * 5000})
+    diffs = cmp.diff(a, b)
+    assert len(diffs["body.blob"].left) < MAX_VALUE_CHARS + 50
+    assert diffs["body.blob"].left.endswith("[5000 chars]")
+    assert len(diffs["body.list"].left) == 101
+    assert_json_safe(diffs)
+
+
+def test_truncate_value_makes_json_safe():
+    out = truncate_value({"b": b"\xffbytes", "f": float("nan"), "t": (1, 2), 3: {1}})
+    assert out == {"b": "\ufffdbytes", "f": "nan", "t": [1, 2], "3": "{1}"}
+    json.dumps(out, allow_nan=False)
+
+
+def test_settings_validate():
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        CompareSettings(max_body_bytes=-1)
+
+
+def test_json_number_types_are_not_python_equal(cmp):
+    # Python says [1] == [1.0] == [True]; JSON does not
+    a = js({"n": {"v": [1, 2]}, "flag": [1]})
+    b = js({"n": {"v": [1.0, 2]}, "flag": [True]})
+    assert cmp.diff(a, b) == {
+        "body.n.v": Difference("type_changed", 1, 1.0),
+        "body.flag": Difference("type_changed", 1, True),
+    }
+
+
+def test_key_order_does_not_matter(cmp):
+    a = Response(200, JSON, b'{"a": 1, "b": {"c": 2, "d": 3}}')
+    b = Response(200, JSON, b'{"b": {"d": 3, "c": 2}, "a": 1}')
+    assert cmp.diff(a, b) == {}
+
+
+def test_one_change_in_a_large_array_is_found(cmp):
+    items = [{"id": i, "name": f"n{i}", "tags": ["a", "b"]} for i in range(2000)]
+    a = js({"items": items})
+    items[1234] = {**items[1234], "name": "changed", "extra": 1}
+    b = js({"items": items})
+    assert cmp.diff(a, b) == {
+        "body.items.name": Difference("changed", "n1234", "changed"),
+        "body.items.extra": Difference("extra", None, 1),
+    }
+
+
+def test_many_elements_differing_alike_still_report_every_path(cmp):
+    a_items = [{"ts": f"2024-01-01T00:00:{i % 60:02d}", "n": 1} for i in range(500)]
+    b_items = [{"ts": f"2024-01-02T00:00:{i % 60:02d}", "n": 1} for i in range(500)]
+    b_items[300] = {**b_items[300], "n": "1", "new": {"deep": [1]}}
+    diffs = cmp.diff(js({"items": a_items}), js({"items": b_items}))
+    assert diffs == {
+        "body.items.ts": Difference("changed", "2024-01-01T00:00:00", "2024-01-02T00:00:00"),
+        "body.items.n": Difference("type_changed", 1, "1"),
+        "body.items.new": Difference("extra", None, {"deep": [1]}),
+    }
+
+
+def _reference(left, right, keys, out):
+    """Spec of the body rules as a naive walk, to check the pruned DeepDiff against."""
+    if type(left) is type(right) and json.dumps(left) == json.dumps(right):
+        return
+    path = ".".join(["body"] + [k for k in keys if isinstance(k, str)])
+    if type(left) is dict and type(right) is dict:
+        for k in left.keys() - right.keys():
+            out.setdefault(".".join([path, k]), set()).add("missing")
+        for k in right.keys() - left.keys():
+            out.setdefault(".".join([path, k]), set()).add("extra")
+        for k in left.keys() & right.keys():
+            _reference(left[k], right[k], keys + [k], out)
+    elif type(left) is list and type(right) is list:
+        if len(left) != len(right):
+            out.setdefault(path, set()).add("size_changed")
+        else:
+            for i, (a, b) in enumerate(zip(left, right)):
+                _reference(a, b, keys + [i], out)
+    else:
+        out.setdefault(path, set()).add("changed" if type(left) is type(right) else "type_changed")
+
+
+def _random_json(rng, depth=0):
+    kind = rng.random()
+    if depth > 3 or kind < 0.45:
+        return rng.choice([0, 1, 1.0, 2.5, True, False, None, "a", "b", "", "1"])
+    if kind < 0.75:
+        return {rng.choice("abcdef"): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+    return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+
+
+def _mutate(rng, value):
+    if isinstance(value, dict) and value and rng.random() < 0.7:
+        value = dict(value)
+        k = rng.choice(list(value))
+        action = rng.random()
+        if action < 0.2:
+            del value[k]
+        elif action < 0.3:
+            value[rng.choice("uvwxyz")] = _random_json(rng, 2)
+        else:
+            value[k] = _mutate(rng, value[k])
+        return value
+    if isinstance(value, list) and value and rng.random() < 0.7:
+        value = list(value)
+        if rng.random() < 0.2:
+            value.pop()
+        else:
+            i = rng.randrange(len(value))
+            value[i] = _mutate(rng, value[i])
+        return value
+    return _random_json(rng, 3)
+
+
+def test_pruned_deepdiff_matches_naive_walk(cmp):
+    import random
+    rng = random.Random(20240601)
+    checked = 0
+    for _ in range(400):
+        left = {"root": _random_json(rng)}
+        right = _mutate(rng, left)
+        expected: dict[str, set] = {}
+        _reference(left, right, [], expected)
+        diffs = cmp.diff(js(left), js(right))
+        assert set(diffs) == set(expected), (left, right)
+        for path, d in diffs.items():
+            assert d.type in expected[path], (left, right, path)
+        assert cmp.diff(js(left), js(left)) == {}
+        checked += bool(expected)
+    assert checked > 200  # the generator really produced differences
+
+
+def test_json_with_byte_order_mark(cmp):
+    assert cmp.lift(Response(200, JSON, b'\xef\xbb\xbf{"a": 1}'))["body"] == {"a": 1}
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-16", "text/html; charset=rot13",
+    "text/plain; charset=nonsense", "application/x-www-form-urlencoded", "", ";;;",
+    "application/octet-stream", "application/problem+json",
+])
+def test_garbage_never_raises(cmp, content_type):
+    import random
+    rng = random.Random(content_type)
+    samples = [bytes(rng.randrange(256) for _ in range(rng.randrange(64))) for _ in range(30)]
+    samples += [b"{", b"[1,", b"%%%=&&=", b"\x1f\x8b\x08\x00", b"\x00" * 10, b"a=" + b"&" * 20000]
+    for encoding in ("", "gzip", "deflate", "identity, gzip"):
+        headers = (("Content-Type", content_type), ("Content-Encoding", encoding))
+        responses = [Response(200, headers, body) for body in samples]
+        for a, b in zip(responses, responses[1:]):
+            result = cmp.compare(a, a, b)
+            assert_json_safe(result.raw)
+            json.dumps(cmp.lift(b), allow_nan=False)

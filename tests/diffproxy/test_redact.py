@@ -1,0 +1,119 @@
+import copy
+import json
+
+import pytest
+from httpbin import app as httpbin_app
+from werkzeug.test import Client
+
+from diffproxy.compare import Comparator, CompareSettings, Difference, Response
+from diffproxy.redact import DEFAULT_REDACTED, REDACTED, Redactor
+
+
+@pytest.fixture(scope="module")
+def httpbin():
+    return httpbin_app.test_client()
+
+
+def test_headers_are_masked_case_insensitively():
+    r = Redactor(extra_headers=["X-Secret"])
+    out = r.headers([("AUTHORIZATION", "Bearer abc"), ("Cookie", "s=1"), ("x-secret", "v"),
+                     ("Accept", "*/*"), ("Set-Cookie", "id=2")])
+    assert out == [("AUTHORIZATION", REDACTED), ("Cookie", REDACTED), ("x-secret", REDACTED),
+                   ("Accept", "*/*"), ("Set-Cookie", REDACTED)]
+    assert "proxy-authorization" in DEFAULT_REDACTED
+
+
+def test_lifted_httpbin_headers_echo():
+    # without a cookie jar so the Cookie header reaches httpbin as sent
+    resp = Client(httpbin_app, use_cookies=False).get("/headers", headers={"Authorization": "Bearer s3cret", "Cookie": "sid=abc",
+                                            "X-Keep": "visible"})
+    response = Response(resp.status_code, tuple(resp.headers.items()) + (("Set-Cookie", "sid=abc"),),
+                        resp.data)
+    lifted = Comparator(CompareSettings()).lift(response)
+    before = copy.deepcopy(lifted)
+    out = Redactor().lifted(lifted)
+    assert lifted == before  # input untouched
+    assert out["body"]["headers"]["Authorization"] == REDACTED
+    assert out["body"]["headers"]["Cookie"] == REDACTED
+    assert out["body"]["headers"]["X-Keep"] == "visible"
+    assert out["headers"]["set-cookie"] == REDACTED
+    dumped = json.dumps(out)
+    assert "s3cret" not in dumped and "sid=abc" not in dumped
+
+
+def test_lifted_configured_fields_at_any_depth():
+    r = Redactor(fields=["SSN"])
+    lifted = {"status": 200, "headers": {}, "error": None,
+              "body": {"users": [{"name": "a", "ssn": "123"}, {"name": "b", "Ssn": "456"}],
+                       "password": "hunter2"}}
+    out = r.lifted(lifted)
+    assert out["body"]["users"] == [{"name": "a", "ssn": REDACTED}, {"name": "b", "Ssn": REDACTED}]
+    assert out["body"]["password"] == REDACTED  # a default field name
+    assert lifted["body"]["users"][0]["ssn"] == "123"
+
+
+def test_lifted_cookies_endpoint(httpbin):
+    httpbin.set_cookie("session", "topsecret")
+    resp = httpbin.get("/cookies")
+    lifted = Comparator(CompareSettings()).lift(Response(resp.status_code, tuple(resp.headers.items()), resp.data))
+    assert "topsecret" in json.dumps(lifted)
+    assert "topsecret" not in json.dumps(Redactor().lifted(lifted))
+
+
+def test_lifted_form_bodies():
+    lifted = {"status": 200, "headers": {}, "body": {"token": ["abc"], "q": ["x"]}, "error": None}
+    assert Redactor(fields=["token"]).lifted(lifted)["body"] == {"token": REDACTED, "q": ["x"]}
+
+
+def test_lifted_url_echo_and_request_uri(httpbin):
+    resp = httpbin.get("/get?token=abc123&page=2")
+    lifted = Comparator(CompareSettings()).lift(Response(resp.status_code, tuple(resp.headers.items()), resp.data))
+    lifted["uri"] = "/get?token=abc123&page=2"
+    out = Redactor(fields=["token"]).lifted(lifted)
+    assert out["body"]["args"] == {"token": REDACTED, "page": "2"}
+    assert out["body"]["url"].endswith(f"/get?token={REDACTED}&page=2")
+    assert out["uri"] == f"/get?token={REDACTED}&page=2"
+
+
+def test_text_masks_query_strings_header_lines_and_json_text():
+    r = Redactor(fields=["token"])
+    assert r.text("/a?token=abc&x=1") == f"/a?token={REDACTED}&x=1"
+    assert r.text("/a?TOKEN=abc") == f"/a?TOKEN={REDACTED}"
+    assert r.text("/a?mytoken=abc") == "/a?mytoken=abc"  # other names untouched
+    assert r.text("Authorization: Bearer x\nAccept: y") == f"Authorization: {REDACTED}\nAccept: y"
+    assert r.text('{"Authorization": "Bearer \\"x\\"", "a": 1}') == f'{{"Authorization": "{REDACTED}", "a": 1}}'
+    assert r.text("") == ""
+
+
+def test_differences_masked_by_path_segment():
+    r = Redactor(fields=["token"])
+    diffs = {
+        "body.headers.Authorization": Difference("changed", "Bearer a", "Bearer b"),
+        "headers.set-cookie": Difference("extra", None, "id=1"),
+        "body.cookies.session": Difference("changed", "a", "b"),
+        "body.auth.token": Difference("missing", "abc", None),
+        "body.url": Difference("changed", "/x?token=a", "/x?token=b"),
+        "body.headers.Host": Difference("changed", "a", "b"),
+        "body.items": Difference("size_changed", 1, 2),
+        "body.data": Difference("extra", None, {"password": "p", "ok": 1}),
+    }
+    out = r.differences(diffs)
+    assert out["body.headers.Authorization"] == Difference("changed", REDACTED, REDACTED)
+    assert out["headers.set-cookie"] == Difference("extra", None, REDACTED)
+    assert out["body.cookies.session"] == Difference("changed", REDACTED, REDACTED)
+    assert out["body.auth.token"] == Difference("missing", REDACTED, None)
+    assert out["body.url"] == Difference("changed", f"/x?token={REDACTED}", f"/x?token={REDACTED}")
+    assert out["body.headers.Host"] == diffs["body.headers.Host"]
+    assert out["body.items"] == diffs["body.items"]
+    assert out["body.data"].right == {"password": REDACTED, "ok": 1}
+    assert diffs["body.data"].right == {"password": "p", "ok": 1}  # input untouched
+
+
+def test_end_to_end_compare_then_redact(httpbin):
+    a = httpbin.get("/headers", headers={"Authorization": "Bearer one"})
+    b = httpbin.get("/headers", headers={"Authorization": "Bearer two"})
+    cmp = Comparator(CompareSettings())
+    diffs = cmp.diff(*(Response(x.status_code, tuple(x.headers.items()), x.data) for x in (a, b)))
+    assert set(diffs) == {"body.headers.Authorization"}
+    masked = Redactor().differences(diffs)
+    assert "Bearer" not in json.dumps({p: [d.left, d.right] for p, d in masked.items()})
