@@ -1,0 +1,204 @@
+"""Counters, gauges and histograms, rendered in the Prometheus text exposition format (0.0.4).
+
+Small on purpose: the proxy has a fixed, known set of series, so a hand-written registry is
+shorter than wiring a library and keeps the runtime dependencies to aiohttp and deepdiff.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+LabelValues = tuple[str, ...]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _labels(names: tuple[str, ...], values: LabelValues, extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+@dataclass
+class _Metric:
+    name: str
+    help: str
+    labelnames: tuple[str, ...] = ()
+
+    def _key(self, labels: dict[str, str]) -> LabelValues:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
+        return tuple(str(labels[n]) for n in self.labelnames)
+
+    def header(self, kind: str) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {kind}"]
+
+
+@dataclass
+class Counter(_Metric):
+    values: dict[LabelValues, float] = field(default_factory=dict)
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = self._key(labels)
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def get(self, **labels: str) -> float:
+        return self.values.get(self._key(labels), 0.0)
+
+    def touch(self, **labels: str) -> None:
+        """Make the series visible at 0 before the first event."""
+        self.values.setdefault(self._key(labels), 0.0)
+
+    def render(self) -> list[str]:
+        lines = self.header("counter")
+        lines += [f"{self.name}{_labels(self.labelnames, k)} {_number(v)}"
+                  for k, v in sorted(self.values.items())]
+        return lines
+
+
+@dataclass
+class Gauge(_Metric):
+    values: dict[LabelValues, float] = field(default_factory=dict)
+    callback: Callable[[], float] | None = None
+
+    def set(self, value: float, **labels: str) -> None:
+        self.values[self._key(labels)] = float(value)
+
+    def get(self, **labels: str) -> float:
+        if self.callback is not None:
+            return float(self.callback())
+        return self.values.get(self._key(labels), 0.0)
+
+    def render(self) -> list[str]:
+        lines = self.header("gauge")
+        if self.callback is not None:
+            return lines + [f"{self.name} {_number(self.callback())}"]
+        lines += [f"{self.name}{_labels(self.labelnames, k)} {_number(v)}"
+                  for k, v in sorted(self.values.items())]
+        return lines
+
+
+@dataclass
+class Histogram(_Metric):
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: dict[LabelValues, list[int]] = field(default_factory=dict)
+    sums: dict[LabelValues, float] = field(default_factory=dict)
+
+    def _series(self, key: LabelValues) -> list[int]:
+        if key not in self.counts:
+            self.counts[key] = [0] * (len(self.buckets) + 1)  # last slot: +Inf
+            self.sums[key] = 0.0
+        return self.counts[key]
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = self._key(labels)
+        series = self._series(key)
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                series[i] += 1
+                break
+        else:
+            series[-1] += 1
+        self.sums[key] += value
+
+    def touch(self, **labels: str) -> None:
+        self._series(self._key(labels))
+
+    def count(self, **labels: str) -> int:
+        return sum(self.counts.get(self._key(labels), ()))
+
+    def render(self) -> list[str]:
+        lines = self.header("histogram")
+        for key in sorted(self.counts):
+            cumulative = 0
+            for bound, n in zip((*self.buckets, math.inf), self.counts[key]):
+                cumulative += n
+                le = 'le="' + _number(bound) + '"'
+                lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {cumulative}")
+            lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {_number(self.sums[key])}")
+            lines.append(f"{self.name}_count{_labels(self.labelnames, key)} {cumulative}")
+        return lines
+
+
+class Metrics:
+    """Every series the proxy exports; one instance per running proxy."""
+
+    def __init__(self, targets: Iterable[str] = ("primary", "secondary", "candidate")) -> None:
+        self.requests = Counter("diffproxy_requests_total",
+                                "Requests received on the proxy port.", ("method",))
+        self.rejected = Counter("diffproxy_requests_rejected_total",
+                                "Requests answered without forwarding, by reason.", ("reason",))
+        self.blocked = Counter("diffproxy_blocked_side_effects_total",
+                               "POST/PUT/PATCH/DELETE requests not forwarded "
+                               "(-allowHttpSideEffects is off).", ("method",))
+        self.target_requests = Counter("diffproxy_target_requests_total",
+                                       "Requests sent to each target.", ("target",))
+        self.target_errors = Counter("diffproxy_target_errors_total",
+                                     "Target requests that got no usable response, by kind.",
+                                     ("target", "kind"))
+        self.target_latency = Histogram("diffproxy_target_latency_seconds",
+                                        "Time from sending a request to a target to its "
+                                        "last response byte.", ("target",))
+        self.target_up = Gauge("diffproxy_target_up",
+                               "1 if the target answered its last request or probe.",
+                               ("target",))
+        self.queued = Counter("diffproxy_comparisons_queued_total",
+                              "Comparisons put on the queue.")
+        self.dropped = Counter("diffproxy_comparisons_dropped_total",
+                               "Comparisons dropped because the queue was full.")
+        self.completed = Counter("diffproxy_comparisons_completed_total",
+                                 "Comparisons finished and recorded.")
+        self.failed = Counter("diffproxy_comparisons_failed_total",
+                              "Comparisons that raised an error (logged).")
+        self.differences = Counter("diffproxy_differences_total",
+                                   "Compared requests where primary and candidate differ.")
+        self.noise = Counter("diffproxy_noise_total",
+                             "Compared requests where primary and secondary differ.")
+        self.store_flushes = Counter("diffproxy_store_flushes_total",
+                                     "Batches written to the results store.")
+        self.store_errors = Counter("diffproxy_store_errors_total",
+                                    "Batches the results store failed to write.")
+        self.queue_depth = Gauge("diffproxy_comparison_queue_depth",
+                                 "Comparisons waiting on the queue.")
+        for name in (self.queued, self.dropped, self.completed, self.failed,
+                     self.differences, self.noise, self.store_flushes, self.store_errors):
+            name.touch()
+        for reason in ("side_effect", "too_large"):
+            self.rejected.touch(reason=reason)
+        for target in targets:
+            self.target_requests.touch(target=target)
+            self.target_latency.touch(target=target)
+            self.target_up.set(0, target=target)
+
+    @staticmethod
+    def method_label(method: str) -> str:
+        """Bounded label values: arbitrary methods would make unbounded series."""
+        return method if method in KNOWN_METHODS else "OTHER"
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for metric in (self.requests, self.rejected, self.blocked, self.target_requests,
+                       self.target_errors, self.target_latency, self.target_up, self.queued,
+                       self.dropped, self.completed, self.failed, self.queue_depth,
+                       self.differences, self.noise, self.store_flushes, self.store_errors):
+            lines += metric.render()
+        return "\n".join(lines) + "\n"

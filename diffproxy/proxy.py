@@ -1,0 +1,279 @@
+"""The proxy port: fan each request out to the three targets at once, answer the caller,
+and queue the three answers for comparison off the request path.
+
+The queue is bounded; when it is full the comparison is dropped and counted, never making
+the caller wait. One background worker names the endpoint, compares (in a worker thread,
+so a big deepdiff never stalls the event loop), redacts and hands the record to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from . import compare
+from .compare import CompareSettings, Comparator, Response
+from .endpoints import EndpointNamer
+from .forward import Forwarder, strip_hop_by_hop, strip_shadow
+from .metrics import Metrics
+from .redact import Redactor
+from .settings import Settings
+from .store import Record, Store
+
+log = logging.getLogger("diffproxy.proxy")
+
+SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TARGET_ORDER = ("primary", "secondary", "candidate")
+REQUEST_ID_HEADER = "X-Diffproxy-Request-Id"
+MAX_STORED_REQUEST_BODY = 64 * 1024
+_TRACE_HEADERS = ("x-request-id", "x-b3-traceid", "traceparent", "x-cloud-trace-context")
+
+
+def json_error(status: int, message: str, **extra) -> web.Response:
+    return web.Response(status=status, text=json.dumps({"error": message, **extra}),
+                        content_type="application/json",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+def trace_id(headers: CIMultiDictProxy[str] | CIMultiDict[str], fallback: str) -> str:
+    for name in _TRACE_HEADERS:
+        value = headers.get(name)
+        if value:
+            if name == "traceparent":  # version-traceid-spanid-flags
+                parts = value.split("-")
+                return parts[1] if len(parts) >= 2 else value
+            return value.split("/")[0].strip()[:128]
+    return fallback
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request and what the three targets answered, waiting to be compared."""
+
+    id: str
+    trace_id: str
+    timestamp_msec: int
+    method: str
+    path_qs: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    primary: Response
+    secondary: Response
+    candidate: Response
+
+
+class Comparisons:
+    """The bounded queue and its worker."""
+
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics) -> None:
+        diff = settings.diff
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.proxy.queue_size)
+        self.comparator = Comparator(CompareSettings(
+            ignore_headers=diff.ignore_headers, ignore_fields=diff.ignore_fields,
+            exclude_headers=diff.exclude_headers))
+        self.redactor = Redactor(extra_headers=diff.redact_headers, fields=diff.redact_fields)
+        self.namer = self._new_namer()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-compare")
+        self._worker: asyncio.Task | None = None
+        metrics.queue_depth.callback = self.queue.qsize
+
+    def _new_namer(self) -> EndpointNamer:
+        return EndpointNamer(self.settings.diff.resource_mappings,
+                             self.settings.diff.max_endpoints,
+                             known=self.store.known_endpoints())
+
+    def reset(self) -> None:
+        """After the store was cleared: endpoint names start from scratch too."""
+        self.namer = self._new_namer()
+
+    def submit(self, job: Job) -> bool:
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self.metrics.dropped.inc()
+            return False
+        self.metrics.queued.inc()
+        return True
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="diffproxy-compare")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = await self.queue.get()
+            try:
+                endpoint = self.namer.name(job.method, job.path_qs, CIMultiDict(job.headers))
+                record = await loop.run_in_executor(self._executor, self.analyse, job, endpoint)
+                self.store.add(record)
+                self.metrics.completed.inc()
+                if record.raw:
+                    self.metrics.differences.inc()
+                if record.noise:
+                    self.metrics.noise.inc()
+            except Exception:  # noqa: BLE001 - one bad comparison must not stop the worker
+                self.metrics.failed.inc()
+                log.exception("comparing %s %s failed", job.method, job.path_qs)
+            finally:
+                self.queue.task_done()
+
+    def analyse(self, job: Job, endpoint: str) -> Record:
+        """Compare, then redact everything that will be stored. Runs in the worker thread."""
+        result = self.comparator.compare(job.primary, job.secondary, job.candidate)
+        if result.identical or not (result.raw or result.noise):
+            return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
+        r = self.redactor
+        raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
+        noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
+        doc = {
+            "id": job.id,
+            "trace_id": job.trace_id,
+            "timestamp_msec": job.timestamp_msec,
+            "endpoint": endpoint,
+            "method": job.method,
+            "uri": r.text(job.path_qs),
+            "differences": raw,
+            "noise": noise,
+            "request": self._request(job),
+            "primary": r.lifted(self.comparator.lift(job.primary)),
+            "secondary": r.lifted(self.comparator.lift(job.secondary)),
+            "candidate": r.lifted(self.comparator.lift(job.candidate)),
+        }
+        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise,
+                      doc_json=json.dumps(doc, separators=(",", ":")))
+
+    def _request(self, job: Job) -> dict:
+        headers: dict[str, str] = {}
+        for name, value in job.headers:
+            lower = name.lower()
+            if lower == "host":
+                value = strip_shadow(value)
+            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+        body = job.body
+        if body:
+            body_value = compare.parse_body(body[:MAX_STORED_REQUEST_BODY],
+                                            headers.get("content-type", ""),
+                                            headers.get("content-encoding", ""),
+                                            MAX_STORED_REQUEST_BODY)
+        else:
+            body_value = ""
+        return self.redactor.lifted({"method": job.method, "uri": job.path_qs,
+                                     "headers": headers, "body": body_value})
+
+    async def drain(self, timeout: float) -> None:
+        """Finish what is queued (bounded wait), then stop the worker."""
+        try:
+            await asyncio.wait_for(self.queue.join(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("stopping with %d comparisons not done", self.queue.qsize())
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+
+def _difference(d: compare.Difference) -> dict:
+    return {"type": d.type, "left": d.left, "right": d.right}
+
+
+def _path_qs(request: web.Request) -> str:
+    raw = request.raw_path
+    if "://" in raw.split("?", 1)[0]:  # absolute-form request target, as sent to a forward proxy
+        after = raw.split("://", 1)[1]
+        slash = after.find("/")
+        raw = after[slash:] if slash >= 0 else "/"
+    return raw if raw.startswith("/") else "/" + raw
+
+
+class ProxyHandler:
+    """The only route on the proxy port."""
+
+    def __init__(self, settings: Settings, forwarder: Forwarder, comparisons: Comparisons,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.forwarder = forwarder
+        self.comparisons = comparisons
+        self.metrics = metrics
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        method = request.method.upper()
+        self.metrics.requests.inc(method=Metrics.method_label(method))
+        proxy = self.settings.proxy
+        if method in SIDE_EFFECT_METHODS and not proxy.allow_http_side_effects:
+            self.metrics.blocked.inc(method=method)
+            self.metrics.rejected.inc(reason="side_effect")
+            return json_error(
+                403, f"{method} requests are not forwarded: they could change data on the "
+                     "targets. Start diffproxy with -allowHttpSideEffects to forward them.",
+                flag="-allowHttpSideEffects", method=method)
+
+        body = await self._read_body(request, proxy.max_request_size)
+        if body is None:
+            self.metrics.rejected.inc(reason="too_large")
+            return json_error(413, f"request body larger than -maxRequestSize "
+                                   f"({proxy.max_request_size} bytes)",
+                              limit=proxy.max_request_size)
+
+        path_qs = _path_qs(request)
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
+        caller_host = request.headers.get("Host")
+        targets = self.settings.targets
+        responses = await asyncio.gather(*(
+            self.forwarder.send(name, getattr(targets, name), method, path_qs, headers, body,
+                                caller_host)
+            for name in TARGET_ORDER))
+        primary, secondary, candidate = responses
+
+        job_id = uuid.uuid4().hex
+        self.comparisons.submit(Job(
+            id=job_id, trace_id=trace_id(request.headers, job_id),
+            timestamp_msec=int(time.time() * 1000), method=method, path_qs=path_qs,
+            headers=headers, body=body, primary=primary, secondary=secondary,
+            candidate=candidate))
+
+        if proxy.response_mode == "empty":
+            return web.Response(status=200, body=b"", headers={REQUEST_ID_HEADER: job_id})
+        chosen = dict(zip(TARGET_ORDER, responses))[proxy.response_mode]
+        if chosen.error is not None:
+            status = 504 if chosen.error == "timeout" else 502
+            return json_error(status, f"the {proxy.response_mode} target failed: {chosen.error}",
+                              target=proxy.response_mode, kind=chosen.error,
+                              detail=chosen.error_detail)
+        return self._to_caller(chosen, job_id)
+
+    @staticmethod
+    async def _read_body(request: web.Request, limit: int) -> bytes | None:
+        """The whole request body, or None when it is larger than `limit`."""
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _to_caller(response: Response, job_id: str) -> web.Response:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in strip_hop_by_hop(response.headers):
+            if name.lower() != "content-length":  # aiohttp frames the body itself
+                headers.add(name, value)
+        headers[REQUEST_ID_HEADER] = job_id
+        return web.Response(status=response.status or 502, body=response.body, headers=headers)

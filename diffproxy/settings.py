@@ -1,0 +1,577 @@
+"""Command line, environment and config file -> one frozen `Settings` tree.
+
+Diffy's flags are accepted verbatim (`-master.primary=host:port`, `-rootUrl='x'` with the
+quotes a shell left in, `-allowHttpSideEffects` as a bare boolean), plus `--key=value` and
+`-key value`. Precedence: flag > environment (`DIFFPROXY_<KEY>`, dots -> `_`) > config file
+(`-config`, YAML or JSON with the same keys, nested maps allowed) > default. Every problem
+is a `SettingsError` whose message is one line naming the offending key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from . import endpoints
+
+ENV_PREFIX = "DIFFPROXY_"
+RESPONSE_MODES = ("primary", "secondary", "candidate", "empty")
+FORWARD_HOST_MODES = ("target", "caller")
+
+
+class SettingsError(ValueError):
+    """Bad command line, environment or config file. The message is one line."""
+
+
+class HelpRequested(Exception):
+    """`-help`: the caller prints `usage()` and exits 0."""
+
+
+# Value types -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one of primary, secondary and candidate lives."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str = ""
+
+    @property
+    def _host_in_url(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self._host_in_url}:{self.port}{self.base_path}"
+
+    @property
+    def authority(self) -> str:
+        """The Host header the target expects: its own name, port only when not default."""
+        default = 443 if self.scheme == "https" else 80
+        return self._host_in_url if self.port == default else f"{self._host_in_url}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.base_url
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Listeners:
+    proxy: Listen
+    admin: Listen
+    http: Listen
+
+
+@dataclass(frozen=True)
+class Targets:
+    primary: Target
+    secondary: Target
+    candidate: Target
+
+    def items(self) -> tuple[tuple[str, Target], ...]:
+        return (("primary", self.primary), ("secondary", self.secondary),
+                ("candidate", self.candidate))
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    response_mode: str = "primary"
+    allow_http_side_effects: bool = False
+    timeout: float = 5.0
+    max_request_size: int = 5 * 1024 * 1024
+    max_response_size: int = 5 * 1024 * 1024
+    max_header_size: int = 32 * 1024
+    forward_host: str = "target"
+    queue_size: int = 1000
+
+
+@dataclass(frozen=True)
+class DiffSettings:
+    relative_threshold: float = 20.0
+    absolute_threshold: float = 0.03
+    exclude_headers: bool = False
+    ignore_headers: tuple[str, ...] = ()
+    ignore_fields: tuple[str, ...] = ()
+    redact_headers: tuple[str, ...] = ()
+    redact_fields: tuple[str, ...] = ()
+    resource_mappings: tuple[endpoints.ResourceMapping, ...] = ()
+    max_endpoints: int = 1000
+    max_fields: int = 200
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: str = "./diffproxy.sqlite"
+    samples_first: int = 5
+    samples_latest: int = 5
+    flush_interval: float = 0.2
+
+
+@dataclass(frozen=True)
+class Settings:
+    targets: Targets
+    listeners: Listeners
+    service_name: str = "service"
+    protocol: str = "http"
+    root_url: str = ""
+    api_root: str = ""
+    admin_token: str = ""
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    diff: DiffSettings = field(default_factory=DiffSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+
+
+# Value parsers: raw (str, or a native YAML/JSON value) -> typed value, ValueError on bad input.
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1].strip()
+    return value
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, (list, tuple)):
+        return ",".join(_unquote(str(v)) for v in raw)
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return _unquote(str(raw))
+
+
+def parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = _text(raw).lower()
+    if text in ("true", "1", "yes", "on", ""):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"want true or false, got {text!r}")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"bad port {text!r} (want 1-65535)")
+    return int(text)
+
+
+def _split_host_port(text: str) -> tuple[str, str | None]:
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad address {text!r}")
+        return host, rest[1:] if rest else None
+    if text.count(":") > 1:  # bare IPv6 literal without a port
+        return text, None
+    host, sep, port = text.partition(":")
+    return host, port if sep else None
+
+
+def parse_listen(raw: Any) -> Listen:
+    """`:8880` (all interfaces, as Diffy), `127.0.0.1:8880`, `[::1]:8880` or `8880`."""
+    text = _text(raw)
+    if text.isdigit():
+        return Listen("0.0.0.0", _port(text))
+    host, port = _split_host_port(text)
+    if port is None:
+        raise ValueError(f"bad port in {text!r} (want :PORT or HOST:PORT)")
+    return Listen(host or "0.0.0.0", _port(port))
+
+
+def parse_target(raw: Any, protocol: str = "http", https_port: int = 443) -> Target:
+    """`host:port` (Diffy's form; scheme from -service.protocol) or a full base URL."""
+    text = _text(raw)
+    if not text:
+        raise ValueError("must not be empty")
+    if "://" in text:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"scheme must be http or https, got {parts.scheme!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"{text!r}: a target URL takes no query, fragment or credentials")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"bad port in {text!r} (want 1-65535)") from None
+        if not parts.hostname:
+            raise ValueError(f"no host in {text!r}")
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError(f"bad port in {text!r} (want 1-65535)")
+        default = https_port if scheme == "https" else 80
+        return Target(scheme, parts.hostname, port or default, parts.path.rstrip("/"))
+    scheme = "https" if protocol == "https" else "http"
+    host, port = _split_host_port(text)
+    if not host or "/" in host:
+        raise ValueError(f"bad target {text!r} (want HOST:PORT or http(s)://HOST:PORT)")
+    default = https_port if scheme == "https" else 80
+    return Target(scheme, host, _port(port) if port is not None else default)
+
+
+def parse_threshold(raw: Any) -> float:
+    text = _text(raw)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"want a number between 0 and 100, got {text!r}") from None
+    if math.isnan(value) or not 0.0 <= value <= 100.0:
+        raise ValueError(f"want a number between 0 and 100, got {text!r}")
+    return value
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*\.?\s*([a-z]*)$")
+_SIZE_UNITS = {
+    "": 1, "b": 1, "byte": 1, "bytes": 1,
+    "k": 1024, "kb": 1024, "kib": 1024, "kilobyte": 1024, "kilobytes": 1024,
+    "m": 1024**2, "mb": 1024**2, "mib": 1024**2, "megabyte": 1024**2, "megabytes": 1024**2,
+    "g": 1024**3, "gb": 1024**3, "gib": 1024**3, "gigabyte": 1024**3, "gigabytes": 1024**3,
+}
+
+
+def parse_size(raw: Any) -> int:
+    """Bytes: `5242880`, `5MB`, `512k` or Twitter's `5.megabytes` (1024-based)."""
+    text = _text(raw).lower()
+    match = _SIZE.match(text)
+    if not match or match.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"bad size {text!r} (e.g. 5242880, 5MB, 5.megabytes)")
+    value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    if value < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return value
+
+
+_DURATION_UNITS = {
+    "": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+    "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "m": 60.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
+}
+
+
+def parse_duration(raw: Any) -> float:
+    """Seconds: `5`, `2.5s`, `500ms` or `5.seconds`."""
+    text = _text(raw).lower()
+    match = _SIZE.match(text)
+    if not match or match.group(2) not in _DURATION_UNITS:
+        raise ValueError(f"bad duration {text!r} (e.g. 5, 2.5s, 500ms)")
+    value = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if value <= 0:
+        raise ValueError(f"duration must be positive, got {text!r}")
+    return value
+
+
+def _int_at_least(minimum: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        text = _text(raw)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"want a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise ValueError(f"want a whole number >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        text = _text(raw).lower()
+        if text not in allowed:
+            raise ValueError(f"want one of {', '.join(allowed)}; got {text!r}")
+        return text
+    return parse
+
+
+def parse_protocol(raw: Any) -> str:
+    text = _text(raw).lower()
+    if text == "thrift":
+        raise ValueError("thrift is not supported by diffproxy; use http or https")
+    return _choice("http", "https")(text)
+
+
+def parse_list(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, (list, tuple)) else _text(raw).split(",")
+    return tuple(s for s in (_unquote(str(i)) for i in items) if s)
+
+
+def parse_mapping(raw: Any) -> tuple[endpoints.ResourceMapping, ...]:
+    text = _text(raw)
+    return endpoints.parse_mappings(text) if text else ()
+
+
+def parse_flush_interval(raw: Any) -> float:
+    value = parse_duration(raw)
+    if value > 1.0:
+        raise ValueError("must be at most 1s: results of the last flush window are lost on a crash")
+    return value
+
+
+# The flag table -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    boolean: bool = False
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        plain = ENV_PREFIX + self.key.replace(".", "_").upper()
+        snake = ENV_PREFIX + re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", self.key).replace(".", "_").upper()
+        return (plain,) if snake == plain else (plain, snake)
+
+
+def _identity(raw: Any) -> str:
+    return _text(raw)
+
+
+FLAGS: tuple[Flag, ...] = (
+    Flag("candidate", _identity, None, "candidate target: HOST:PORT or http(s)://HOST:PORT[/base] (required)"),
+    Flag("master.primary", _identity, None, "primary target (required)"),
+    Flag("master.secondary", _identity, None, "secondary target, same version as primary (default: the primary)"),
+    Flag("service.protocol", parse_protocol, "http", "http or https (default scheme of HOST:PORT targets)"),
+    Flag("serviceName", _identity, "service", "name shown in the API and console"),
+    Flag("proxy.port", parse_listen, ":8880", "proxy listener (mirrored traffic in)"),
+    Flag("admin.port", parse_listen, ":8881", "admin listener: /healthz /readyz /metrics"),
+    Flag("http.port", parse_listen, ":8888", "API and console listener"),
+    Flag("rootUrl", _identity, "", "public URL of the console (informational)"),
+    Flag("apiRoot", _identity, "", "public URL of the API (informational)"),
+    Flag("threshold.relative", parse_threshold, "20.0", "relative difference threshold, percent"),
+    Flag("threshold.absolute", parse_threshold, "0.03", "absolute difference threshold, percent"),
+    Flag("allowHttpSideEffects", parse_bool, "false", "forward POST/PUT/PATCH/DELETE too", boolean=True),
+    Flag("excludeHttpHeadersComparison", parse_bool, "false", "do not compare headers", boolean=True),
+    Flag("responseMode", _choice(*RESPONSE_MODES), "primary", "whose response the caller gets: primary|secondary|candidate|empty"),
+    Flag("resource.mapping", parse_mapping, "", "endpoint names: 'pattern;name,...' (e.g. /users/:id;users)"),
+    Flag("maxResponseSize", parse_size, "5MB", "largest target response body read"),
+    Flag("maxHeaderSize", parse_size, "32KB", "largest target response header line"),
+    Flag("maxRequestSize", parse_size, "5MB", "largest request body accepted (413 beyond)"),
+    Flag("httpsPort", lambda raw: _port(_text(raw)), "443", "port for https targets given without one"),
+    Flag("forward.host", _choice(*FORWARD_HOST_MODES), "target", "Host sent to targets: each target's own (target) or the caller's (caller)"),
+    Flag("target.timeout", parse_duration, "5", "per-target timeout (seconds, or 500ms)"),
+    Flag("queue.size", _int_at_least(1), "1000", "comparisons waiting at most; more are dropped and counted"),
+    Flag("store.path", _identity, "./diffproxy.sqlite", "SQLite results file"),
+    Flag("store.flushInterval", parse_flush_interval, "200ms", "how often results are written (<= 1s)"),
+    Flag("ignore.headers", parse_list, "", "extra headers never compared (comma list, globs)"),
+    Flag("ignore.fields", parse_list, "", "field paths never compared (comma list, globs)"),
+    Flag("redact.headers", parse_list, "", "extra headers masked before storing"),
+    Flag("redact.fields", parse_list, "", "body fields masked before storing"),
+    Flag("samples.first", _int_at_least(0), "5", "first examples kept per endpoint and field"),
+    Flag("samples.latest", _int_at_least(0), "5", "latest examples kept per endpoint and field"),
+    Flag("max.endpoints", _int_at_least(1), "1000", "distinct endpoints; more are counted as __overflow__"),
+    Flag("max.fields", _int_at_least(1), "200", "distinct fields per endpoint; more are counted as __overflow_fields__"),
+    Flag("admin.token", _identity, "", "if set, clearing results needs 'Authorization: Bearer TOKEN'"),
+    Flag("config", _identity, "", "YAML or JSON file with any of these keys"),
+)
+FLAGS_BY_KEY = {f.key: f for f in FLAGS}
+_FLAGS_BY_LOWER = {f.key.lower(): f for f in FLAGS}
+
+
+def usage() -> str:
+    lines = ["usage: python -m diffproxy -candidate=HOST:PORT -master.primary=HOST:PORT [flags]",
+             "       python -m diffproxy report --url http://HOST:8888 [--fail-on-signal] [--junit FILE]",
+             "", "flags (also DIFFPROXY_<KEY> env vars and -config file keys):"]
+    for f in FLAGS:
+        default = "" if f.default in (None, "") else f" (default {f.default})"
+        lines.append(f"  -{f.key:<30} {f.help}{default}")
+    return "\n".join(lines)
+
+
+# Layers ----------------------------------------------------------------------------------
+
+
+def _lookup(key: str) -> Flag:
+    flag = FLAGS_BY_KEY.get(key) or _FLAGS_BY_LOWER.get(key.lower())
+    if flag is None:
+        raise SettingsError(f"unknown flag -{key} (see -help)")
+    return flag
+
+
+def parse_argv(argv: Iterable[str]) -> dict[str, Any]:
+    """Flags -> {key: raw value}. Bare booleans are True; `-key value` takes the next item."""
+    args = list(argv)
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            continue
+        if not arg.startswith("-") or arg in ("-", "--"):
+            raise SettingsError(f"unexpected argument {arg!r} (flags look like -key=value)")
+        name, sep, value = arg.lstrip("-").partition("=")
+        if name in ("help", "h"):
+            raise HelpRequested()
+        flag = _lookup(name)
+        if not sep:
+            if flag.boolean:
+                value = "true"
+            elif i < len(args) and not args[i].startswith("-"):
+                value, i = args[i], i + 1
+            else:
+                raise SettingsError(f"-{flag.key} needs a value (-{flag.key}=VALUE)")
+        values[flag.key] = value
+    return values
+
+
+def parse_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """{key: (env var name, raw value)} for every DIFFPROXY_* variable naming a flag."""
+    found = {}
+    for flag in FLAGS:
+        for name in flag.env_names:
+            if name in env:
+                found[flag.key] = (name, env[name])
+                break
+    return found
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        full = f"{prefix}{str(key).lstrip('-')}"
+        if isinstance(value, Mapping) and full not in FLAGS_BY_KEY:
+            flat.update(_flatten(value, full + "."))
+        else:
+            flat[full] = value
+    return flat
+
+
+def load_config(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"-config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml  # JSON is YAML too, so one loader covers both
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parser error is the user's file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SettingsError(f"-config: {path} is not valid YAML/JSON: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise SettingsError(f"-config: {path} must hold a mapping of flag names to values")
+    values = {}
+    for key, value in _flatten(data).items():
+        try:
+            flag = _lookup(key)
+        except SettingsError:
+            raise SettingsError(f"-config: {path}: unknown key {key!r}") from None
+        values[flag.key] = value
+    return values
+
+
+def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
+    """The whole precedence chain -> Settings, or SettingsError with a one-line message."""
+    env = os.environ if env is None else env
+    flags = parse_argv(argv)
+    env_values = parse_env(env)
+    config_path = flags.get("config") or (env_values["config"][1] if "config" in env_values else "")
+    config = load_config(_text(config_path)) if config_path else {}
+
+    def raw(key: str) -> tuple[str, Any]:
+        """(where it came from, raw value)"""
+        if key in flags:
+            return f"-{key}", flags[key]
+        if key in env_values:
+            return env_values[key]
+        if key in config:
+            return f"-config key {key!r}", config[key]
+        return f"-{key}", FLAGS_BY_KEY[key].default
+
+    def get(key: str, parse: Callable[[Any], Any] | None = None) -> Any:
+        source, value = raw(key)
+        try:
+            return (parse or FLAGS_BY_KEY[key].parse)(value)
+        except ValueError as exc:
+            message = " ".join(str(exc).split())
+            raise SettingsError(f"{source}: {message}") from None
+
+    protocol = get("service.protocol")
+    https_port = get("httpsPort")
+
+    def target(key: str) -> Target:
+        if raw(key)[1] is None:
+            raise SettingsError(f"-{key} is required (HOST:PORT or http(s)://HOST:PORT)")
+        return get(key, lambda v: parse_target(v, protocol, https_port))
+
+    primary = target("master.primary")
+    candidate = target("candidate")
+    secondary = target("master.secondary") if raw("master.secondary")[1] is not None else primary
+
+    listeners = Listeners(proxy=get("proxy.port"), admin=get("admin.port"), http=get("http.port"))
+    seen: dict[int, str] = {}
+    for name in ("proxy", "admin", "http"):
+        port = getattr(listeners, name).port
+        if port in seen:
+            raise SettingsError(f"-{name}.port: port {port} is also -{seen[port]}.port")
+        seen[port] = name
+
+    return Settings(
+        targets=Targets(primary=primary, secondary=secondary, candidate=candidate),
+        listeners=listeners,
+        service_name=get("serviceName"),
+        protocol=protocol,
+        root_url=get("rootUrl"),
+        api_root=get("apiRoot"),
+        admin_token=get("admin.token"),
+        proxy=ProxySettings(
+            response_mode=get("responseMode"),
+            allow_http_side_effects=get("allowHttpSideEffects"),
+            timeout=get("target.timeout"),
+            max_request_size=get("maxRequestSize"),
+            max_response_size=get("maxResponseSize"),
+            max_header_size=get("maxHeaderSize"),
+            forward_host=get("forward.host"),
+            queue_size=get("queue.size"),
+        ),
+        diff=DiffSettings(
+            relative_threshold=get("threshold.relative"),
+            absolute_threshold=get("threshold.absolute"),
+            exclude_headers=get("excludeHttpHeadersComparison"),
+            ignore_headers=get("ignore.headers"),
+            ignore_fields=get("ignore.fields"),
+            redact_headers=get("redact.headers"),
+            redact_fields=get("redact.fields"),
+            resource_mappings=get("resource.mapping"),
+            max_endpoints=get("max.endpoints"),
+            max_fields=get("max.fields"),
+        ),
+        store=StoreSettings(
+            path=get("store.path"),
+            samples_first=get("samples.first"),
+            samples_latest=get("samples.latest"),
+            flush_interval=get("store.flushInterval"),
+        ),
+    )
+
+
+def fail(message: str) -> int:
+    """Print a settings error as the one line the CLI promises; returns the exit code."""
+    print(f"diffproxy: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2

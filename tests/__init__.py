@@ -1,0 +1,1 @@
+"""Test suites; `tests.support` holds helpers shared between them."""

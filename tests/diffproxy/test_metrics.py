@@ -1,0 +1,56 @@
+"""The Prometheus text exposition of the proxy's metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffproxy.metrics import Counter, Histogram, Metrics
+from tests.support.diffapi import metric, parse_metrics
+
+
+def test_render_parses_and_has_every_series():
+    m = Metrics()
+    m.requests.inc(method="GET")
+    m.blocked.inc(method="POST")
+    m.target_errors.inc(target="candidate", kind="refused")
+    m.target_latency.observe(0.02, target="primary")
+    m.target_latency.observe(7.0, target="primary")
+    m.target_latency.observe(60.0, target="primary")
+    m.dropped.inc()
+    text = m.render()
+    values = parse_metrics(text)
+    assert metric(values, "diffproxy_requests_total", method="GET") == 1
+    assert metric(values, "diffproxy_blocked_side_effects_total", method="POST") == 1
+    assert metric(values, "diffproxy_target_errors_total", target="candidate", kind="refused") == 1
+    assert metric(values, "diffproxy_comparisons_dropped_total") == 1
+    assert metric(values, "diffproxy_target_latency_seconds_bucket", target="primary", le="0.025") == 1
+    assert metric(values, "diffproxy_target_latency_seconds_bucket", target="primary", le="10") == 2
+    assert metric(values, "diffproxy_target_latency_seconds_bucket", target="primary", le="+Inf") == 3
+    assert metric(values, "diffproxy_target_latency_seconds_count", target="primary") == 3
+    assert metric(values, "diffproxy_target_latency_seconds_sum", target="primary") == pytest.approx(67.02)
+    assert ("diffproxy_comparisons_queued_total", frozenset()) in values  # 0, but present
+    for name in ("diffproxy_requests_total", "diffproxy_target_latency_seconds"):
+        assert f"# TYPE {name} " in text and f"# HELP {name} " in text
+    assert text.endswith("\n")
+
+
+def test_label_values_are_escaped():
+    c = Counter("x_total", "help", ("path",))
+    c.inc(path='a"b\\c\nd')
+    assert c.render()[-1] == 'x_total{path="a\\"b\\\\c\\nd"} 1'
+
+
+def test_misuse_is_refused():
+    c = Counter("x_total", "help", ("a",))
+    with pytest.raises(ValueError):
+        c.inc(-1, a="1")
+    with pytest.raises(ValueError):
+        c.inc(b="1")
+    h = Histogram("h", "help", ())
+    h.observe(0.001)
+    assert h.count() == 1
+
+
+def test_unknown_methods_share_one_label():
+    assert Metrics.method_label("BREW") == "OTHER"
+    assert Metrics.method_label("GET") == "GET"

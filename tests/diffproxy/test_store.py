@@ -1,0 +1,153 @@
+"""The SQLite results store: exact counts, first/latest examples, overflow, persistence."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from diffproxy.store import OVERFLOW_FIELD, Record, Store, StoreError
+
+CHANGED = {"type": "changed", "left": 1, "right": 2}
+
+
+def record(n: int, endpoint: str = "GET /a", raw=("body.x",), noise=()) -> Record:
+    rid = f"r{n}"
+    raw_d = {p: CHANGED for p in raw}
+    noise_d = {p: CHANGED for p in noise}
+    doc = {"id": rid, "endpoint": endpoint, "differences": raw_d, "noise": noise_d,
+           "request": {"uri": f"/a?n={n}"}} if raw_d or noise_d else {}
+    return Record(id=rid, endpoint=endpoint, raw=raw_d, noise=noise_d, doc=doc)
+
+
+async def open_store(path, **kwargs) -> Store:
+    return await Store.open(str(path), **{"samples_first": 2, "samples_latest": 2, **kwargs})
+
+
+async def test_counts_are_exact_and_survive_reopen(tmp_path):
+    store = await open_store(tmp_path / "s.sqlite")
+    for n in range(5):
+        store.add(record(n, raw=("body.x",), noise=("body.x",) if n < 2 else ()))
+    for n in range(5, 8):
+        store.add(record(n, raw=(), noise=()))  # identical responses: counted, no example
+    store.add(record(8, endpoint="GET /b", raw=("status",)))
+    assert store.endpoints["GET /a"].total == 8 and store.endpoints["GET /a"].differences == 5
+    await store.close()
+
+    store = await open_store(tmp_path / "s.sqlite")
+    try:
+        a = store.endpoints["GET /a"]
+        assert (a.total, a.differences) == (8, 5)
+        x = store.fields["GET /a"]["body.x"]
+        assert (x.differences, x.noise) == (5, 2)
+        assert store.fields["GET /b"]["status"].differences == 1
+        assert sorted(store.known_endpoints()) == ["GET /a", "GET /b"]
+    finally:
+        await store.close()
+
+
+async def test_keeps_first_and_latest_examples(tmp_path):
+    store = await open_store(tmp_path / "s.sqlite")
+    try:
+        for n in range(1, 7):
+            store.add(record(n))
+        kept = [d["id"] for d in await store.results("GET /a", "body.x")]
+        assert kept == ["r1", "r2", "r5", "r6"]
+        assert await store.result("r3") is None  # rolled out of "latest" and deleted
+        assert (await store.result("r6"))["request"]["uri"] == "/a?n=6"
+        assert await store.results("GET /a", "body.nope") == []
+    finally:
+        await store.close()
+
+
+async def test_field_overflow_is_counted_not_lost(tmp_path):
+    store = await open_store(tmp_path / "s.sqlite", max_fields=2)
+    try:
+        store.add(record(1, raw=("body.a", "body.b", "body.c", "body.d")))
+        store.add(record(2, raw=("body.e",)))
+        store.add(record(3, raw=("body.a",)))
+        fields = store.fields["GET /a"]
+        assert set(fields) == {"body.a", "body.b", OVERFLOW_FIELD}
+        assert fields[OVERFLOW_FIELD].differences == 2  # once per request
+        assert fields["body.a"].differences == 2
+        overflowed = await store.results("GET /a", OVERFLOW_FIELD)
+        assert [d["id"] for d in overflowed] == ["r1", "r2"]
+    finally:
+        await store.close()
+
+
+async def test_clear_forgets_everything_and_records_when(tmp_path):
+    store = await open_store(tmp_path / "s.sqlite")
+    store.add(record(1))
+    await store.flush()
+    reset = await store.clear()
+    assert store.endpoints == {} and await store.result("r1") is None
+    store.add(record(2, endpoint="GET /c"))
+    await store.close()
+    store = await open_store(tmp_path / "s.sqlite")
+    try:
+        assert store.last_reset == reset
+        assert list(store.endpoints) == ["GET /c"]
+    finally:
+        await store.close()
+
+
+async def test_second_opener_is_refused(tmp_path):
+    store = await open_store(tmp_path / "s.sqlite")
+    try:
+        with pytest.raises(StoreError, match="another diffproxy"):
+            await open_store(tmp_path / "s.sqlite")
+    finally:
+        await store.close()
+
+
+async def test_foreign_and_broken_files_are_refused_untouched(tmp_path):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"\x00garbage" * 64)
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        await open_store(junk)
+    assert junk.read_bytes() == b"\x00garbage" * 64
+
+    foreign = tmp_path / "foreign.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE users(id INTEGER)")
+    conn.commit()
+    conn.close()
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError, match="not a diffproxy store"):
+        await open_store(foreign)
+    assert foreign.read_bytes() == before
+
+    truncated = tmp_path / "truncated.sqlite"
+    store = await open_store(truncated)
+    store.add(record(1))
+    await store.close()
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[:100] + b"\xff" * (len(data) - 100))  # header kept, pages ruined
+    with pytest.raises(StoreError):
+        await open_store(truncated)
+
+
+async def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite"
+    store = await open_store(path)
+    await store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 2, newer"):
+        await open_store(path)
+
+
+async def test_batches_are_written_on_a_timer(tmp_path):
+    flushes: list[int] = []
+    store = await open_store(tmp_path / "s.sqlite", flush_interval=0.05,
+                             on_flush=lambda: flushes.append(1))
+    try:
+        store.add(record(1))
+        await asyncio.sleep(0.3)  # several flush intervals, no read and no close
+        assert len(flushes) == 1  # one batch, written once; idle intervals write nothing
+    finally:
+        await store.close()
