@@ -56,7 +56,8 @@ class Topology:
     # httpbin's /headers echoes the Host it was called with. The proxy forwards each
     # target's own host, and primary and secondary share one host while the candidate has
     # another, so the echo would be a difference noise can never cancel.
-    ignore_fields: tuple[str, ...] = ("body.headers.Host",)
+    # /get and /anything echo the URL they were called with, host included: same story.
+    ignore_fields: tuple[str, ...] = ("body.headers.Host", "body.url")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mirror_percentage <= 100.0:
@@ -114,8 +115,12 @@ class Topology:
 
     def diffproxy_args(self, primary: str, secondary: str, candidate: str,
                        store_path: str = "/var/lib/diffproxy/results.sqlite",
-                       ports: Ports | None = None) -> list[str]:
-        """Diffy's flags exactly as the original demo passes them, then ours."""
+                       ports: Ports | None = None, listen_host: str = "") -> list[str]:
+        """Diffy's flags exactly as the original demo passes them, then ours.
+
+        `listen_host` empty binds all interfaces (`:8880`, as in the cluster); the local
+        stack passes 127.0.0.1 so the console is not exposed beyond the machine.
+        """
         p = ports or self.ports
         args = [
             f"-candidate={candidate}",
@@ -123,9 +128,9 @@ class Topology:
             f"-master.secondary={secondary}",
             "-service.protocol=http",
             f"-serviceName={self.service_label}",
-            f"-proxy.port=:{p.proxy}",
-            f"-admin.port=:{p.admin}",
-            f"-http.port=:{p.console}",
+            f"-proxy.port={listen_host}:{p.proxy}",
+            f"-admin.port={listen_host}:{p.admin}",
+            f"-http.port={listen_host}:{p.console}",
             f"-rootUrl=localhost:{p.console}",
             f"-threshold.relative={self.thresholds.relative:g}",
             f"-threshold.absolute={self.thresholds.absolute:g}",

@@ -1,0 +1,72 @@
+"""Typed Pulumi resources from the plain dicts of topology.kube.
+
+The dicts' `metadata`, `spec` and `data` are passed through untouched, so what Pulumi
+creates is exactly what `manifests/` holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pulumi
+from pulumi_kubernetes.apiextensions import CustomResource
+from pulumi_kubernetes.apps.v1 import Deployment
+from pulumi_kubernetes.core.v1 import ConfigMap, Namespace, PersistentVolumeClaim, Service
+
+# Objects a workload mounts or needs: created before the Deployments of the same component.
+_PREREQUISITES = ("ConfigMap", "PersistentVolumeClaim")
+_CORE = {
+    ("v1", "Namespace"): Namespace,
+    ("v1", "ConfigMap"): ConfigMap,
+    ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
+    ("v1", "Service"): Service,
+    ("apps/v1", "Deployment"): Deployment,
+}
+
+
+def logical_name(obj: dict) -> str:
+    meta = obj["metadata"]
+    scope = f"{meta['namespace']}/" if "namespace" in meta else ""
+    return f"{scope}{meta['name']}"
+
+
+def key(obj: dict) -> str:
+    """Unique within a component: a Service and a Deployment may share a logical name."""
+    return f"{obj['kind']}/{logical_name(obj)}"
+
+
+def create(obj: dict, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    api, kind = obj["apiVersion"], obj["kind"]
+    if api.startswith("networking.istio.io/"):
+        return CustomResource(logical_name(obj), api_version=api, kind=kind,
+                              metadata=obj["metadata"], spec=obj["spec"], opts=opts)
+    cls = _CORE.get((api, kind))
+    if cls is None:
+        raise ValueError(f"no Pulumi resource type for {api} {kind}")
+    fields = {f: obj[f] for f in ("metadata", "spec", "data") if f in obj}
+    return cls(logical_name(obj), **fields, opts=opts)
+
+
+def create_all(objects: Iterable[dict], parent: pulumi.Resource,
+               depends_on: list[pulumi.Resource]) -> dict[str, pulumi.CustomResource]:
+    """Children of `parent`, keyed by `key()`; Deployments wait for their ConfigMaps and PVCs."""
+    objects = list(objects)
+    created: dict[str, pulumi.CustomResource] = {}
+    first = [o for o in objects if o["kind"] in _PREREQUISITES]
+    for obj in first + [o for o in objects if o["kind"] not in _PREREQUISITES]:
+        needs = list(depends_on)
+        if obj["kind"] == "Deployment":
+            needs += [created[key(o)] for o in first]
+        created[key(obj)] = create(
+            obj, pulumi.ResourceOptions(parent=parent, depends_on=needs))
+    return created
+
+
+def dependencies(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    """A component's `depends_on`, for its children: Pulumi does not pass it down by itself."""
+    deps = opts.depends_on if opts is not None else None
+    if deps is None:
+        return []
+    if isinstance(deps, pulumi.Resource):
+        return [deps]
+    return list(deps)

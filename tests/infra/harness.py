@@ -1,0 +1,137 @@
+"""Run the real Pulumi program (`__main__.py`) against Pulumi's mock engine.
+
+The Python language host runs a program as `runpy.run_path(<project dir>)` inside
+`run_in_stack`; this does the same, with `pulumi.runtime.set_mocks` standing in for the
+engine. Each run gets an empty `contextvars.Context` (the SDK keeps its settings, config and
+root stack in context variables) and its own event loop, so runs cannot see each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs
+from pulumi.runtime.stack import run_in_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
+STACK = "test"
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    inputs: dict
+    parent: str
+    provider: str
+    dependencies: list[str]
+    custom: bool
+
+
+@dataclass
+class ProgramRun:
+    resources: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str) -> Registration:
+        found = [r for r in self.resources if r.type == type_ and r.name == name]
+        assert len(found) == 1, f"{type_} {name}: {len(found)} registrations"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def kube_objects(self) -> list[dict]:
+        """Every Kubernetes object as the program sent it: apiVersion, kind and its fields."""
+        objects = []
+        for r in self.resources:
+            if not r.custom or not r.type.startswith("kubernetes:") or "helm" in r.type:
+                continue
+            if r.type.startswith("pulumi:providers:"):
+                continue
+            objects.append(dict(r.inputs))
+        return objects
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: MockResourceArgs):
+        # Kubernetes resources report what they were given, as the provider does on create.
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args):
+        return {}, None
+
+
+class _RecordingMonitor(MockMonitor):
+    """MockMonitor that also keeps what the engine would see: parent, provider, dependencies."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks, run: ProgramRun) -> None:
+        super().__init__(mocks)
+        self._run = run
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        from pulumi.runtime import rpc
+
+        self._run.resources.append(Registration(
+            urn=response.urn, type=request.type, name=request.name,
+            inputs=rpc.deserialize_properties(request.object), parent=request.parent,
+            provider=request.provider, dependencies=list(request.dependencies),
+            custom=request.custom))
+        return response
+
+
+def run_program(config: dict[str, Any] | None = None,
+                into: ProgramRun | None = None) -> ProgramRun:
+    """Run __main__.py with `config` (short keys, values as `pulumi config set` stores them).
+
+    `into` collects the registrations even when the program raises.
+    """
+    run = into if into is not None else ProgramRun()
+    settings = {k: str(v) for k, v in (config or {}).items()}
+    return contextvars.Context().run(_run, settings, run)
+
+
+def _run(config: dict[str, str], run: ProgramRun) -> ProgramRun:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    path_added = str(ROOT) not in sys.path
+    if path_added:
+        sys.path.insert(0, str(ROOT))
+    try:
+        mocks = _Mocks()
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False,
+                                 monitor=_RecordingMonitor(mocks, run))
+        # set_mocks registers a root stack; the language host makes its own in run_in_stack.
+        pulumi.runtime.settings.set_root_resource(None)
+        pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in config.items()})
+        stacks: list[Any] = []
+
+        def program() -> None:
+            stacks.append(pulumi.runtime.settings.get_root_resource())
+            runpy.run_path(str(ROOT), run_name="__main__")
+
+        loop.run_until_complete(run_in_stack(program))
+        stack = stacks[0]
+        for name, value in stack.outputs.items():
+            run.outputs[name] = loop.run_until_complete(
+                pulumi.Output.from_input(value).future())
+        return run
+    finally:
+        if path_added:
+            sys.path.remove(str(ROOT))
+        loop.close()
+        asyncio.set_event_loop(None)
