@@ -1,0 +1,5 @@
+import sys
+
+from localmesh.cli import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""Command line: `demo` (what `make demo` runs), `traffic` (the sleep pod's role), `down`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from topology import DEFAULT, TopologyError
+
+from localmesh import traffic
+from localmesh.errors import MeshError
+from localmesh.sidecar import DEFAULT_HOST_FORM, HOST_FORMS
+
+BACKENDS = ("local", "kind")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value}")
+    return value
+
+
+def _percentage(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {value:g}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m localmesh",
+                                   description="The Istio traffic-mirroring demo, on loopback or on kind.")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="start the whole demo, send sample traffic, stay up until Ctrl-C")
+    demo.add_argument("--backend", choices=BACKENDS, default="local")
+    demo.add_argument("--mirror-percentage", type=_percentage, default=DEFAULT.mirror_percentage,
+                      help="share of requests mirrored to v2, as the VirtualService's mirrorPercentage")
+    demo.add_argument("--istio-host-form", choices=HOST_FORMS, default=DEFAULT_HOST_FORM,
+                      help="local: Host of mirrored copies; shadow = Istio < 1.28 (host-shadow:port), "
+                           "plain = 1.28+ (unchanged)")
+    demo.add_argument("--run-dir", type=Path, help="folder for logs and results (default ./run/<timestamp>)")
+    for role, what in (("entry", "mesh entry (sidecar stand-in)"), ("console", "diff proxy API and console"),
+                       ("proxy", "diff proxy's mirrored-traffic listener"), ("admin", "diff proxy admin"),
+                       ("v1", "httpbin v1"), ("relay", "v2 relay"), ("master", "httpbin-master"),
+                       ("candidate", "httpbin-candidate")):
+        demo.add_argument(f"--{role}-port", type=_port, help=f"local: port of the {what} (default: a free one)")
+    demo.add_argument("--cluster-name", default="mirror-demo", help="kind: cluster name")
+    demo.add_argument("--state-dir", type=Path, default=Path(".pulumi-state"),
+                      help="kind: Pulumi file state backend folder")
+
+    send = sub.add_parser("traffic", help="send the original demo's requests to the mesh entry")
+    send.add_argument("--url", required=True, help="mesh entry, e.g. http://127.0.0.1:PORT")
+    send.add_argument("-n", "--requests", type=_positive, default=len(traffic.DEMO_PATHS),
+                      help=f"number of requests, cycling through the paths (default {len(traffic.DEMO_PATHS)})")
+    send.add_argument("--path", action="append", dest="paths",
+                      help="path to request (repeatable; '{id}' becomes a number). Default: "
+                           + " ".join(traffic.DEMO_PATHS))
+    send.add_argument("--host", default=f"{DEFAULT.service}:{DEFAULT.ports.app}",
+                      help="Host header, as the cluster's sleep pod sends it (default %(default)s)")
+    send.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+
+    down = sub.add_parser("down", help="kind: destroy the demo's Pulumi stack and delete the cluster")
+    down.add_argument("--backend", choices=("kind",), default="kind")
+    down.add_argument("--cluster-name", default="mirror-demo")
+    down.add_argument("--state-dir", type=Path, default=Path(".pulumi-state"))
+    return root
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    paths = list(traffic.expand(args.paths or traffic.DEMO_PATHS, args.requests))
+    replies = traffic.send(args.url.rstrip("/"), paths, host=args.host or None)
+    if not args.quiet:
+        for r in replies:
+            print(f"{r.status} GET {r.path}")
+    ok = sum(1 for r in replies if 200 <= r.status < 400)
+    print(f"{len(replies)} requests sent to {args.url}, {ok} answered 2xx/3xx")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage)
+    if args.backend == "kind":
+        from localmesh import kind
+
+        return kind.run_demo(kind.KindSettings(topology=topology, cluster_name=args.cluster_name,
+                                               state_dir=args.state_dir, run_dir=args.run_dir))
+    from localmesh.demo import run_local
+    from localmesh.stack import LocalPorts, MeshSettings
+
+    ports = LocalPorts(entry=args.entry_port, v1=args.v1_port, relay=args.relay_port,
+                       master=args.master_port, candidate=args.candidate_port, proxy=args.proxy_port,
+                       admin=args.admin_port, console=args.console_port)
+    return run_local(MeshSettings(topology=topology, host_form=args.istio_host_form,
+                                  run_dir=args.run_dir, ports=ports))
+
+
+def _down(args: argparse.Namespace) -> int:
+    from localmesh import kind
+
+    return kind.run_down(kind.KindSettings(cluster_name=args.cluster_name, state_dir=args.state_dir))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "traffic":
+            return _traffic(args)
+        if args.command == "demo":
+            return _demo(args)
+        return _down(args)
+    except (MeshError, TopologyError) as exc:
+        print(f"localmesh: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

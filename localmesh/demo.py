@@ -1,0 +1,132 @@
+"""`python -m localmesh demo` on the local backend: start, show, wait for Ctrl-C, stop."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, TextIO
+
+from diffproxy import report
+
+from localmesh import traffic
+from localmesh.stack import LocalMesh, MeshSettings
+
+SAMPLE_ROUNDS = 3  # enough for /uuid's noise to cancel and /json's signal to stand out
+
+
+def python_cmd() -> str:
+    """How to call this interpreter from the current folder (`.venv/bin/python`)."""
+    exe = Path(sys.executable)
+    try:
+        rel = exe.relative_to(Path.cwd())
+        return shlex.quote(str(rel))
+    except ValueError:
+        return shlex.quote(str(exe))
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so `finally` blocks stop the children either way
+    (they run in their own sessions and would outlive a killed parent)."""
+    def handler(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def wait_for_results(api_url: str, expected: int, timeout: float = 10.0) -> int:
+    """Mirroring is fire-and-forget: poll until the proxy has compared what was mirrored."""
+    deadline = time.monotonic() + timeout
+    total = 0
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api_url}/api/1/endpoints", timeout=2) as response:
+                total = sum(e.get("total", 0) for e in json.loads(response.read()).values())
+        except (OSError, ValueError):
+            pass
+        if total >= expected:
+            return total
+        time.sleep(0.2)
+    return total
+
+
+def summary(mesh: LocalMesh) -> str:
+    e = mesh.endpoints
+    py = python_cmd()
+    run = e.run_dir
+    try:
+        run = run.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    p = e.ports
+    return f"""
+The mirroring demo is running on loopback (mirror {mesh.mirror_percentage:g}%, Istio Host form: {mesh.host_form}).
+
+  console (diff results)  {e.console_url}/
+  mesh entry              {e.entry_url}   <- plays {mesh.entry_host} behind the caller's sidecar
+  v1 (answers callers)    http://127.0.0.1:{p.v1}   httpbin
+  v2 relay (mirror copy)  http://127.0.0.1:{p.relay}   nginx -> diff proxy {e.proxy_url}
+  httpbin-master          http://127.0.0.1:{p.master}   primary and secondary
+  httpbin-candidate       http://127.0.0.1:{p.candidate}   candidate.app (GET /json changed)
+  diff proxy admin        {e.admin_url}/metrics
+
+Send more traffic (what the sleep pod does):
+  {py} -m localmesh traffic --url {e.entry_url} -n 20
+  curl -H 'Host: {mesh.entry_host}' {e.entry_url}/headers
+See the report (CI gate; exit 1 on signal):
+  {py} -m diffproxy report --url {e.console_url} --fail-on-signal
+Logs of every process: {run}/
+
+Press Ctrl-C to stop everything.
+"""
+
+
+def run_local(settings: MeshSettings, out: TextIO = sys.stdout) -> int:
+    mesh = LocalMesh(settings)
+    with stop_signals_raise():
+        try:
+            print("starting httpbin v1, httpbin-master, httpbin-candidate, the diff proxy, "
+                  "the relay and the sidecar stand-in ...", file=out, flush=True)
+            mesh.start()
+            paths = list(traffic.expand(traffic.DEMO_PATHS, SAMPLE_ROUNDS * len(traffic.DEMO_PATHS)))
+            replies = mesh.send_paths(paths)
+            statuses = sorted({r.status for r in replies})
+            expected = round(len(replies) * mesh.mirror_percentage / 100)
+            wait_for_results(mesh.api_url, expected)
+            got = mesh.received()
+            print(f"sent {len(replies)} sample requests through the mesh entry (statuses "
+                  f"{', '.join(map(str, statuses))}): v1 served {got.v1}, v2 (the relay) received "
+                  f"{got.v2} mirrored copies", file=out)
+            try:
+                out.write("\n" + report.render(report.fetch(mesh.api_url, 10.0)))
+            except report.ReportError as exc:
+                print(f"(report not available yet: {exc})", file=out)
+            out.write(summary(mesh))
+            out.flush()
+            warned: set[str] = set()
+            while True:
+                time.sleep(1.0)
+                for name in mesh.dead_processes():
+                    if name not in warned:
+                        warned.add(name)
+                        print(f"warning: {name} has exited; see {mesh.run_dir / (name + '.log')}",
+                              file=out, flush=True)
+        except KeyboardInterrupt:
+            print("\nstopping ...", file=out, flush=True)
+        finally:
+            count = len(mesh.processes)
+            mesh.stop()
+            if count and mesh.started:
+                print(f"stopped {count} processes; logs kept in {mesh.endpoints.run_dir}", file=out)
+    return 0

@@ -1,0 +1,58 @@
+"""The sleep pod's role: send the original demo's requests to the mesh entry."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import httpx
+
+from localmesh.errors import MeshError
+
+# What the original demo's `curl http://mirrorservice-sample:44134/...` calls hit: echoes,
+# a random field (/uuid, noise), the changed document (/json, signal) and a templated path.
+DEMO_PATHS: tuple[str, ...] = (
+    "/headers", "/get", "/uuid", "/json", "/anything/{id}", "/status/200", "/user-agent",
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    path: str
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+
+def expand(paths: Iterable[str], count: int, rng: random.Random | None = None) -> Iterator[str]:
+    """`count` paths cycling through `paths`; `{id}` becomes a fresh number each time."""
+    rng = rng or random.Random()
+    for template in itertools.islice(itertools.cycle(tuple(paths)), count):
+        yield template.replace("{id}", str(rng.randrange(1, 1_000_000)))
+
+
+def send(base_url: str, paths: Iterable[str], host: str | None = None,
+         timeout: float = 10.0) -> list[Reply]:
+    """One GET per path, one after the other, like a shell loop around curl.
+
+    `host` sets the Host header, so a request to 127.0.0.1 looks like the cluster's
+    `mirrorservice-sample:44134` to the sidecar stand-in and to everything behind it.
+    """
+    headers = {"Host": host} if host else {}
+    replies: list[Reply] = []
+    with httpx.Client(base_url=base_url, timeout=timeout, headers=headers) as client:
+        for path in paths:
+            try:
+                response = client.get(path)
+            except httpx.HTTPError as exc:
+                raise MeshError(f"request to {base_url}{path} failed: {exc or type(exc).__name__}") from None
+            replies.append(Reply(path, response.status_code, response.content,
+                                 tuple(response.headers.multi_items())))
+    return replies

@@ -1,0 +1,113 @@
+"""localmesh's pure parts: the sidecar stand-in's config, ports, access logs, kind helpers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from localmesh import accesslog, kind, nginx, ports
+from localmesh.errors import MeshError
+from localmesh.processes import PROBE_USER_AGENT
+from localmesh.sidecar import render_sidecar_conf, shadow_host
+from topology import DEFAULT
+
+
+def conf(percentage: float, form: str = "plain") -> str:
+    return render_sidecar_conf(DEFAULT.with_(mirror_percentage=percentage), 1000,
+                               primary="127.0.0.1:1001", mirror="127.0.0.1:1002", host_form=form)
+
+
+def test_sidecar_always_mirrors_at_100_and_never_at_0():
+    full, none = conf(100.0), conf(0.0)
+    assert "mirror /.localmesh-mirror;" in full and "split_clients" not in full
+    assert "mirror off;" in none and "127.0.0.1:1002" not in none
+
+
+@pytest.mark.parametrize("value, expected", [(50.0, '50% "1";'), (12.345, '12.35% "1";'), (0.5, '0.5% "1";')])
+def test_sidecar_samples_the_topology_percentage(value, expected):
+    assert expected in conf(value)
+
+
+def test_host_forms_follow_istio_versions():
+    assert shadow_host("mirrorservice-sample:44134") == "mirrorservice-sample-shadow:44134"
+    assert shadow_host("svc") == "svc-shadow"
+    assert "-shadow" in conf(100.0, "shadow") and "-shadow" not in conf(100.0, "plain")
+    with pytest.raises(MeshError, match="shadow, plain"):
+        conf(100.0, "weird")
+
+
+@pytest.mark.parametrize("percentage", [100.0, 37.5, 0.0])
+@pytest.mark.parametrize("form", ["shadow", "plain"])
+def test_rendered_sidecar_config_passes_nginx_t(tmp_path, percentage, form):
+    instance = nginx.NginxInstance("sidecar", tmp_path / "sidecar", nginx.find_nginx())
+    instance.write(conf(percentage, form))
+    done = subprocess.run(instance.test_argv(), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_busy_port_is_a_clear_error():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(MeshError, match=f"port {port} \\(console\\) is already in use"):
+            ports.pick({"entry": None, "console": port})
+
+
+def test_picked_ports_are_distinct_and_keep_fixed_ones():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        fixed = probe.getsockname()[1]
+    chosen = ports.pick({"a": None, "b": fixed, "c": None, "d": None})
+    assert chosen["b"] == fixed
+    assert len(set(chosen.values())) == 4
+
+
+def test_missing_nginx_names_the_package():
+    with pytest.raises(MeshError, match="apt-get install nginx-light"):
+        nginx.find_nginx("/nonexistent/nginx")
+    with pytest.raises(MeshError, match="nginx is not installed.*apt-get install nginx-light"):
+        nginx.find_nginx(default="/nonexistent/nginx", which=lambda _name: None)
+
+
+def test_access_log_counts_requests_but_not_readiness_probes():
+    text = "\n".join([
+        '127.0.0.1 - - [23/Nov/2026:12:00:00 +0000] "GET /headers HTTP/1.1" 200 10 "-" "curl/8"',
+        f'127.0.0.1 - - [23/Nov/2026:12:00:00 +0000] "GET /status/200 HTTP/1.1" 200 0 "-" "{PROBE_USER_AGENT}"',
+        '127.0.0.1 - [23/Nov/2026:12:00:01 +0000] "POST /post?x=1 HTTP/1.0" 502 0 "x" host="a-shadow:1" rid="r"',
+        "[2026-11-23 12:00:00 +0000] [7] [INFO] Booting worker with pid: 7",
+    ])
+    hits = accesslog.parse(text)
+    assert [(h.method, h.target, h.status, h.host) for h in hits] == [
+        ("GET", "/headers", 200, None), ("POST", "/post?x=1", 502, "a-shadow:1")]
+    assert accesslog.read(Path("/nonexistent/log")) == []
+
+
+def test_kind_prerequisites_name_what_is_missing():
+    present = {"docker": "/usr/bin/docker", "kind": "/usr/bin/kind", "kubectl": "/usr/bin/kubectl",
+               "pulumi": "/usr/bin/pulumi"}
+    assert kind.missing_tools(present.get, lambda _d: True) == []
+    assert kind.missing_tools(present.get, lambda _d: False) == [
+        "a working Docker engine (`docker info` failed)"]
+    without = {k: v for k, v in present.items() if k not in ("docker", "pulumi")}
+    assert kind.missing_tools(without.get, lambda _d: True) == [
+        "docker (CLI and a running engine)", "the Pulumi CLI"]
+
+
+def test_kind_host_form_from_the_istiod_image():
+    assert kind.host_form_for(kind.parse_version("docker.io/istio/pilot:1.27.3")) == "shadow"
+    assert kind.host_form_for(kind.parse_version("docker.io/istio/pilot:1.28.0")) == "plain"
+    assert kind.host_form_for(kind.parse_version("gcr.io/istio-release/pilot:1.30.1-distroless")) == "plain"
+
+
+def test_curl_output_from_the_sleep_pod_is_split_per_request():
+    mark = kind.STATUS_MARK
+    out = f'{{"a": 1}}\n{mark}200\n\n{mark}503\nno healthy upstream\n{mark}000\n'
+    replies = kind.parse_curl_output(out, ["/a", "/b", "/c"])
+    assert [(r.path, r.status, r.body) for r in replies] == [
+        ("/a", 200, b'{"a": 1}'), ("/b", 503, b""), ("/c", 0, b"no healthy upstream")]
+    with pytest.raises(MeshError, match="expected 2 curl results"):
+        kind.parse_curl_output(out, ["/a", "/b"])

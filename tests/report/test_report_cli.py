@@ -1,0 +1,185 @@
+"""`python -m diffproxy report` against a small aiohttp server answering with canned API JSON.
+
+This checks the formatter, the JUnit file and the exit codes; the e2e suite runs the same
+command against the real proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import xml.etree.ElementTree as ET
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from diffproxy import report
+
+INFO = {
+    "name": "httpbin", "protocol": "http", "version": "0.1.0", "response_mode": "primary",
+    "allow_http_side_effects": False, "thresholds": {"relative": 20.0, "absolute": 0.03},
+    "last_reset": None,
+    "targets": {
+        "primary": {"address": "127.0.0.1:9001", "healthy": True, "last_error": None},
+        "secondary": {"address": "127.0.0.1:9001", "healthy": True, "last_error": None},
+        "candidate": {"address": "127.0.0.1:9002", "healthy": False, "last_error": "refused"},
+    },
+}
+
+
+def field(differences: int, noise: int, total: int, signal: bool) -> dict:
+    relative = abs(differences - noise) / (differences + noise) * 100 if differences + noise else 0.0
+    return {"differences": differences, "noise": noise, "relative_difference": relative,
+            "absolute_difference": abs(differences - noise) / total * 100, "signal": signal}
+
+
+SIGNAL_OVERVIEW = {
+    "GET /uuid": {"total": 4, "differences": 4, "signal": False,
+                  "fields": {"body.uuid": field(4, 4, 4, False)}},
+    "GET /json": {"total": 4, "differences": 4, "signal": True,
+                  "fields": {"body.slideshow.author": field(4, 0, 4, True)}},
+    "GET /headers": {"total": 4, "differences": 0, "signal": False, "fields": {}},
+}
+NOISE_OVERVIEW = {k: v for k, v in SIGNAL_OVERVIEW.items() if k != "GET /json"}
+
+
+async def serve(routes: dict[str, web.StreamResponse | object], delay: float = 0.0) -> TestServer:
+    app = web.Application()
+    for path, answer in routes.items():
+        async def handler(_request, answer=answer):
+            if delay:
+                await asyncio.sleep(delay)
+            if isinstance(answer, web.StreamResponse):
+                return answer
+            return web.json_response(answer)
+        app.router.add_get(path, handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    # urllib blocks: run the CLI off the loop that serves the canned API.
+    code = await asyncio.to_thread(report.main, list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+async def signal_server():
+    server = await serve({"/api/1/info": INFO, "/api/1/overview": SIGNAL_OVERVIEW})
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def noise_server():
+    server = await serve({"/api/1/info": INFO, "/api/1/overview": NOISE_OVERVIEW})
+    yield server
+    await server.close()
+
+
+def url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+async def test_summary_lists_every_endpoint_with_verdict_and_signal_fields(signal_server):
+    code, out, err = await run("--url", url(signal_server))
+    assert code == 0, err
+    rows = {line.split()[0] + " " + line.split()[1]: line.split()[2:]
+            for line in out.splitlines() if line.startswith("GET ")}
+    assert rows == {"GET /json": ["4", "4", "SIGNAL"], "GET /uuid": ["4", "4", "noise"],
+                    "GET /headers": ["4", "0", "same"]}
+    signal_lines = [line.strip() for line in out.splitlines() if line.strip().startswith("signal ")]
+    assert signal_lines == ["signal body.slideshow.author: 4 differing vs 0 noise "
+                            "(relative 100.0%, absolute 100.0%)"]
+    assert "noise  body.uuid" in out
+    assert "candidate 127.0.0.1:9002 (unhealthy: refused)" in out
+    # Signal first, so the line a reader needs is at the top of the table.
+    assert out.index("GET /json") < out.index("GET /headers") < out.index("GET /uuid")
+
+
+async def test_fail_on_signal_exits_1_only_when_an_endpoint_has_signal(signal_server, noise_server):
+    code, _, err = await run("--url", url(signal_server), "--fail-on-signal")
+    assert code == 1
+    assert "signal found" in err
+    code, out, _ = await run("report", "--url", url(noise_server), "--fail-on-signal")
+    assert code == 0
+    assert "SIGNAL" not in out
+
+
+async def test_junit_has_one_testcase_per_endpoint_and_a_failure_for_signal(signal_server, tmp_path):
+    target = tmp_path / "out" / "diff.xml"
+    code, _, err = await run("--url", url(signal_server), "--junit", str(target))
+    assert code == 0, err
+    suite = ET.parse(target).getroot()
+    assert suite.tag == "testsuite"
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert set(cases) == set(SIGNAL_OVERVIEW)
+    failure = cases["GET /json"].find("failure")
+    assert failure is not None and "body.slideshow.author" in failure.get("message")
+    assert cases["GET /uuid"].find("failure") is None
+    assert cases["GET /headers"].find("failure") is None
+
+
+async def test_unreachable_url_is_one_line_and_exit_2():
+    with socket.socket() as sock:  # a port that was free a moment ago and has no listener
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, out, err = await run("--url", f"http://127.0.0.1:{port}", "--fail-on-signal")
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and f"cannot reach the diff proxy at http://127.0.0.1:{port}" in err
+
+
+@pytest.mark.parametrize("routes, message", [
+    ({"/api/1/info": INFO, "/api/1/overview": web.Response(text="<html>hi</html>")}, "did not return JSON"),
+    ({"/api/1/info": INFO, "/api/1/overview": web.json_response({"error": "store unavailable"}, status=503)},
+     "answered 503: store unavailable"),
+    ({"/api/1/info": INFO, "/api/1/overview": {"GET /x": {"total": "many", "differences": 0}}},
+     "total is 'many', not a number"),
+    ({"/api/1/info": [1, 2], "/api/1/overview": {}}, "/api/1/info is not a JSON object"),
+])
+async def test_bad_answers_exit_2_with_a_reason(routes, message):
+    server = await serve(routes)
+    try:
+        code, _, err = await run("--url", url(server))
+    finally:
+        await server.close()
+    assert code == 2
+    assert message in err
+
+
+async def test_slow_proxy_hits_the_timeout():
+    server = await serve({"/api/1/info": INFO, "/api/1/overview": {}}, delay=2.0)
+    try:
+        code, _, err = await run("--url", url(server), "--timeout", "0.2")
+    finally:
+        await server.close()
+    assert code == 2
+    assert "did not answer within 0.2s" in err or "timed out" in err
+
+
+async def test_empty_results_say_so_and_pass():
+    server = await serve({"/api/1/info": INFO, "/api/1/overview": {}})
+    try:
+        code, out, _ = await run("--url", url(server), "--fail-on-signal")
+    finally:
+        await server.close()
+    assert code == 0
+    assert "no requests compared yet" in out
+
+
+@pytest.mark.parametrize("argv", [["--url", "ftp://x"], ["--timeout", "0"], ["--bogus"]])
+async def test_bad_arguments_exit_2(argv):
+    code, _, _ = await run(*argv)
+    assert code == 2
+
+
+def test_parse_overview_infers_endpoint_signal_from_fields():
+    parsed = report.parse_overview({"GET /a": {"total": 2, "differences": 2,
+                                               "fields": {"body.x": field(2, 0, 2, True)}}})
+    assert parsed[0].signal and parsed[0].verdict == "SIGNAL"
