@@ -160,7 +160,9 @@ class KindMesh:
     def built_images(self) -> tuple[tuple[str, str], ...]:
         """(image, Dockerfile) for the two images no registry has: ours."""
         images = self._topology.images
-        return ((images.diffproxy, "diffproxy/Dockerfile"), (images.candidate, "candidate/Dockerfile"))
+        built = {images.diffproxy: "diffproxy/Dockerfile", images.httpbin: "candidate/Dockerfile",
+                 images.candidate: "candidate/Dockerfile"}
+        return tuple(built.items())
 
     def build_images(self) -> None:
         for image, dockerfile in self.built_images:

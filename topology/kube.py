@@ -20,7 +20,7 @@ ISTIO_API = "networking.istio.io/v1"
 PART_OF = {"app.kubernetes.io/part-of": "mirror-diff"}
 INJECTION = {"istio-injection": "enabled"}
 # One numeric UID for every workload: kubelet can only prove runAsNonRoot for numeric users,
-# and kong/httpbin's pipenv virtualenv belongs to UID 10001.
+# and our images create UID 10001.
 NON_ROOT_UID = 10001
 STORE_FLAG = "-store.path="
 STORAGE_KINDS = ("emptyDir", "pvc")
@@ -45,8 +45,9 @@ class ClusterSettings:
     storage: str = "emptyDir"  # or "pvc": results survive a pod restart
     storage_size: str = "1Gi"
     storage_class: str = ""  # "": the cluster's default StorageClass
-    # kong/httpbin installs gunicorn into a pipenv virtualenv, so it is not on PATH there.
-    httpbin_launcher: tuple[str, ...] = ("pipenv", "run")
+    # Words before `gunicorn`: ("pipenv", "run") for kong/httpbin, which keeps gunicorn in a
+    # pipenv virtualenv; our image has it on PATH.
+    httpbin_launcher: tuple[str, ...] = ()
     candidate_app: str = "candidate.app:app"
 
     def __post_init__(self) -> None:

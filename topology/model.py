@@ -24,11 +24,15 @@ class Ports:
 
 @dataclass(frozen=True)
 class Images:
-    httpbin: str = "docker.io/kong/httpbin:0.2.2"
+    # One image (candidate/Dockerfile) serves httpbin v1, the primary and the candidate: PyPI
+    # httpbin at the version the local stack runs, plus the candidate's WSGI wrapper. A public
+    # httpbin build (kong/httpbin is a fork) would differ from the candidate in more than the
+    # one deliberate change, and every such difference would show as false signal.
+    httpbin: str = "mirror-demo-httpbin:0.10.2"
     relay: str = "docker.io/library/nginx:1.27.3-alpine"
     sleep: str = "docker.io/curlimages/curl:8.11.1"
     diffproxy: str = "diffproxy:0.1.0"
-    candidate: str = "httpbin-candidate:0.1.0"
+    candidate: str = "mirror-demo-httpbin:0.10.2"
     pull_policy: str = "IfNotPresent"
 
 

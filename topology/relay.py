@@ -6,8 +6,9 @@ from __future__ import annotations
 def render_relay_conf(listen: int, upstream: str, listen_address: str = "") -> str:
     """`upstream` is `host:port` of the diff proxy's proxy listener.
 
-    HTTP/1.1 because Envoy answers HTTP/1.0 with 426 Upgrade Required, and no Host override:
-    the caller's Host must survive so the diff proxy sees what the mesh sent.
+    HTTP/1.1 because Envoy answers HTTP/1.0 with 426 Upgrade Required. No Host override:
+    nginx then sends the upstream's own name, which is what the relay's sidecar routes by;
+    forcing the caller's (mirrored) Host would stop Istio from matching the diff proxy.
     """
     bind = f"{listen_address}:{listen}" if listen_address else str(listen)
     return f"""server {{

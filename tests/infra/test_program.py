@@ -143,7 +143,8 @@ def test_backends_behind_master_and_candidate_services(default):
     assert v1["command"][-2:] == ["0.0.0.0:8080", "httpbin:app"]
     assert v2["command"] == ["gunicorn", "--access-logfile", "-", "-b", "0.0.0.0:8080",
                              "candidate.app:app"]
-    assert v2["image"] == DEFAULT.images.candidate == "httpbin-candidate:0.1.0"
+    # Primary and candidate share one image so only the deliberate change differs.
+    assert v2["image"] == v1["image"] == DEFAULT.images.candidate == "mirror-demo-httpbin:0.10.2"
     assert v2["imagePullPolicy"] == "IfNotPresent"
 
 
@@ -307,13 +308,15 @@ def test_candidate_image_and_app_knobs():
 def test_namespace_and_image_knobs():
     run = run_program({"appNamespace": "shop", "diffyNamespace": "diffs",
                        "diffproxyImage": "registry.local/diffproxy:1.2.3",
-                       "imagePullPolicy": "Always", "httpbinLauncher": ""})
+                       "imagePullPolicy": "Always", "httpbinImage": "docker.io/kong/httpbin:0.2.2",
+                       "httpbinLauncher": "pipenv run"})
     assert _names(run, NAMESPACE) == {"shop", "diffs"}
     container, = _pod(run, "diffs/httpbin-diffy")["containers"]
     assert container["image"] == "registry.local/diffproxy:1.2.3"
     assert container["imagePullPolicy"] == "Always"
     v1, = _pod(run, "shop/mirrorservice-sample-v1")["containers"]
-    assert v1["command"][0] == "gunicorn"
+    assert v1["image"] == "docker.io/kong/httpbin:0.2.2"
+    assert v1["command"][:3] == ["pipenv", "run", "gunicorn"]
     conf = run.one(CONFIGMAP, "shop/mirrorservice-sample-relay").inputs["data"]["default.conf"]
     assert "proxy_pass http://httpbin-diffy.diffs.svc.cluster.local:8880/;" in conf
     assert run.outputs["sendTraffic"].startswith("kubectl -n shop exec deploy/sleep")
