@@ -1,0 +1,376 @@
+"""The diff console in a real browser (Debian's Chromium via Playwright) against the real
+proxy and real httpbin backends on loopback.
+
+Expected values come from the API the page reads, never from constants, except the demo's
+premise itself: the candidate changes `body.slideshow.author` on `GET /json` to
+"Yours Truly, v2" (candidate/app.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import expect
+
+from candidate.app import CANDIDATE_VALUE
+from diffproxy.console import CONTENT_SECURITY_POLICY
+from tests.console import stack as stk
+from tests.support.diffapi import enc
+
+SIGNAL_ENDPOINT = "GET /json"
+SIGNAL_FIELD = "body.slideshow.author"
+NOISE_ENDPOINT = "GET /uuid"
+NOISE_FIELD = "body.uuid"
+VERDICT_LABEL = {"signal": "signal", "noise": "noise only", "none": "no difference"}
+
+
+def api(stack, path: str):
+    response = httpx.get(f"{stack.api_url}/{path}", timeout=5.0)
+    response.raise_for_status()
+    return response.json()
+
+
+def verdict(ep: dict) -> str:
+    if ep["signal"]:
+        return "signal"
+    return "noise" if ep["differences"] else "none"
+
+
+def worst_first(overview: dict) -> list[str]:
+    rank = {"signal": 0, "noise": 1, "none": 2}
+
+    def key(item):
+        name, ep = item
+        share = ep["differences"] / ep["total"] if ep["total"] else 0.0
+        return (rank[verdict(ep)], -share, -ep["total"], name)
+
+    return [name for name, _ in sorted(overview.items(), key=key)]
+
+
+def sidebar_names(page) -> list[str]:
+    return page.locator("#endpoint-list li").evaluate_all("els => els.map(e => e.dataset.name)")
+
+
+def wait_for_poll(page) -> None:
+    """Wait until the page has refreshed itself once more from the API."""
+    before = page.locator("#live-status").inner_text()
+    expect(page.locator("#live-status")).not_to_have_text(before, timeout=8_000)
+
+
+def newest_example(stack, endpoint: str, field: str) -> dict:
+    results = api(stack, f"endpoints/{enc(endpoint)}/fields/{enc(field)}/results")["requests"]
+    assert results, f"the proxy kept no example for {endpoint} {field}"
+    return max(results, key=lambda r: r["timestamp_msec"])
+
+
+def test_header_and_endpoint_list_worst_first(page, stack, traffic):
+    page.goto("/")
+    overview = api(stack, "overview")
+    info = api(stack, "info")
+    items = page.locator("#endpoint-list li")
+    expect(items).to_have_count(len(overview))
+
+    names = sidebar_names(page)
+    assert names == worst_first(overview)
+    assert names[0] == SIGNAL_ENDPOINT, "the demo's only signal should lead the list"
+    for name in names:
+        ep = overview[name]
+        row = page.locator("#endpoint-list li").nth(names.index(name))
+        expect(row.locator(".badge")).to_have_text(VERDICT_LABEL[verdict(ep)], ignore_case=True)
+        expect(row.locator(".ep-counts")).to_have_text(f"{ep['differences']} of {ep['total']} differ")
+        share = 100 * ep["differences"] / ep["total"]
+        expect(row.locator(".ep-pct")).to_have_text(f"{share:.1f}%")
+
+    expect(page.locator("#service-name")).to_have_text(info["name"])
+    for role in ("primary", "secondary", "candidate"):
+        target = page.locator(f'#targets li[data-role="{role}"]')
+        expect(target.locator(".addr")).to_have_text(info["targets"][role]["address"])
+        expect(target.locator(".dot")).to_have_class(re.compile(r"\bdot-up\b"))
+    thresholds = info["thresholds"]
+    expect(page.locator("#thresholds")).to_have_text(
+        f"relative > {thresholds['relative']:g}% · absolute > {thresholds['absolute']:g}%")
+    assert info["last_reset"] is not None  # the traffic fixture cleared just now
+    expect(page.locator("#last-reset")).to_have_text(re.compile(r"just now|\d+ s ago"))
+
+    search = page.locator("#endpoint-filter")
+    search.fill("uuid")
+    expect(page.locator("#endpoint-list li:visible")).to_have_count(1)
+    expect(page.locator("#endpoint-list li:visible .ep-name")).to_have_text(NOISE_ENDPOINT)
+    search.fill("no-such-endpoint")
+    expect(page.locator("#endpoint-list li:visible")).to_have_count(0)
+    expect(page.locator("#endpoint-nomatch")).to_be_visible()
+    search.fill("")
+    expect(page.locator("#endpoint-list li:visible")).to_have_count(len(overview))
+
+
+def test_signal_field_and_highlighted_example(page, stack, traffic):
+    page.goto("/")
+    page.locator("#endpoint-list a", has_text=SIGNAL_ENDPOINT).click()
+    expect(page).to_have_url(re.compile(re.escape(f"#/endpoint/{enc(SIGNAL_ENDPOINT)}") + "$"))
+
+    stats = api(stack, f"endpoints/{enc(SIGNAL_ENDPOINT)}/stats")
+    rows = page.locator(".fields-table tbody tr")
+    expect(rows).to_have_count(len(stats["fields"]))
+    first = rows.first
+    expect(first).to_have_attribute("data-field", SIGNAL_FIELD)
+    expect(first.locator(".badge")).to_have_text("signal")
+    field = stats["fields"][SIGNAL_FIELD]
+    expect(first.locator("td.num").nth(0)).to_have_text(str(field["differences"]))
+    expect(first.locator("td.num").nth(1)).to_have_text(str(field["noise"]))
+    # The endpoint page previews the worst field's newest examples.
+    latest = page.locator(".view-endpoint .examples-table tbody tr")
+    expect(latest.first.locator("td.right")).to_have_text(f'"{CANDIDATE_VALUE}"')
+
+    first.locator("a").click()
+    expect(page).to_have_url(re.compile(re.escape(f"/field/{enc(SIGNAL_FIELD)}") + "$"))
+    results = api(stack, f"endpoints/{enc(SIGNAL_ENDPOINT)}/fields/{enc(SIGNAL_FIELD)}/results")
+    examples = page.locator(".examples-table tbody tr")
+    expect(examples).to_have_count(len(results["requests"]))
+    expect(examples.first.locator("td.right")).to_have_text(f'"{CANDIDATE_VALUE}"')
+
+    examples.first.locator("a").click()
+    example = page.locator("article.example")
+    expect(example).to_be_visible()
+    example_id = example.get_attribute("data-id")
+    expect(page).to_have_url(re.compile(re.escape(f"/request/{example_id}") + "$"))
+    roles = example.locator(".columns .col").evaluate_all("els => els.map(e => e.dataset.role)")
+    assert roles == ["primary", "secondary", "candidate"]
+
+    changed = example.locator(".col-candidate .line", has_text=CANDIDATE_VALUE)
+    expect(changed).to_have_count(1)
+    expect(changed).to_have_class(re.compile(r"\badd\b.*\bfld\b"))
+    expect(changed).to_have_attribute("data-path", SIGNAL_FIELD)
+    primary = api(stack, f"requests/{example_id}")["primary"]["body"]["slideshow"]["author"]
+    original = example.locator(".col-primary .line", has_text=f'"author": "{primary}"')
+    expect(original).to_have_class(re.compile(r"\bdel\b.*\bfld\b"))
+    # Secondary runs the primary's code: its author line is no noise.
+    expect(example.locator(".col-secondary .line", has_text='"author"')).not_to_have_class(
+        re.compile(r"\bnoise\b"))
+    # Only the changed field is highlighted in the candidate's body.
+    expect(example.locator(".col-candidate .line.add")).to_have_count(1)
+
+    # The demo traffic carries a bearer token; the page only ever sees the API's mask.
+    expect(example.locator(".kv tr", has_text="authorization").locator("td")).to_have_text("<redacted>")
+    assert "demo-secret-token" not in page.content()
+
+
+def test_noise_toggle_shows_and_hides_noise_fields(page, stack, traffic):
+    page.goto(f"/#/endpoint/{enc(NOISE_ENDPOINT)}")
+    row = page.locator(f'.fields-table tr[data-field="{NOISE_FIELD}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".badge")).to_have_text("noise")
+    toggle = page.locator("#noise-toggle")
+    expect(toggle).to_be_checked()
+
+    page.locator("label.toggle", has_text="Show noise").click()
+    expect(toggle).not_to_be_checked()
+    expect(row).to_have_count(0)
+    expect(page.locator(".view-endpoint .empty-state")).to_contain_text("noise field")
+    signal_only = api(stack, f"endpoints/{enc(NOISE_ENDPOINT)}/stats?exclude_noise=true")["fields"]
+    assert NOISE_FIELD not in signal_only
+
+    wait_for_poll(page)  # a refresh must not bring the hidden field back
+    expect(row).to_have_count(0)
+    page.reload()  # the reader's choice outlives a reload
+    expect(page.locator("#noise-toggle")).not_to_be_checked()
+    expect(page.locator(".view-endpoint .empty-state")).to_contain_text("noise field")
+    expect(row).to_have_count(0)
+
+    page.locator("label.toggle", has_text="Show noise").click()
+    expect(row).to_be_visible()
+
+
+def test_refresh_updates_in_place_without_losing_the_readers_place(page, stack, traffic):
+    example = newest_example(stack, SIGNAL_ENDPOINT, SIGNAL_FIELD)
+    page.goto(f"/#/endpoint/{enc(SIGNAL_ENDPOINT)}/field/{enc(SIGNAL_FIELD)}/request/{example['id']}")
+    article = page.locator("article.example")
+    expect(article).to_be_visible()
+    table_rows = page.locator(".examples-table tbody tr")
+    before_rows = table_rows.count()
+    article.evaluate("el => { el.__kept = true; }")
+    page.locator(".examples-table tbody tr").first.evaluate("el => { el.__kept = true; }")
+    page.evaluate("window.scrollTo(0, 500)")
+    assert page.evaluate("window.scrollY") > 0
+    top_before = article.bounding_box()["y"]
+
+    sent = stk.send_demo_traffic(stack, rounds=2, paths=("/json", "/ip"))
+    counts = stk.settle(stack)
+    assert sum(ep["total"] for ep in counts.values()) == traffic.sent + sent
+
+    new_row = page.locator('#endpoint-list li[data-name="GET /ip"]')
+    expect(new_row).to_have_count(1, timeout=8_000)
+    json_counts = counts[SIGNAL_ENDPOINT]
+    expect(page.locator(f'#endpoint-list li[data-name="{SIGNAL_ENDPOINT}"] .ep-counts')).to_have_text(
+        f"{json_counts['differences']} of {json_counts['total']} differ")
+    kept = len(api(stack, f"endpoints/{enc(SIGNAL_ENDPOINT)}/fields/{enc(SIGNAL_FIELD)}/results")["requests"])
+    assert kept > before_rows
+    expect(table_rows).to_have_count(kept)
+
+    assert article.evaluate("el => el.__kept === true"), "the open example was re-rendered"
+    # Rows arrived above the example; what the reader looks at must not jump.
+    assert abs(article.bounding_box()["y"] - top_before) <= 1, "the example moved on screen"
+    assert page.evaluate(
+        "() => [...document.querySelectorAll('.examples-table tbody tr')].some(r => r.__kept)"), \
+        "existing example rows were rebuilt instead of updated"
+
+
+def test_deep_links_reopen_the_same_view(page, stack, traffic):
+    example = newest_example(stack, SIGNAL_ENDPOINT, SIGNAL_FIELD)
+    link = f"/#/endpoint/{enc(SIGNAL_ENDPOINT)}/field/{enc(SIGNAL_FIELD)}/request/{enc(example['id'])}"
+    page.goto(link)
+    article = page.locator(f'article.example[data-id="{example["id"]}"]')
+    expect(article).to_be_visible()
+    expect(page.locator(f'.examples-table tr[data-id="{example["id"]}"]')).to_have_class(
+        re.compile(r"\bselected\b"))
+    page.reload()
+    expect(article).to_be_visible()
+    expect(page.locator("h1")).to_contain_text(SIGNAL_ENDPOINT)
+    expect(page.locator(".crumbs")).to_contain_text(SIGNAL_FIELD)
+
+    page.goto(f"/#/request/{enc(example['id'])}")
+    expect(article).to_be_visible()
+    expect(page.locator(".crumbs a", has_text=SIGNAL_ENDPOINT)).to_have_attribute(
+        "href", f"#/endpoint/{enc(SIGNAL_ENDPOINT)}")
+    expect(article.locator(".col-candidate .line.fld")).to_contain_text(CANDIDATE_VALUE)
+
+    page.goto(f"/#/endpoint/{enc(NOISE_ENDPOINT)}")
+    expect(page.locator("h1")).to_contain_text(NOISE_ENDPOINT)
+    expect(page.locator(f'#endpoint-list li[data-name="{NOISE_ENDPOINT}"]')).to_have_class(
+        re.compile(r"\bactive\b"))
+
+
+def test_unknown_request_link_explains_itself(page, stack, traffic):
+    page.goto("/#/request/no-such-id")
+    expect(page.locator(".view-request .message.error")).to_contain_text("not stored")
+    # The 404 behind that message is the only thing the browser may complain about.
+    assert all("404" in p for p in page.problems), page.problems
+    page.problems.clear()
+
+
+def test_clear_asks_for_confirmation_then_empties_the_list(page, stack, traffic):
+    page.goto(f"/#/endpoint/{enc(SIGNAL_ENDPOINT)}")
+    items = page.locator("#endpoint-list li")
+    expect(items).to_have_count(len(traffic.endpoints))
+    dialog = page.locator("#clear-dialog")
+
+    page.locator("#clear-button").click()
+    expect(dialog).to_be_visible()
+    page.locator("#clear-cancel").click()
+    expect(dialog).to_be_hidden()
+    wait_for_poll(page)
+    expect(items).to_have_count(len(traffic.endpoints))
+    assert api(stack, "endpoints") == traffic.endpoints
+
+    page.locator("#clear-button").click()
+    expect(dialog).to_be_visible()
+    page.locator("#clear-confirm").click()
+    expect(dialog).to_be_hidden()
+    expect(items).to_have_count(0)
+    expect(page.locator("#endpoint-empty")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"#/$"))
+    expect(page.locator(".view-overview .empty-state")).to_contain_text("No traffic compared yet")
+    assert api(stack, "endpoints") == {}
+    assert api(stack, "info")["last_reset"] is not None
+    expect(page.locator("#last-reset")).to_have_text(re.compile(r"just now|\d+ s ago"))
+
+
+def test_results_cleared_elsewhere_are_noticed_quietly(page, stack, traffic):
+    page.goto(f"/#/endpoint/{enc(SIGNAL_ENDPOINT)}/field/{enc(SIGNAL_FIELD)}")
+    expect(page.locator(".view-field .examples-table tbody tr")).not_to_have_count(0)
+    stk.clear(stack)  # as another operator would, from another tab or the CLI
+    expect(page.locator("#endpoint-list li")).to_have_count(0, timeout=8_000)
+    expect(page.locator(".view-field .examples-table")).to_be_hidden()
+    expect(page.locator(".view-field .empty-state")).to_be_visible()
+    page.goto(f"/#/endpoint/{enc(SIGNAL_ENDPOINT)}")
+    expect(page.locator(".view-endpoint .empty-state")).to_contain_text("No results for this endpoint")
+    wait_for_poll(page)  # and it keeps polling without asking for what is gone (no 404s)
+
+
+def test_hostile_traffic_is_shown_as_text_and_never_runs(page, stack, traffic):
+    stk.send_hostile_traffic(stack)
+    endpoints = stk.settle(stack)
+    hostile = [name for name in endpoints if stk.XSS_SCRIPT in name]
+    assert hostile, f"no endpoint carries the raw markup: {sorted(endpoints)}"
+    name = hostile[0]
+
+    response = page.goto("/")
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["x-content-type-options"] == "nosniff"
+    page.locator("#endpoint-list li .ep-name", has_text=stk.XSS_SCRIPT).click()
+    expect(page.locator("h1 .mono")).to_have_text(name)
+
+    fields = api(stack, f"endpoints/{enc(name)}/stats")["fields"]
+    assert fields, f"{name} recorded no differing field, so no example to open"
+    page.locator(".fields-table tbody tr a").first.click()
+    expect(page.locator(".view-field")).to_be_visible()
+    page.locator(".view-field .examples-table tbody tr a").first.click()
+    example = page.locator("article.example")
+    expect(example).to_be_visible()
+    expect(example.locator(".req-line")).to_contain_text(stk.XSS_SCRIPT)
+    expect(example.locator(".kv td", has_text=stk.XSS_IMG)).to_have_count(1)
+    expect(example.locator(".kv td", has_text=stk.XSS_SCRIPT)).to_have_count(1)
+    for role in ("primary", "secondary", "candidate"):
+        # httpbin echoes the request into each body (JSON-escaped quotes).
+        expect(example.locator(f".col-{role} .line", has_text="onerror=")).to_have_count(1)
+        expect(example.locator(f".col-{role} .line", has_text=stk.XSS_SCRIPT).first).to_be_visible()
+
+    # The query-string variant, echoed as body.args.q.
+    page.goto(f"/#/endpoint/{enc('GET /anything')}")
+    page.locator(".fields-table tbody tr a").first.click()
+    expect(page.locator(".view-field")).to_be_visible()
+    page.locator(".view-field .examples-table tbody tr a").first.click()
+    expect(page.locator("article.example .col-candidate .line", has_text="onerror=")).not_to_have_count(0)
+
+    wait_for_poll(page)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.locator("img").count() == 0
+    assert page.locator("script").count() == 1  # app.js, nothing injected
+
+
+def test_csp_blocks_inline_code_even_if_markup_slipped_in(page, stack, traffic):
+    page.goto("/")
+    expect(page.locator("#endpoint-list li").first).to_be_visible()
+    # Simulate a rendering bug: put markup into the DOM the way the page never does.
+    page.evaluate(f"""() => {{
+        const div = document.createElement('div');
+        div.innerHTML = {stk.XSS_IMG!r} + '<a id="evil" href="#" onclick="window.__xss=1">x</a>';
+        document.body.append(div);
+        document.getElementById('evil').click();
+    }}""")
+    page.wait_for_timeout(300)
+    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert page.problems and all("Content Security Policy" in p or "404" in p for p in page.problems), \
+        page.problems
+    page.problems.clear()
+
+
+def test_page_and_static_files_are_served_with_types_and_policy(stack):
+    expected = {
+        "/": "text/html",
+        "/static/app.js": "text/javascript",
+        "/static/style.css": "text/css",
+        "/static/favicon.svg": "image/svg+xml",
+    }
+    for path, content_type in expected.items():
+        response = httpx.get(stack.console_url + path, timeout=5.0)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].split(";")[0] == content_type, path
+        assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+    for path in ("/static/nope.js", "/static/..%2Fconsole.py", "/static/%2E%2E/console.py"):
+        response = httpx.get(stack.console_url + path, timeout=5.0)
+        assert response.status_code == 404, path
+        assert "add_console_routes" not in response.text
+
+
+def test_screenshot_script_renders_both_views(page, stack, traffic, tmp_path):
+    from tests.console import screenshots
+
+    files = screenshots.capture(page, stack, tmp_path)
+    assert [f.name for f in files] == ["console-endpoint.png", "console-example.png"]
+    for file in files:
+        data = file.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width = int.from_bytes(data[16:20], "big")
+        assert width == screenshots.WIDTH
