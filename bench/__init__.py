@@ -1,0 +1,1 @@
+"""Benchmarks: the diff proxy next to nginx on loopback. Run with `python -m bench`."""

@@ -1,0 +1,124 @@
+"""One diff proxy process for one scenario: start, scrape /metrics, wait for its queue to drain."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from bench import promtext
+from bench.procs import BenchError, free_port, running, wait_for_port
+from bench.settings import REPO
+
+# Series names as diffproxy/metrics.py exports them.
+REQUESTS = "diffproxy_requests_total"
+QUEUED = "diffproxy_comparisons_queued_total"
+COMPLETED = "diffproxy_comparisons_completed_total"
+DROPPED = "diffproxy_comparisons_dropped_total"
+FAILED = "diffproxy_comparisons_failed_total"
+QUEUE_DEPTH = "diffproxy_comparison_queue_depth"
+
+
+@dataclass(frozen=True)
+class Counts:
+    requests: float
+    queued: float
+    completed: float
+    dropped: float
+    failed: float
+    depth: float
+
+    def minus(self, before: "Counts") -> "Counts":
+        return Counts(self.requests - before.requests, self.queued - before.queued,
+                      self.completed - before.completed, self.dropped - before.dropped,
+                      self.failed - before.failed, self.depth)
+
+
+@dataclass(frozen=True)
+class DiffProxy:
+    pid: int
+    proxy_port: int
+    admin_port: int
+    http_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}/"
+
+    def _get(self, port: int, path: str, timeout: float = 5.0) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.read()
+
+    def counts(self) -> Counts:
+        s = promtext.parse(self._get(self.admin_port, "/metrics").decode())
+
+        def value(name: str) -> float:
+            v = promtext.total(s, name)
+            if v is None and name == REQUESTS:
+                return 0.0  # labelled by method: no series until the first request
+            if v is None:
+                raise BenchError(f"/metrics has no {name}; has diffproxy/metrics.py renamed it?")
+            return v
+
+        return Counts(value(REQUESTS), value(QUEUED), value(COMPLETED), value(DROPPED),
+                      value(FAILED), value(QUEUE_DEPTH))
+
+    def endpoints(self) -> int:
+        return len(json.loads(self._get(self.http_port, "/api/1/endpoints")))
+
+    def drain(self, timeout: float) -> tuple[Counts, float, bool]:
+        """Wait until every request that came in has been compared (or dropped); bounded."""
+        start = time.monotonic()
+        previous = None
+        while True:
+            now = self.counts()
+            settled = (now.depth == 0 and now.queued <= now.completed + now.failed
+                       and previous is not None and previous.requests == now.requests)
+            elapsed = time.monotonic() - start
+            if settled or elapsed >= timeout:
+                return now, elapsed, settled
+            previous = now
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidate: int,
+              ready_timeout: float = 30.0) -> Iterator[DiffProxy]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = [free_port() for _ in range(3)]
+    argv = [python, "-m", "diffproxy",
+            f"-candidate=127.0.0.1:{candidate}",
+            f"-master.primary=127.0.0.1:{primary}",
+            f"-master.secondary=127.0.0.1:{secondary}",
+            f"-proxy.port=127.0.0.1:{ports[0]}",
+            f"-admin.port=127.0.0.1:{ports[1]}",
+            f"-http.port=127.0.0.1:{ports[2]}",
+            f"-store.path={workdir / 'results.sqlite'}",
+            "-serviceName=bench"]
+    log = workdir / "diffproxy.log"
+    with running(argv, log, cwd=REPO) as proc:
+        for port in ports:
+            wait_for_port(port, proc, ready_timeout, log)
+        dp = DiffProxy(proc.pid, *ports)
+        _wait_ready(dp, proc, ready_timeout, log)
+        yield dp
+
+
+def _wait_ready(dp: DiffProxy, proc, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"diffproxy exited with {proc.returncode}; see {log}")
+        try:
+            dp._get(dp.admin_port, "/readyz", timeout=2)
+            return
+        except (urllib.error.URLError, OSError) as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise BenchError(f"diffproxy not ready after {timeout:g}s ({last}); see {log}")
