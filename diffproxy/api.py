@@ -127,7 +127,11 @@ class Api:
             self._allow(request, "GET")
             return await self.request_by_id(seg[1])
         elif head == "clear" and len(seg) == 1:
-            self._allow(request, "GET", "POST")
+            if request.method != "POST":
+                # Diffy cleared on GET too; a destructive GET can be fired by a crawler,
+                # a prefetch or an <img> tag on any page the operator visits.
+                raise ApiError(405, "clearing results is destructive: use POST /api/1/clear",
+                               {"Allow": "POST"})
             return await self.clear(request)
         elif head == "overview" and len(seg) == 1:
             self._allow(request, "GET")

@@ -290,6 +290,37 @@ def parse_body(body: bytes, content_type: str, content_encoding: str, limit: int
     return _digest(data)
 
 
+def content_fault(headers: tuple[tuple[str, str], ...], body: bytes, limit: int) -> tuple[str, str] | None:
+    """Why a body that arrived whole is still unusable as declared, or None.
+
+    ("too_large", ...) when its Content-Encoding expands past `limit` (a decompression
+    bomb: a few KB on the wire, gigabytes for whoever inflates it); ("bad_response", ...)
+    when it is declared JSON without another charset but is not UTF-8 (RFC 8259 8.1).
+    Bodies in encodings this module cannot undo are left to the comparison (digest)."""
+    ctype = cenc = ""
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-type":
+            ctype = value
+        elif lower == "content-encoding":
+            cenc = f"{cenc}, {value}" if cenc else value
+    data = body
+    if cenc.strip():
+        try:
+            data = _decode_content(body, cenc, limit)
+        except _TooLarge:
+            return "too_large", f"{cenc.strip()} body expands past {limit} bytes (decompression bomb?)"
+        except _Undecodable:
+            return None
+    mt, charset = _media_type(ctype)
+    if data and _is_json(mt) and charset in (None, "utf-8", "utf8"):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return "bad_response", f"JSON body is not valid UTF-8 (byte {exc.start})"
+    return None
+
+
 # Pruning -------------------------------------------------------------------------------
 
 

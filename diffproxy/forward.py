@@ -3,7 +3,8 @@
 Never raises for a target's misbehaviour: refused, timed out, reset, garbage, oversized —
 each becomes `Response(error=<kind>)` so it can be compared and counted like any answer.
 Bodies are read raw (no decompression) with a size cap, so what is compared and what the
-caller gets is exactly what the target sent.
+caller gets is exactly what the target sent. A body that cannot be used as declared (a
+gzip bomb, JSON that is not UTF-8) is an error too: see `compare.content_fault`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import aiohttp
 from aiohttp import http_exceptions
 from yarl import URL
 
-from .compare import Response
+from .compare import Response, content_fault
 from .metrics import Metrics
 from .settings import ProxySettings, Target
 
@@ -163,8 +164,15 @@ class Forwarder:
                     raw_headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
                                         for k, v in resp.raw_headers)
                     data = await self._read_capped(resp)
-            result = Response(status=status, headers=raw_headers, body=data,
-                              elapsed_ms=(time.perf_counter() - started) * 1000)
+            fault = content_fault(raw_headers, data, self.settings.max_response_size)
+            if fault is not None:
+                kind, detail = fault
+                result = Response(status=status, headers=raw_headers, body=b"", error=kind,
+                                  error_detail=detail,
+                                  elapsed_ms=(time.perf_counter() - started) * 1000)
+            else:
+                result = Response(status=status, headers=raw_headers, body=data,
+                                  elapsed_ms=(time.perf_counter() - started) * 1000)
         except asyncio.CancelledError:
             raise
         except _TooLarge as exc:

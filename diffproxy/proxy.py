@@ -124,7 +124,7 @@ class Comparisons:
                     self.metrics.noise.inc()
             except Exception:  # noqa: BLE001 - one bad comparison must not stop the worker
                 self.metrics.failed.inc()
-                log.exception("comparing %s %s failed", job.method, job.path_qs)
+                log.exception("comparing %s %s failed", job.method, self.redactor.text(job.path_qs))
             finally:
                 self.queue.task_done()
 
@@ -224,9 +224,13 @@ class ProxyHandler:
         body = await self._read_body(request, proxy.max_request_size)
         if body is None:
             self.metrics.rejected.inc(reason="too_large")
-            return json_error(413, f"request body larger than -maxRequestSize "
-                                   f"({proxy.max_request_size} bytes)",
-                              limit=proxy.max_request_size)
+            rejected = json_error(413, f"request body larger than -maxRequestSize "
+                                       f"({proxy.max_request_size} bytes)",
+                                  limit=proxy.max_request_size)
+            # The rest of the body is unread: close rather than make the caller send (and
+            # us swallow) all of it before the connection could be used again.
+            rejected.force_close()
+            return rejected
 
         path_qs = _path_qs(request)
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)

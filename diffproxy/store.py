@@ -138,6 +138,13 @@ def _open_sync(path: str) -> sqlite3.Connection:
         # both writing interleaved counts.
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
         has_schema = _validate(conn, path)
+        if has_schema:
+            # Before the first write: a damaged page found later would fail flushes or
+            # reads at random, and writing first would change the file we refuse.
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise StoreError(f"store {path} is corrupt ({'; '.join(problems)[:200]}); "
+                                 "refusing to touch it")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"store {path}: cannot switch to WAL mode (got {mode})")
@@ -162,6 +169,17 @@ def _open_sync(path: str) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"store {path} is corrupt or not a database: {exc}") from None
+
+
+def _storable(name: str) -> str:
+    """A name SQLite can hold. Field paths come from target bodies, and JSON may spell a
+    lone surrogate (`{"\\ud800": 1}`) that UTF-8 cannot encode: one such key would fail
+    every later flush."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Store:
@@ -275,7 +293,7 @@ class Store:
         latest for a field. Cheap and synchronous: the disk write happens in the next flush."""
         if self._closed:
             raise StoreError("store is closed")
-        ep = record.endpoint
+        ep = _storable(record.endpoint)
         counts = self.endpoints.setdefault(ep, EndpointCounts())
         counts.total += 1
         if record.raw:
@@ -288,9 +306,9 @@ class Store:
         fields = self.fields.setdefault(ep, {})
         touched: dict[str, list[bool]] = {}
         for path in record.raw:
-            touched.setdefault(self._field(ep, path), [False, False])[0] = True
+            touched.setdefault(self._field(ep, _storable(path)), [False, False])[0] = True
         for path in record.noise:
-            touched.setdefault(self._field(ep, path), [False, False])[1] = True
+            touched.setdefault(self._field(ep, _storable(path)), [False, False])[1] = True
         if not touched:
             self._maybe_wake()
             return

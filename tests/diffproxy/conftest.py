@@ -79,3 +79,23 @@ def proxy(shared_proxy):
 def client():
     with httpx.Client(timeout=10.0) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def faults():
+    """Three raw-socket targets that misbehave on request (see `faultserver`)."""
+    from .faultserver import FaultServer
+
+    with FaultServer(limit=FAULT_LIMIT) as server:
+        yield server
+
+
+FAULT_LIMIT = 64 * 1024  # -maxResponseSize of proxies in front of `faults`
+
+
+def start_fault_proxy(faults, store_path, extra=(), log_dir=None) -> procs.DiffProxyProc:
+    return procs.start_diffproxy(
+        primary=faults.address("primary"), secondary=faults.address("secondary"),
+        candidate=faults.address("candidate"), store_path=store_path,
+        extra=["-target.timeout=500ms", f"-maxResponseSize={FAULT_LIMIT}", *extra],
+        log_dir=log_dir)

@@ -170,3 +170,26 @@ def test_hop_by_hop_and_shadow_helpers():
     assert strip_shadow("httpbin.ns.svc.cluster.local-shadow:80") == "httpbin.ns.svc.cluster.local:80"
     assert strip_shadow("httpbin:8000") == "httpbin:8000"
     assert strip_shadow("[::1]:80") == "[::1]:80"
+
+
+@pytest.mark.parametrize("reply, kind", [
+    # 1 KB limit: 20 KB of JSON gzips to a few dozen bytes on the wire
+    (http_reply(headers=("Content-Encoding: gzip", "Content-Type: application/json"),
+                body=gzip.compress(b'{"a": "' + b"0" * 20000 + b'"}')), "too_large"),
+    (http_reply(headers=("Content-Type: application/json",), body=b'{"a": "\xff"}'),
+     "bad_response"),
+])
+async def test_unusable_bodies_are_errors(reply, kind):
+    r, _ = await _outcome(reply)
+    assert (r.status, r.error, r.body) == (200, kind, b"")
+
+
+@pytest.mark.parametrize("headers, body", [
+    (("Content-Encoding: gzip", "Content-Type: application/json"), gzip.compress(b'{"a": 1}')),
+    (("Content-Type: text/plain",), b"\xff\xfe latin-1 text is fine"),
+    (("Content-Type: application/json; charset=latin-1",), b'{"a": "caf\xe9"}'),
+    (("Content-Encoding: br",), b"\x0b\x02\x80not-decoded-here"),
+])
+async def test_usable_bodies_pass_untouched(headers, body):
+    r, _ = await _outcome(http_reply(headers=headers, body=body))
+    assert (r.error, r.body) == (None, body)

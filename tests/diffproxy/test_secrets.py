@@ -1,0 +1,184 @@
+"""Secrets never reach the store, the API or the console; destructive calls are guarded;
+every API answer is JSON with nosniff.
+
+The candidate runs under another base path (`/anything`), so every answer differs from the
+primary's and every request is kept as an example with its request and three responses:
+the strongest test for redaction. httpbin echoes what it gets (/headers, /cookies,
+/anything) and sets cookies (/cookies/set), so secrets arrive in bodies and Set-Cookie too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from diffproxy.console import STATIC_DIR
+from tests.support import diffapi
+from tests.support.diffapi import enc, get_json
+
+from .conftest import start_proxy
+
+TOKEN = f"admin-{uuid.uuid4().hex}"
+
+
+def _secret(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex}"
+
+
+SECRETS = {name: _secret(name) for name in (
+    "authorization", "proxy", "cookie", "tenant", "card", "setcookie", "query")}
+
+
+@pytest.fixture(scope="module")
+def secret_proxy(backends, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("secrets")
+    proxy = start_proxy(backends, tmp / "secrets.sqlite", log_dir=tmp,
+                        candidate=f"{backends.candidate.url}/anything",
+                        extra=["-allowHttpSideEffects", "-redact.headers=X-Tenant-Key",
+                               "-redact.fields=sessionid,card_number", f"-admin.token={TOKEN}"])
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def traffic(secret_proxy):
+    """Send every secret-bearing request once; returns the request ids."""
+    s = SECRETS
+    headers = {"Authorization": f"Bearer {s['authorization']}",
+               "Proxy-Authorization": f"Secret {s['proxy']}",
+               "Cookie": f"sessionid={s['cookie']}; theme=dark",
+               "X-Tenant-Key": s["tenant"]}
+    ids = []
+    with httpx.Client(timeout=10.0, base_url=secret_proxy.proxy_url) as client:
+        for r in (client.get("/headers", headers=headers),
+                  client.get("/cookies", headers=headers),
+                  client.post("/post", headers=headers,
+                              json={"card_number": s["card"], "amount": 5}),
+                  client.get(f"/cookies/set?sessionid={s['setcookie']}"),
+                  client.get(f"/get?sessionid={s['query']}&page=2")):
+            assert r.status_code == 200 or r.status_code == 302, r.text
+            ids.append(r.headers["X-Diffproxy-Request-Id"])
+        assert s["setcookie"] in client.get(
+            f"/cookies/set?sessionid={s['setcookie']}").headers["set-cookie"]
+    diffapi.wait_idle(secret_proxy.admin_url)
+    return ids
+
+
+def _forms(secret: str) -> list[bytes]:
+    """The secret as it could appear anywhere: raw, URL-encoded, JSON-escaped, base64."""
+    return [secret.encode(), quote(secret).encode(), json.dumps(secret)[1:-1].encode(),
+            base64.b64encode(secret.encode())[:16]]
+
+
+def _assert_no_secrets(blob: bytes, where: str) -> None:
+    for name, secret in {**SECRETS, "token": TOKEN}.items():
+        for form in _forms(secret):
+            assert form not in blob, f"{name} secret found in {where}"
+
+
+def _every_api_answer(api_url: str, ids: list[str]) -> list[bytes]:
+    bodies = []
+
+    def get(path: str) -> dict:
+        status, _, body = diffapi.fetch(f"{api_url}/api/1/{path}")
+        assert status == 200, (path, body[:300])
+        bodies.append(body)
+        return json.loads(body)
+
+    for path in ("endpoints", "overview", "info"):
+        get(path)
+    for endpoint in get("endpoints"):
+        for path in get(f"endpoints/{enc(endpoint)}/stats")["fields"]:
+            get(f"endpoints/{enc(endpoint)}/stats?exclude_noise=true")
+            base = f"endpoints/{enc(endpoint)}/fields/{enc(path)}/results"
+            kept = get(base + "?include_request=true")["requests"]
+            get(base)
+            for i, result in enumerate(kept):
+                get(f"{base}/{i}")
+                get(f"requests/{result['id']}")
+    for n, request_id in enumerate(ids):
+        assert diffapi.fetch(f"{api_url}/api/1/requests/{request_id}")[0] == 200, f"request {n} not kept"
+        get(f"requests/{request_id}")
+    return bodies
+
+
+def test_secrets_never_stored_or_shown(secret_proxy, traffic):
+    proxy = secret_proxy
+    bodies = _every_api_answer(proxy.api_url, traffic)
+    assert len(bodies) > 30, "too few answers to prove anything"
+    _assert_no_secrets(b"\n".join(bodies), "the API")
+
+    docs = {i: get_json(proxy.api_url, f"requests/{i}") for i in traffic}  # all kept
+    echoed = docs[traffic[0]]
+    assert echoed["request"]["headers"]["authorization"] == "<redacted>"
+    assert echoed["request"]["headers"]["proxy-authorization"] == "<redacted>"
+    assert echoed["request"]["headers"]["x-tenant-key"] == "<redacted>"
+    assert echoed["primary"]["body"]["headers"]["X-Tenant-Key"] == "<redacted>"
+    assert docs[traffic[1]]["primary"]["body"]["cookies"] == "<redacted>"
+    assert docs[traffic[2]]["request"]["body"]["card_number"] == "<redacted>"
+    assert docs[traffic[2]]["primary"]["body"]["json"]["card_number"] == "<redacted>"
+    assert docs[traffic[3]]["primary"]["status"] == 302
+    assert docs[traffic[3]]["primary"]["headers"]["set-cookie"] == "<redacted>"
+    assert docs[traffic[4]]["uri"] == "/get?sessionid=<redacted>&page=2"
+
+    console = [diffapi.fetch(proxy.api_url + "/")[2]]
+    console += [diffapi.fetch(f"{proxy.api_url}/static/{p.name}")[2]
+                for p in STATIC_DIR.iterdir() if p.is_file()]
+    assert all(console) and b"<html" in console[0].lower()
+    _assert_no_secrets(b"\n".join(console), "the console")
+
+    store = proxy.flag("store.path")
+    files = [p for p in (store, store + "-wal", store + "-shm", store + "-journal")
+             if os.path.exists(p)]
+    blob = b"".join(open(p, "rb").read() for p in files)
+    assert traffic[0].encode() in blob  # the examples are in the file...
+    _assert_no_secrets(blob, f"the store ({', '.join(files)})")  # ...the secrets are not
+    _assert_no_secrets(proxy.log_path.read_bytes(), "the proxy's log")
+
+
+def test_clear_needs_post_and_the_token(secret_proxy, traffic):
+    api = secret_proxy.api_url + "/api/1"
+    with httpx.Client(timeout=10.0) as client:
+        got = client.get(api + "/clear")
+        assert got.status_code == 405 and got.headers["allow"] == "POST"
+        assert "POST" in got.json()["error"]
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Admin-Token": "wrong"}):
+            denied = client.post(api + "/clear", headers=headers)
+            assert denied.status_code == 401 and "admin token" in denied.json()["error"]
+        assert get_json(secret_proxy.api_url, "endpoints"), "a refused clear cleared anyway"
+        cleared = client.post(api + "/clear", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert cleared.json() == {"success": "Diffs cleared"}
+        assert get_json(secret_proxy.api_url, "endpoints") == {}
+
+
+API_URLS = [
+    ("GET", "/api/1/endpoints", 200), ("GET", "/api/1/overview", 200),
+    ("GET", "/api/1/info", 200), ("HEAD", "/api/1/info", 200),
+    ("GET", "/api/1", 404), ("GET", "/api/1/", 404), ("GET", "/api", 404), ("GET", "/api/", 404),
+    ("GET", "/api/2/endpoints", 404), ("GET", "/api/1/nope", 404),
+    ("GET", "/api/1/endpoints/GET%20%2Fnope/stats", 404),
+    ("GET", "/api/1/endpoints/GET%20%2Fnope/fields/body.x/results", 404),
+    ("GET", "/api/1/endpoints/%ZZ%/stats", 404),
+    ("GET", "/api/1/endpoints/" + "a" * 4000 + "/stats", 404),
+    ("GET", "/api/1/requests/nope", 404), ("GET", "/api/1/requests/", 404),
+    ("GET", "/api/1/clear", 405), ("PUT", "/api/1/clear", 405),
+    ("POST", "/api/1/clear", 401), ("DELETE", "/api/1/endpoints", 405),
+    ("POST", "/api/1/info", 405),
+]
+
+
+@pytest.mark.parametrize("method, path, status", API_URLS)
+def test_every_api_answer_is_json_and_nosniff(secret_proxy, method, path, status):
+    r = httpx.request(method, secret_proxy.api_url + path, timeout=10.0)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    if method != "HEAD":
+        body = r.json()
+        assert ("error" in body) == (status >= 400)
