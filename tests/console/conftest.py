@@ -33,7 +33,9 @@ def traffic(stack) -> Traffic:
     return Traffic(sent=sent, endpoints=stk.settle(stack))
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running on the main
+# thread while it is open, which would break every asyncio test collected after this folder.
+@pytest.fixture(scope="module")
 def browser():
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: run scripts/system-deps.sh (installs Debian's chromium)")
