@@ -16,34 +16,22 @@ from localmesh.sidecar import DEFAULT_HOST_FORM, HOST_FORMS
 BACKENDS = ("local", "kind")
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {value}")
-    return value
+def _bounded(cast: type, low: float, high: float | None, what: str, bounds: str):
+    """An argparse type: `cast` the text and keep it within [low, high]."""
+    def convert(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{bounds}, got {value:g}")
+        return value
+    return convert
 
 
-def _percentage(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {value:g}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+_port = _bounded(int, 1, 65535, "a port number", "port must be 1-65535")
+_percentage = _bounded(float, 0.0, 100.0, "a number", "must be between 0 and 100")
+_positive = _bounded(int, 1, None, "a whole number", "must be at least 1")
 
 
 def parser() -> argparse.ArgumentParser:
