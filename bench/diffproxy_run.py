@@ -88,7 +88,7 @@ class DiffProxy:
 
 @contextlib.contextmanager
 def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidate: int,
-              ready_timeout: float = 30.0) -> Iterator[DiffProxy]:
+              workers: int = 1, ready_timeout: float = 30.0) -> Iterator[DiffProxy]:
     workdir.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in range(3)]
     argv = [python, "-m", "diffproxy",
@@ -99,7 +99,8 @@ def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidat
             f"-admin.port=127.0.0.1:{ports[1]}",
             f"-http.port=127.0.0.1:{ports[2]}",
             f"-store.path={workdir / 'results.sqlite'}",
-            "-serviceName=bench"]
+            "-serviceName=bench",
+            f"-workers={workers}"]
     log = workdir / "diffproxy.log"
     with running(argv, log, cwd=REPO) as proc:
         for port in ports:

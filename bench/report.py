@@ -127,7 +127,8 @@ def markdown(run: RunResult, chart: str | None = None) -> str:
         f"Run of {run.started} on {machine_line(run)}",
         "",
         f"wrk: {s['threads']} thread(s), {s['duration']:g} s per scenario after {s['warmup']:g} s warm-up; "
-        f"nginx worker_processes {s['nginx_workers']}. " + " ".join(run.notes),
+        f"nginx worker_processes {s['nginx_workers']}; diff proxy -workers="
+        f"{s.get('proxy_workers', 1)} (processes sharing the proxy port). " + " ".join(run.notes),
         "",
         scenario_table(run),
         "",

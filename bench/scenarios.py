@@ -133,7 +133,8 @@ def _proxied(key: str, s: BenchSettings, b: Backends, work: Path) -> ScenarioRes
     else:
         candidate = b.candidate_same if key == "c" else b.candidate_diff
         ports, backend_pid, conns, reference = (b.primary, b.secondary, candidate), b.fast_pid, s.connections, None
-    with diffproxy_run.diffproxy(s.python, work / key / "diffproxy", *ports) as dp:
+    with diffproxy_run.diffproxy(s.python, work / key / "diffproxy", *ports,
+                                 workers=s.proxy_workers) as dp:
         return _measure(key, "diff proxy", dp.url, dp.pid, backend_pid, conns, s, work / key,
                         proxy=dp, reference=reference)
 
@@ -151,7 +152,8 @@ def _late_slope(samples: list[tuple[int, float]]) -> float:
 
 def _memory(s: BenchSettings, b: Backends, work: Path) -> MemoryResult:
     with diffproxy_run.diffproxy(s.python, work / "memory" / "diffproxy",
-                                 b.primary, b.secondary, b.candidate_diff) as dp:
+                                 b.primary, b.secondary, b.candidate_diff,
+                                 workers=s.proxy_workers) as dp:
         rss0 = usage(dp.pid).rss
         base = dp.counts()
         samples: list[tuple[int, float]] = [(0, round(rss0 / MB, 2))]
@@ -183,7 +185,8 @@ def _memory(s: BenchSettings, b: Backends, work: Path) -> MemoryResult:
 def _profile(key: str, s: BenchSettings, b: Backends, work: Path) -> ProfileResult:
     candidate = b.candidate_same if key == "c" else b.candidate_diff
     with diffproxy_run.diffproxy(s.python, work / f"profile-{key}" / "diffproxy",
-                                 b.primary, b.secondary, candidate) as dp:
+                                 b.primary, b.secondary, candidate,
+                                 workers=s.proxy_workers) as dp:
         if s.warmup > 0:
             wrk.run(dp.url, s.warmup, s.connections, s.threads, work / f"profile-{key}")
         dp.drain(s.drain_timeout)

@@ -25,7 +25,8 @@ class BenchSettings:
     memory_max_seconds: float = 240.0
     memory_connections: int = 32
     drain_timeout: float = 30.0     # bound on waiting for queued comparisons after load stops
-    nginx_workers: int = 1          # one core each, like the single-process proxy
+    nginx_workers: int = 1          # the baseline keeps one core, as in the measurements
+    proxy_workers: int = 2          # diffproxy -workers: processes sharing the proxy port (= cores)
     out_dir: Path = REPO / "bench" / "results"
     docs: bool = True               # rewrite docs/bench.md's results section and docs/img/bench.png
     docs_path: Path = REPO / "docs" / "bench.md"
@@ -88,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> BenchSettings:
                    help="seconds to wait for queued comparisons after the load stops (%(default)s)")
     p.add_argument("--nginx-workers", type=_positive(int), default=d.nginx_workers,
                    help="worker_processes of the nginx instances (%(default)s)")
+    p.add_argument("--proxy-workers", type=_positive(int), default=d.proxy_workers,
+                   help="the diff proxy's -workers (%(default)s)")
     p.add_argument("--out", type=Path, default=d.out_dir, help="results root; a dated directory is made inside")
     p.add_argument("--scenarios", type=_scenarios, default=d.scenarios,
                    help=f"comma list out of {','.join(SCENARIOS)} (all)")
@@ -102,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> BenchSettings:
         d, duration=a.duration, warmup=a.warmup, connections=a.connections, threads=a.threads,
         slow_connections=a.slow_connections, memory_requests=a.memory_requests,
         memory_paths=a.memory_paths, memory_max_seconds=a.memory_max_seconds,
-        nginx_workers=a.nginx_workers, drain_timeout=a.drain_timeout, out_dir=a.out, scenarios=a.scenarios,
+        nginx_workers=a.nginx_workers, proxy_workers=a.proxy_workers, drain_timeout=a.drain_timeout, out_dir=a.out, scenarios=a.scenarios,
         docs=not a.no_docs, profile=a.profile, profile_seconds=a.profile_seconds,
     )
     if a.smoke:

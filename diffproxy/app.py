@@ -1,4 +1,5 @@
-"""Wiring: one process, one event loop, three listeners (proxy, http, admin).
+"""Wiring: one process, one event loop, three listeners (proxy, http, admin); with
+`-workers=N`, N-1 more processes share the proxy port and report to this one (`workers`).
 
 Start order: store (refuses a bad file before anything listens), client session, the
 comparison worker, then the three sites. Stop order (SIGTERM/SIGINT): stop taking
@@ -21,9 +22,10 @@ from .api import Api, add_nosniff, http_middleware
 from .console import add_console_routes
 from .forward import Forwarder, TargetHealth, new_session, probe
 from .metrics import Metrics
-from .proxy import Comparisons, ProxyHandler
+from .proxy import Comparisons, ProxyHandler, proxy_runner
 from .settings import Settings, fail
 from .store import Store, StoreError
+from .workers import WorkerError, WorkerPool
 
 log = logging.getLogger("diffproxy")
 
@@ -43,9 +45,10 @@ class DiffProxy:
         self.store: Store | None = None
         self.comparisons: Comparisons | None = None
         self._session = None
-        self._runners: dict[str, web.AppRunner] = {}
+        self._runners: dict[str, web.BaseRunner] = {}
         self._tasks: list[asyncio.Task] = []
         self._ready = False
+        self.workers: WorkerPool | None = None
 
     def readiness(self) -> str | None:
         if self.store is None or not self.store.is_open:
@@ -65,37 +68,54 @@ class DiffProxy:
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
         self.comparisons = Comparisons(s, self.store, self.metrics)
         self.comparisons.start()
+        if s.proxy.workers > 1:
+            self.workers = WorkerPool(s, self.store, self.comparisons, self.metrics, self.health)
+            own_depth = self.comparisons.queue.qsize
+            self.metrics.queue_depth.callback = lambda: own_depth() + self.workers.depth()
 
-        proxy_app = web.Application()
-        proxy_app.router.add_route("*", "/{tail:.*}",
-                                   ProxyHandler(s, forwarder, self.comparisons, self.metrics).handle)
 
         http_app = web.Application(middlewares=[http_middleware])
         add_nosniff(http_app)
-        Api(s, self.store, self.health, on_clear=self.comparisons.reset,
+        Api(s, self.store, self.health, on_clear=self._cleared,
             extra_info=self._extra_info).register(http_app)
         add_console_routes(http_app)
 
         listeners = s.listeners
         header_limit = max(8190, s.proxy.max_header_size)
+        proxy = proxy_runner(ProxyHandler(s, forwarder, self.comparisons, self.metrics),
+                             s.proxy.max_header_size)
         for name, app, listen in (("admin", admin_app(self.metrics, self.readiness), listeners.admin),
                                   ("http", http_app, listeners.http),
-                                  ("proxy", proxy_app, listeners.proxy)):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                   max_line_size=header_limit, max_field_size=header_limit)
+                                  ("proxy", None, listeners.proxy)):
+            runner = proxy if app is None else web.AppRunner(
+                app, access_log=None, handle_signals=False,
+                max_line_size=header_limit, max_field_size=header_limit)
             await runner.setup()
             self._runners[name] = runner
+            # The proxy port is shared with the worker processes, if any.
+            shared = name == "proxy" and self.workers is not None
             try:
-                await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+                await web.TCPSite(runner, listen.host, listen.port, reuse_address=True,
+                                  reuse_port=shared or None).start()
             except OSError as exc:
                 raise StartError(f"cannot listen on {listen} (-{name}.port): "
                                  f"{exc.strerror or exc}") from None
+        if self.workers is not None:
+            try:
+                await self.workers.start(s.proxy.workers - 1)
+            except WorkerError as exc:
+                raise StartError(str(exc)) from None
         self._tasks.append(asyncio.create_task(self._probe_loop(), name="diffproxy-probe"))
         self._ready = True
         log.info("diffproxy %s: proxy %s, api+console %s, admin %s; primary %s, secondary %s, "
                  "candidate %s; store %s", __version__, listeners.proxy, listeners.http,
                  listeners.admin, s.targets.primary, s.targets.secondary, s.targets.candidate,
                  s.store.path)
+
+    def _cleared(self) -> None:
+        self.comparisons.reset()
+        if self.workers is not None:
+            self.workers.reset()
 
     def _extra_info(self) -> dict:
         s = self.settings
@@ -105,8 +125,10 @@ class DiffProxy:
                           "admin": str(s.listeners.admin)},
             "store": {"path": s.store.path, "samples_first": s.store.samples_first,
                       "samples_latest": s.store.samples_latest},
-            "queue": {"depth": queue.qsize() if queue else 0, "capacity": s.proxy.queue_size,
+            "queue": {"depth": int(self.metrics.queue_depth.get()) if queue else 0,
+                      "capacity": s.proxy.queue_size,
                       "dropped": int(self.metrics.dropped.get())},
+            "workers": s.proxy.workers,
         }
 
     async def _probe_loop(self) -> None:
@@ -130,6 +152,8 @@ class DiffProxy:
                 await task
         if "proxy" in self._runners:  # no new mirrored traffic; in-flight requests finish
             await self._runners.pop("proxy").cleanup()
+        if self.workers is not None:  # they finish and ship their comparisons first
+            await self.workers.stop(DRAIN_TIMEOUT + 5.0)
         if self.comparisons is not None:
             await self.comparisons.drain(DRAIN_TIMEOUT)
         if self.store is not None:

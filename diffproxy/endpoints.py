@@ -137,8 +137,15 @@ class EndpointNamer:
                     return mapping.name
         return default_name(method, path)
 
+    def candidate(self, method: str, path: str, headers: Mapping[str, str]) -> str:
+        """The name before the cap (worker processes name; the owner process caps)."""
+        return self._candidate(method, path, headers)
+
     def name(self, method: str, path: str, headers: Mapping[str, str]) -> str:
-        name = self._candidate(method, path, headers)
+        return self.admit(self._candidate(method, path, headers))
+
+    def admit(self, name: str) -> str:
+        """`name` itself, or OVERFLOW_ENDPOINT once max_endpoints names are known."""
         if name in self._known:
             return name
         if len(self._known) >= self.max_endpoints:

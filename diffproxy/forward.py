@@ -13,14 +13,14 @@ import asyncio
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import aiohttp
 from aiohttp import http_exceptions
 from yarl import URL
 
 from .compare import Response, content_fault
-from .metrics import Metrics
+from .metrics import CounterSeries, HistogramSeries, Metrics
 from .settings import ProxySettings, Target
 
 HOP_BY_HOP = frozenset({
@@ -85,6 +85,27 @@ class _TooLarge(Exception):
     pass
 
 
+class _Deadline:
+    """Shared by the requests of one fan-out: tells a deadline's cancellation from any other."""
+
+    __slots__ = ("expired",)
+
+    def __init__(self) -> None:
+        self.expired = False
+
+    def expire(self, tasks: Sequence[asyncio.Task]) -> None:
+        self.expired = True
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class _TargetSeries:
+    requests: CounterSeries
+    latency: HistogramSeries
+
+
 @dataclass
 class TargetHealth:
     """Last known state of one target: from real traffic, and from probes while idle."""
@@ -133,37 +154,64 @@ class Forwarder:
         self.session = session
         self.metrics = metrics
         self.health = health
-
-    def outgoing_headers(self, headers: Iterable[tuple[str, str]], target: Target,
-                         caller_host: str | None) -> list[tuple[str, str]]:
-        headers = list(headers)
-        if caller_host is None:
-            caller_host = next((v for k, v in headers if k.lower() == "host"), None)
-        out = [(k, v) for k, v in strip_hop_by_hop(headers) if k.lower() not in _NOT_FORWARDED]
-        if self.settings.forward_host == "caller" and caller_host:
-            out.append(("Host", strip_shadow(caller_host)))
-        else:
-            out.append(("Host", target.authority))
-        return out
+        self._by_target: dict[str, _TargetSeries] = {}
 
     async def send(self, name: str, target: Target, method: str, path_qs: str,
                    headers: Iterable[tuple[str, str]], body: bytes,
                    caller_host: str | None = None) -> Response:
+        return (await self.fan_out(((name, target),), method, path_qs, headers, body,
+                                   caller_host))[0]
+
+    async def fan_out(self, targets: Sequence[tuple[str, Target]], method: str, path_qs: str,
+                      headers: Iterable[tuple[str, str]], body: bytes,
+                      caller_host: str | None = None) -> list[Response]:
+        """The same request to every target at once, one `Response` each, in order.
+
+        One timer bounds the whole fan-out (a timeout context per target cost 5-7 % of the
+        request path); when it fires, the targets still busy are cancelled and answer
+        `timeout`, the others keep their responses."""
+        headers = list(headers)
+        if caller_host is None:
+            caller_host = next((v for k, v in headers if k.lower() == "host"), None)
+        common = [(k, v) for k, v in strip_hop_by_hop(headers) if k.lower() not in _NOT_FORWARDED]
+        host = (strip_shadow(caller_host)
+                if self.settings.forward_host == "caller" and caller_host else None)
+        deadline = _Deadline()
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._send(name, target, method, path_qs,
+                                             [*common, ("Host", host or target.authority)],
+                                             body, deadline))
+                 for name, target in targets]
+        timer = loop.call_later(self.settings.timeout, deadline.expire, tasks)
+        try:
+            return await asyncio.gather(*tasks)
+        finally:
+            timer.cancel()
+
+    def _series(self, name: str) -> _TargetSeries:
+        series = self._by_target.get(name)
+        if series is None:
+            m = self.metrics
+            series = self._by_target[name] = _TargetSeries(
+                m.target_requests.series(target=name), m.target_latency.series(target=name))
+        return series
+
+    async def _send(self, name: str, target: Target, method: str, path_qs: str,
+                    out_headers: list[tuple[str, str]], body: bytes,
+                    deadline: _Deadline) -> Response:
         url = URL(target.base_url + path_qs, encoded=True)
-        out_headers = self.outgoing_headers(headers, target, caller_host)
         started = time.perf_counter()
         status: int | None = None
         raw_headers: tuple[tuple[str, str], ...] = ()
-        self.metrics.target_requests.inc(target=name)
+        self._series(name).requests.inc()
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                async with self.session.request(
-                        method, url, headers=out_headers, data=body or None,
-                        allow_redirects=False, compress=None) as resp:
-                    status = resp.status
-                    raw_headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
-                                        for k, v in resp.raw_headers)
-                    data = await self._read_capped(resp)
+            async with self.session.request(
+                    method, url, headers=out_headers, data=body or None,
+                    allow_redirects=False, compress=None) as resp:
+                status = resp.status
+                raw_headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
+                                    for k, v in resp.raw_headers)
+                data = await self._read_capped(resp)
             fault = content_fault(raw_headers, data, self.settings.max_response_size)
             if fault is not None:
                 kind, detail = fault
@@ -174,7 +222,9 @@ class Forwarder:
                 result = Response(status=status, headers=raw_headers, body=data,
                                   elapsed_ms=(time.perf_counter() - started) * 1000)
         except asyncio.CancelledError:
-            raise
+            if not deadline.expired:
+                raise
+            result = self._timed_out(started)
         except _TooLarge as exc:
             result = Response(status=status, headers=raw_headers, body=b"", error="too_large",
                               error_detail=str(exc),
@@ -182,18 +232,24 @@ class Forwarder:
         except Exception as exc:  # noqa: BLE001 - every failure is an outcome to compare
             kind, detail = classify_error(exc)
             if kind == "timeout":
-                detail = f"no complete response within {self.settings.timeout:g}s"
+                return self._account(name, self._timed_out(started))
             result = Response(status=None, headers=(), body=b"", error=kind,
                               error_detail=detail,
                               elapsed_ms=(time.perf_counter() - started) * 1000)
-        self._account(name, result)
-        return result
+        return self._account(name, result)
+
+    def _timed_out(self, started: float) -> Response:
+        return Response(status=None, headers=(), body=b"", error="timeout",
+                        error_detail=f"no complete response within {self.settings.timeout:g}s",
+                        elapsed_ms=(time.perf_counter() - started) * 1000)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.max_response_size
         declared = resp.content_length
         if declared is not None and declared > limit:
             raise _TooLarge(f"Content-Length {declared} exceeds -maxResponseSize {limit}")
+        if declared is not None:  # within the limit: one read, no chunk loop
+            return await resp.content.readexactly(declared) if declared else b""
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_any():
@@ -203,16 +259,19 @@ class Forwarder:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _account(self, name: str, result: Response) -> None:
-        self.metrics.target_latency.observe(result.elapsed_ms / 1000.0, target=name)
+    def _account(self, name: str, result: Response) -> Response:
+        self._series(name).latency.observe(result.elapsed_ms / 1000.0)
         if result.error is not None:
             self.metrics.target_errors.inc(target=name, kind=result.error)
         healthy = result.error not in UNHEALTHY_KINDS
         error = None if result.error is None else f"{result.error}: {result.error_detail}"
         health = self.health.get(name)
         if health is not None:
+            changed = health.healthy != healthy
             health.record(healthy, error)
-            self.metrics.target_up.set(1 if healthy else 0, target=name)
+            if changed:  # the gauge follows `health`, which the probe loop updates too
+                self.metrics.target_up.set(1 if healthy else 0, target=name)
+        return result
 
 
 async def probe(target: Target, timeout: float) -> str | None:

@@ -51,9 +51,46 @@ class _Metric:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {kind}"]
 
 
+class CounterSeries:
+    """One label set of a counter, checked once: the request path increments these."""
+
+    __slots__ = ("_values", "_key")
+
+    def __init__(self, values: dict[LabelValues, float], key: LabelValues) -> None:
+        self._values = values
+        self._key = key
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._values[self._key] = self._values.get(self._key, 0.0) + amount
+
+
+class HistogramSeries:
+    __slots__ = ("_buckets", "_counts", "_sums", "_key")
+
+    def __init__(self, histogram: "Histogram", key: LabelValues) -> None:
+        self._buckets = histogram.buckets
+        self._counts = histogram._series(key)
+        self._sums = histogram.sums
+        self._key = key
+
+    def observe(self, value: float) -> None:
+        counts = self._counts
+        for i, bound in enumerate(self._buckets):
+            if value <= bound:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1
+        self._sums[self._key] += value
+
+
 @dataclass
 class Counter(_Metric):
     values: dict[LabelValues, float] = field(default_factory=dict)
+
+    def series(self, **labels: str) -> CounterSeries:
+        """A pre-validated handle; the series appears in the output at its first `inc`."""
+        return CounterSeries(self.values, self._key(labels))
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
         if amount < 0:
@@ -123,6 +160,9 @@ class Histogram(_Metric):
     def touch(self, **labels: str) -> None:
         self._series(self._key(labels))
 
+    def series(self, **labels: str) -> HistogramSeries:
+        return HistogramSeries(self, self._key(labels))
+
     def count(self, **labels: str) -> int:
         return sum(self.counts.get(self._key(labels), ()))
 
@@ -179,6 +219,9 @@ class Metrics:
                                     "Batches the results store failed to write.")
         self.queue_depth = Gauge("diffproxy_comparison_queue_depth",
                                  "Comparisons waiting on the queue.")
+        self.workers = Gauge("diffproxy_workers",
+                             "Processes serving the proxy port (this one included).")
+        self.workers.set(1)
         for name in (self.queued, self.dropped, self.completed, self.failed,
                      self.differences, self.noise, self.store_flushes, self.store_errors):
             name.touch()
@@ -188,6 +231,49 @@ class Metrics:
             self.target_requests.touch(target=target)
             self.target_latency.touch(target=target)
             self.target_up.set(0, target=target)
+
+    def _counters(self) -> tuple[Counter, ...]:
+        return tuple(m for m in vars(self).values() if isinstance(m, Counter))
+
+    def _histograms(self) -> tuple[Histogram, ...]:
+        return tuple(m for m in vars(self).values() if isinstance(m, Histogram))
+
+    def take_deltas(self) -> dict:
+        """What the counters and histograms gained since the last call (and zero them): a
+        worker process ships these to the owner, which adds them to its own."""
+        counters = {}
+        for c in self._counters():
+            changed = {k: v for k, v in c.values.items() if v}
+            if changed:
+                counters[c.name] = changed
+                for k in changed:
+                    c.values[k] = 0.0
+        histograms = {}
+        for h in self._histograms():
+            changed = {k: (list(counts), h.sums[k]) for k, counts in h.counts.items() if any(counts)}
+            if changed:
+                histograms[h.name] = changed
+                for k in changed:
+                    h.counts[k][:] = [0] * len(h.counts[k])  # in place: bound series hold the list
+                    h.sums[k] = 0.0
+        return {"counters": counters, "histograms": histograms}
+
+    def add_deltas(self, deltas: dict) -> None:
+        counters = {c.name: c for c in self._counters()}
+        for name, values in deltas.get("counters", {}).items():
+            c = counters.get(name)
+            if c is not None:
+                for k, v in values.items():
+                    c.values[k] = c.values.get(k, 0.0) + v
+        histograms = {h.name: h for h in self._histograms()}
+        for name, values in deltas.get("histograms", {}).items():
+            h = histograms.get(name)
+            if h is not None:
+                for k, (counts, total) in values.items():
+                    series = h._series(k)
+                    for i, n in enumerate(counts[:len(series)]):
+                        series[i] += n
+                    h.sums[k] += total
 
     @staticmethod
     def method_label(method: str) -> str:
@@ -199,6 +285,7 @@ class Metrics:
         for metric in (self.requests, self.rejected, self.blocked, self.target_requests,
                        self.target_errors, self.target_latency, self.target_up, self.queued,
                        self.dropped, self.completed, self.failed, self.queue_depth,
-                       self.differences, self.noise, self.store_flushes, self.store_errors):
+                       self.differences, self.noise, self.store_flushes, self.store_errors,
+                       self.workers):
             lines += metric.render()
         return "\n".join(lines) + "\n"

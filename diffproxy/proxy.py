@@ -2,8 +2,10 @@
 and queue the three answers for comparison off the request path.
 
 The queue is bounded; when it is full the comparison is dropped and counted, never making
-the caller wait. One background worker names the endpoint, compares (in a worker thread,
-so a big deepdiff never stalls the event loop), redacts and hands the record to the store.
+the caller wait. One background worker takes queued jobs in batches, names the endpoints
+and compares them (in a thread, so a big deepdiff never stalls the event loop), and hands
+each record to the store; the redacted document of a record is built later, and only if
+the store keeps it as an example.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import asyncio
 import json
 import logging
 import time
-import uuid
+import itertools
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -23,10 +28,10 @@ from . import compare
 from .compare import CompareSettings, Comparator, Response
 from .endpoints import EndpointNamer
 from .forward import Forwarder, strip_hop_by_hop, strip_shadow
-from .metrics import Metrics
+from .metrics import KNOWN_METHODS, Metrics
 from .redact import Redactor
 from .settings import Settings
-from .store import Record, Store
+from .store import Record
 
 log = logging.getLogger("diffproxy.proxy")
 
@@ -34,6 +39,7 @@ SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TARGET_ORDER = ("primary", "secondary", "candidate")
 REQUEST_ID_HEADER = "X-Diffproxy-Request-Id"
 MAX_STORED_REQUEST_BODY = 64 * 1024
+BATCH_SIZE = 256  # comparisons per executor call
 _TRACE_HEADERS = ("x-request-id", "x-b3-traceid", "traceparent", "x-cloud-trace-context")
 
 
@@ -70,11 +76,23 @@ class Job:
     candidate: Response
 
 
+class RecordSink(Protocol):
+    """Where finished comparisons go: the store, or in a worker process, the channel to
+    the owner (`worker.ResultSink`)."""
+
+    def add(self, record: Record) -> None: ...
+
+    def known_endpoints(self) -> list[str]: ...
+
+
 class Comparisons:
     """The bounded queue and its worker."""
 
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, store: RecordSink, metrics: Metrics,
+                 endpoint_cap: bool = True) -> None:
         diff = settings.diff
+        # False in a worker process: it names endpoints, the owner applies -max.endpoints.
+        self.endpoint_cap = endpoint_cap
         self.settings = settings
         self.store = store
         self.metrics = metrics
@@ -110,23 +128,60 @@ class Comparisons:
         self._worker = asyncio.create_task(self._run(), name="diffproxy-compare")
 
     async def _run(self) -> None:
+        # Jobs are taken in batches: one executor round trip per job costs a full event-loop
+        # iteration, which under load (milliseconds each) capped comparisons at ~150/s.
         loop = asyncio.get_running_loop()
+        queue = self.queue
         while True:
-            job = await self.queue.get()
+            jobs = [await queue.get()]
+            while len(jobs) < BATCH_SIZE and not queue.empty():
+                jobs.append(queue.get_nowait())
             try:
-                endpoint = self.namer.name(job.method, job.path_qs, CIMultiDict(job.headers))
-                record = await loop.run_in_executor(self._executor, self.analyse, job, endpoint)
-                self.store.add(record)
-                self.metrics.completed.inc()
-                if record.raw:
-                    self.metrics.differences.inc()
-                if record.noise:
-                    self.metrics.noise.inc()
-            except Exception:  # noqa: BLE001 - one bad comparison must not stop the worker
-                self.metrics.failed.inc()
-                log.exception("comparing %s %s failed", job.method, self.redactor.text(job.path_qs))
+                named: list[tuple[Job, str | None]] = []
+                name = self.namer.name if self.endpoint_cap else self.namer.candidate
+                for job in jobs:
+                    try:
+                        named.append((job, name(job.method, job.path_qs, CIMultiDict(job.headers))))
+                    except Exception:  # noqa: BLE001 - one bad request must not stop the worker
+                        self._failed(job)
+                        named.append((job, None))
+                outcomes = await loop.run_in_executor(self._executor, self._analyse_batch, named)
+                for (job, endpoint), outcome in zip(named, outcomes):
+                    if endpoint is None:
+                        continue
+                    if isinstance(outcome, BaseException):
+                        self._failed(job, outcome)
+                        continue
+                    try:
+                        self.store.add(outcome)
+                    except Exception as exc:  # noqa: BLE001
+                        self._failed(job, exc)
+                        continue
+                    self.metrics.completed.inc()
+                    if outcome.raw:
+                        self.metrics.differences.inc()
+                    if outcome.noise:
+                        self.metrics.noise.inc()
             finally:
-                self.queue.task_done()
+                for _ in jobs:
+                    queue.task_done()
+
+    def _failed(self, job: Job, exc: BaseException | None = None) -> None:
+        self.metrics.failed.inc()
+        log.error("comparing %s %s failed", job.method, self.redactor.text(job.path_qs),
+                  exc_info=exc if exc is not None else True)
+
+    def _analyse_batch(self, named: list[tuple[Job, str | None]]) -> list[Record | BaseException | None]:
+        out: list[Record | BaseException | None] = []
+        for job, endpoint in named:
+            if endpoint is None:
+                out.append(None)
+                continue
+            try:
+                out.append(self.analyse(job, endpoint))
+            except Exception as exc:  # noqa: BLE001 - reported per job by the caller
+                out.append(exc)
+        return out
 
     def analyse(self, job: Job, endpoint: str) -> Record:
         """Compare, then redact everything that will be stored. Runs in the worker thread."""
@@ -136,6 +191,12 @@ class Comparisons:
         r = self.redactor
         raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
         noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
+        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise,
+                      build=partial(self._document, job, endpoint, raw, noise))
+
+    def _document(self, job: Job, endpoint: str, raw: dict, noise: dict) -> str:
+        """The stored result, redacted and serialised; built only for kept examples."""
+        r = self.redactor
         doc = {
             "id": job.id,
             "trace_id": job.trace_id,
@@ -150,8 +211,7 @@ class Comparisons:
             "secondary": r.lifted(self.comparator.lift(job.secondary)),
             "candidate": r.lifted(self.comparator.lift(job.candidate)),
         }
-        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise,
-                      doc_json=json.dumps(doc, separators=(",", ":")))
+        return json.dumps(doc, separators=(",", ":"))
 
     def _request(self, job: Job) -> dict:
         headers: dict[str, str] = {}
@@ -199,6 +259,18 @@ def _path_qs(request: web.Request) -> str:
     return raw if raw.startswith("/") else "/" + raw
 
 
+class RequestIds:
+    """Unique ids without uuid4's cost per request: a random prefix per process (ids must not
+    repeat across restarts: the store keys results by id) and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
 class ProxyHandler:
     """The only route on the proxy port."""
 
@@ -208,10 +280,14 @@ class ProxyHandler:
         self.forwarder = forwarder
         self.comparisons = comparisons
         self.metrics = metrics
+        self._targets = tuple((name, getattr(settings.targets, name)) for name in TARGET_ORDER)
+        self._requests = {label: metrics.requests.series(method=label)
+                          for label in (*KNOWN_METHODS, "OTHER")}
+        self._ids = RequestIds()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         method = request.method.upper()
-        self.metrics.requests.inc(method=Metrics.method_label(method))
+        self._requests[Metrics.method_label(method)].inc()
         proxy = self.settings.proxy
         if method in SIDE_EFFECT_METHODS and not proxy.allow_http_side_effects:
             self.metrics.blocked.inc(method=method)
@@ -235,14 +311,11 @@ class ProxyHandler:
         path_qs = _path_qs(request)
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
         caller_host = request.headers.get("Host")
-        targets = self.settings.targets
-        responses = await asyncio.gather(*(
-            self.forwarder.send(name, getattr(targets, name), method, path_qs, headers, body,
-                                caller_host)
-            for name in TARGET_ORDER))
+        responses = await self.forwarder.fan_out(self._targets, method, path_qs, headers, body,
+                                                 caller_host)
         primary, secondary, candidate = responses
 
-        job_id = uuid.uuid4().hex
+        job_id = self._ids.next()
         self.comparisons.submit(Job(
             id=job_id, trace_id=trace_id(request.headers, job_id),
             timestamp_msec=int(time.time() * 1000), method=method, path_qs=path_qs,
@@ -264,6 +337,8 @@ class ProxyHandler:
         """The whole request body, or None when it is larger than `limit`."""
         if request.content_length is not None and request.content_length > limit:
             return None
+        if not request.body_exists:  # most mirrored traffic: GETs without a body
+            return b""
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_any():
@@ -281,3 +356,12 @@ class ProxyHandler:
                 headers.add(name, value)
         headers[REQUEST_ID_HEADER] = job_id
         return web.Response(status=response.status or 502, body=response.body, headers=headers)
+
+
+def proxy_runner(handler: ProxyHandler, max_header_size: int) -> web.AppRunner:
+    """The proxy port's server (the owner's and every worker's): one catch-all route."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler.handle)
+    header_limit = max(8190, max_header_size)
+    return web.AppRunner(app, access_log=None, handle_signals=False,
+                         max_line_size=header_limit, max_field_size=header_limit)

@@ -102,6 +102,7 @@ class ProxySettings:
     max_header_size: int = 32 * 1024
     forward_host: str = "target"
     queue_size: int = 1000
+    workers: int = 1  # processes serving the proxy port (1: this process only)
 
 
 @dataclass(frozen=True)
@@ -371,6 +372,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("forward.host", _choice(*FORWARD_HOST_MODES), "target", "Host sent to targets: each target's own (target) or the caller's (caller)"),
     Flag("target.timeout", parse_duration, "5", "per-target timeout (seconds, or 500ms)"),
     Flag("queue.size", _int_at_least(1), "1000", "comparisons waiting at most; more are dropped and counted"),
+    Flag("workers", _int_at_least(1), "1", "processes serving the proxy port (SO_REUSEPORT); e.g. the number of cores"),
     Flag("store.path", _identity, "./diffproxy.sqlite", "SQLite results file"),
     Flag("store.flushInterval", parse_flush_interval, "200ms", "how often results are written (<= 1s)"),
     Flag("ignore.headers", parse_list, "", "extra headers never compared (comma list, globs)"),
@@ -549,6 +551,7 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             max_header_size=get("maxHeaderSize"),
             forward_host=get("forward.host"),
             queue_size=get("queue.size"),
+            workers=get("workers"),
         ),
         diff=DiffSettings(
             relative_threshold=get("threshold.relative"),

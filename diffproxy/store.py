@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 SCHEMA_VERSION = 1
 OVERFLOW_FIELD = "__overflow_fields__"
@@ -65,6 +65,18 @@ class Record:
     noise: dict[str, dict]
     doc: dict[str, Any] = field(default_factory=dict)
     doc_json: str | None = None  # `doc` already serialised (done off the event loop)
+    # Builds `doc_json` when (and only if) the record is kept as an example: most records
+    # enter the "latest" ring only to be pushed out before the next flush.
+    build: Callable[[], str] | None = None
+    # False: counted only, never an example (a worker process sent no document for it).
+    examples: bool = True
+
+    def document(self) -> str | Callable[[], str]:
+        if self.doc_json is not None:
+            return self.doc_json
+        if self.build is not None:
+            return self.build
+        return json.dumps(self.doc, separators=(",", ":"))
 
 
 @dataclass
@@ -83,7 +95,7 @@ class FieldCounts:
 class _Batch:
     endpoints: dict[str, EndpointCounts]
     fields: dict[tuple[str, str], FieldCounts]
-    results: list[tuple[str, int, str]]                 # id, seq, doc json
+    results: list[tuple[str, int, str | Callable[[], str]]]  # id, seq, doc json or its builder
     samples: list[tuple[str, str, str, int, str]]       # endpoint, path, kind, seq, id
     latest_touched: set[tuple[str, str]]
 
@@ -312,6 +324,14 @@ class Store:
         if not touched:
             self._maybe_wake()
             return
+        if not record.examples:
+            for path, (raw, noise) in touched.items():
+                fc = fields[path]
+                fc.differences += raw
+                fc.noise += noise
+                batch.fields[(ep, path)] = fc
+            self._maybe_wake()
+            return
         self._seq += 1
         seq = self._seq
         keep = False
@@ -329,8 +349,7 @@ class Store:
                 batch.latest_touched.add((ep, path))
                 keep = True
         if keep:
-            doc = record.doc_json or json.dumps(record.doc, separators=(",", ":"))
-            batch.results.append((record.id, seq, doc))
+            batch.results.append((record.id, seq, record.document()))
         self._maybe_wake()
 
     def _maybe_wake(self) -> None:
@@ -377,7 +396,42 @@ class Store:
                 raise
             self._on_flush()
 
+    def _thin(self, b: _Batch) -> None:
+        """Drop the "latest" samples a newer one in the same batch pushes out of the ring,
+        then build the documents still referenced. Runs in the store thread."""
+        if self.samples_latest > 0:
+            seen: dict[tuple[str, str], int] = {}
+            kept: list[tuple[str, str, str, int, str]] = []
+            for sample in reversed(b.samples):
+                if sample[2] == "latest":
+                    key = (sample[0], sample[1])
+                    n = seen.get(key, 0)
+                    if n >= self.samples_latest:
+                        continue
+                    seen[key] = n + 1
+                kept.append(sample)
+            kept.reverse()
+            b.samples = kept
+        needed = {sample[4] for sample in b.samples}
+        results: list[tuple[str, int, str | Callable[[], str]]] = []
+        failed: set[str] = set()
+        for rid, seq, doc in b.results:
+            if rid not in needed:
+                continue
+            if callable(doc):
+                try:
+                    doc = doc()
+                except Exception:  # noqa: BLE001 - one bad document must not lose the batch
+                    log.exception("building result %s failed; it is not kept as an example", rid)
+                    failed.add(rid)
+                    continue
+            results.append((rid, seq, doc))
+        b.results = results
+        if failed:
+            b.samples = [sample for sample in b.samples if sample[4] not in failed]
+
     def _write(self, b: _Batch) -> None:
+        self._thin(b)
         conn = self._conn
         conn.execute("BEGIN")
         try:

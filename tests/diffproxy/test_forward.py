@@ -193,3 +193,38 @@ async def test_unusable_bodies_are_errors(reply, kind):
 async def test_usable_bodies_pass_untouched(headers, body):
     r, _ = await _outcome(http_reply(headers=headers, body=body))
     assert (r.error, r.body) == (None, body)
+
+
+async def test_fan_out_deadline_times_out_only_the_slow_target():
+    # One timer bounds the whole fan-out: the target that answered keeps its response.
+    async def never(head, reader, writer):
+        await asyncio.sleep(5)
+
+    async with raw_server(http_reply(body=b"fast")) as (fast, _), \
+            raw_server(never) as (slow, _), forwarder(timeout=0.3) as fw:
+        fw.health["slow"] = TargetHealth(address="slow")
+        ok, late = await fw.fan_out((("t", fast), ("slow", slow)), "GET", "/x", [], b"")
+    assert (ok.status, ok.body, ok.error) == (200, b"fast", None)
+    assert (late.status, late.error) == (None, "timeout") and "0.3s" in late.error_detail
+    assert fw.metrics.target_requests.get(target="t") == 1
+    assert fw.metrics.target_errors.get(target="slow", kind="timeout") == 1
+    assert fw.metrics.target_latency.count(target="slow") == 1
+    assert fw.health["slow"].healthy is False and fw.health["t"].healthy is True
+
+
+async def test_cancelling_a_fan_out_cancels_its_requests():
+    # A caller that goes away must not leave target requests running (or recorded as timeouts).
+    started = asyncio.Event()
+
+    async def never(head, reader, writer):
+        started.set()
+        await asyncio.sleep(5)
+
+    async with raw_server(never) as (slow, _), forwarder(timeout=5.0) as fw:
+        task = asyncio.create_task(fw.fan_out((("t", slow),), "GET", "/", [], b""))
+        await asyncio.wait_for(started.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert fw.metrics.target_errors.get(target="t", kind="timeout") == 0
+    assert fw.metrics.target_latency.count(target="t") == 0

@@ -54,3 +54,27 @@ def test_misuse_is_refused():
 def test_unknown_methods_share_one_label():
     assert Metrics.method_label("BREW") == "OTHER"
     assert Metrics.method_label("GET") == "GET"
+
+
+def test_deltas_move_increments_from_a_worker_to_the_owner_exactly_once():
+    worker, owner = Metrics(), Metrics()
+    bound = worker.requests.series(method="GET")
+    latency = worker.target_latency.series(target="primary")
+    for _ in range(3):
+        bound.inc()
+    latency.observe(0.002)
+    latency.observe(3.0)
+    worker.dropped.inc()
+    owner.requests.inc(method="GET")  # the owner serves the port too
+    owner.add_deltas(worker.take_deltas())
+    assert owner.requests.get(method="GET") == 4
+    assert owner.dropped.get() == 1
+    assert owner.target_latency.count(target="primary") == 2
+    # taken means gone: a second message carries only what happened since
+    bound.inc()
+    latency.observe(0.002)
+    owner.add_deltas(worker.take_deltas())
+    assert owner.requests.get(method="GET") == 5
+    assert owner.target_latency.count(target="primary") == 3
+    assert owner.dropped.get() == 1
+    assert worker.take_deltas() == {"counters": {}, "histograms": {}}

@@ -117,3 +117,12 @@ def test_end_to_end_compare_then_redact(httpbin):
     assert set(diffs) == {"body.headers.Authorization"}
     masked = Redactor().differences(diffs)
     assert "Bearer" not in json.dumps({p: [d.left, d.right] for p, d in masked.items()})
+
+
+def test_fast_path_skips_only_strings_without_any_secret_name():
+    r = Redactor(fields=("token",))
+    plain = "/items?page=2&sort=name"
+    assert r.text(plain) is plain  # no secret name anywhere: returned untouched
+    assert r.text("/x?TOKEN=abc&page=2") == "/x?TOKEN=<redacted>&page=2"
+    assert r.text("Authorization: Bearer abc") == "Authorization: <redacted>"
+    assert r.text('{"Cookie": "a=b"}') == '{"Cookie": "<redacted>"}'

@@ -140,3 +140,11 @@ def test_config_file_errors(tmp_path):
 def test_help():
     with pytest.raises(HelpRequested):
         load(["-help"], env={})
+
+
+def test_workers_flag():
+    assert load(DEMO, env={}).proxy.workers == 1  # one process unless asked
+    assert load([*DEMO, "-workers=2"], env={}).proxy.workers == 2
+    assert load(DEMO, env={"DIFFPROXY_WORKERS": "4"}).proxy.workers == 4
+    with pytest.raises(SettingsError, match="workers"):
+        load([*DEMO, "-workers=0"], env={})

@@ -151,3 +151,44 @@ async def test_batches_are_written_on_a_timer(tmp_path):
         assert len(flushes) == 1  # one batch, written once; idle intervals write nothing
     finally:
         await store.close()
+
+
+async def test_documents_are_built_only_for_kept_examples(tmp_path):
+    # 20 records on one field in one batch: the first 2 and the latest 2 survive, so only
+    # those four documents may be built (building is the expensive part of a result).
+    built: list[int] = []
+
+    def builder(n: int):
+        def build() -> str:
+            built.append(n)
+            return f'{{"id": "r{n}", "n": {n}}}'
+        return build
+
+    store = await open_store(tmp_path / "s.sqlite")
+    try:
+        for n in range(20):
+            store.add(Record(id=f"r{n}", endpoint="GET /a", raw={"body.x": CHANGED}, noise={},
+                             build=builder(n)))
+        assert built == []  # nothing built on the request path
+        kept = await store.results("GET /a", "body.x")
+        assert sorted(built) == [0, 1, 18, 19]
+        assert [doc["n"] for doc in kept] == [0, 1, 18, 19]
+        assert store.fields["GET /a"]["body.x"].differences == 20
+    finally:
+        await store.close()
+
+
+async def test_a_document_that_cannot_be_built_is_not_kept_and_the_batch_survives(tmp_path):
+    def broken() -> str:
+        raise RuntimeError("cannot build")
+
+    store = await open_store(tmp_path / "s.sqlite")
+    try:
+        store.add(Record(id="bad", endpoint="GET /a", raw={"body.x": CHANGED}, noise={},
+                         build=broken))
+        store.add(record(1))
+        kept = await store.results("GET /a", "body.x")
+        assert [doc["id"] for doc in kept] == ["r1"]
+        assert store.endpoints["GET /a"].total == 2
+    finally:
+        await store.close()
