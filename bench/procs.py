@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -12,19 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from localmesh.ports import free_port  # noqa: F401 - bench's modules take it from here
+from localmesh.processes import stop_group
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(RuntimeError):
     """The harness could not set up or measure a scenario; the message says which part."""
-
-
-def free_port() -> int:
-    # The kernel picks a port that is free now; the small race until the child binds it is
-    # acceptable on a loopback-only machine.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log: Path | None = None) -> None:
@@ -58,21 +52,6 @@ def running(argv: Sequence[str], log: Path, cwd: Path | None = None,
         yield proc
     finally:
         stop_group(proc)
-
-
-def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    # Workers may outlive a master that exited on its own, so the group is always swept.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
 
 
 def _stat_fields(pid: int) -> list[str] | None:

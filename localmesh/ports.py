@@ -24,6 +24,13 @@ def _bound_socket(port: int) -> socket.socket:
     return sock
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on right now; the race until the caller's child
+    binds it is acceptable on a loopback-only machine."""
+    with _bound_socket(0) as sock:
+        return sock.getsockname()[1]
+
+
 def check_free(port: int, role: str) -> None:
     try:
         _bound_socket(port).close()

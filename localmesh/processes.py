@@ -25,6 +25,29 @@ PROBE_USER_AGENT = "localmesh-readiness"
 """Readiness probes carry this User-Agent so access-log counts can leave them out."""
 
 
+def stop_group(popen: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM the process's group, SIGKILL it after `grace`, and always sweep the group:
+    a gunicorn or nginx worker may outlive a master that has already exited."""
+    if popen.poll() is None:
+        _signal_group(popen.pid, signal.SIGTERM)
+        try:
+            popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(popen.pid, signal.SIGKILL)
+    try:
+        popen.wait(timeout=grace)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a process ignoring SIGKILL
+        pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 @dataclass
 class Managed:
     name: str
@@ -53,24 +76,12 @@ class Managed:
             return
         if sig == signal.SIGKILL:
             self._group_killed = True
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
+        _signal_group(self.popen.pid, sig)
 
     def stop(self, grace: float = 5.0) -> None:
-        if self.popen.poll() is None:
-            self.signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        # Even when the leader is gone, a worker may linger in the group.
-        self.signal_group(signal.SIGKILL)
-        try:
-            self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a process ignoring SIGKILL
-            pass
+        if not self._group_killed:
+            stop_group(self.popen, grace)
+            self._group_killed = True
 
     def kill(self) -> None:
         """Abrupt death, the way a crashed pod disappears."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from localmesh.ports import free_port
+from localmesh.processes import stop_group
+
 REPO = Path(__file__).resolve().parents[2]
 _VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PYTHON) if _VENV_PYTHON.exists() else sys.executable
@@ -36,13 +38,6 @@ HOST = "127.0.0.1"
 
 class ProcessFailed(RuntimeError):
     """A process exited or never became ready; the message carries the tail of its log."""
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -104,14 +99,7 @@ class Proc:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM to the whole group, SIGKILL if it has not gone within `timeout`."""
-        if self.alive():
-            self._signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                self.popen.wait(5)
-        self._signal(signal.SIGKILL)  # stragglers in the group (gunicorn workers)
+        stop_group(self.popen, timeout)
         return self.popen.returncode
 
     def kill(self) -> int:
