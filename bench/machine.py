@@ -62,6 +62,7 @@ def describe() -> dict:
             "diffproxy": _diffproxy_version(),
             "aiohttp": _dist("aiohttp"),
             "uvloop": _dist("uvloop"),
+            "httptools": _dist("httptools"),
             "deepdiff": _dist("deepdiff"),
             "nginx": nginx.version(),
             "wrk": wrk.version(),

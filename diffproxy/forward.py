@@ -2,24 +2,21 @@
 
 Never raises for a target's misbehaviour: refused, timed out, reset, garbage, oversized —
 each becomes `Response(error=<kind>)` so it can be compared and counted like any answer.
-Bodies are read raw (no decompression) with a size cap, so what is compared and what the
-caller gets is exactly what the target sent. A body that cannot be used as declared (a
-gzip bomb, JSON that is not UTF-8) is an error too: see `compare.content_fault`.
+Requests go through `h1client` (a keep-alive pool per target); bodies are read raw (no
+decompression) with a size cap, so what is compared and what the caller gets is exactly
+what the target sent. A body that cannot be used as declared (a gzip bomb, JSON that is
+not UTF-8) is an error too: see `compare.content_fault`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-import aiohttp
-from aiohttp import http_exceptions
-from yarl import URL
-
 from .compare import Response, content_fault
+from .h1client import ClientError, ClientSettings, H1Client, encode_headers
 from .metrics import CounterSeries, HistogramSeries, Metrics
 from .settings import ProxySettings, Target
 
@@ -52,37 +49,6 @@ def strip_shadow(host: str) -> str:
     if name.lower().endswith(SHADOW_SUFFIX):
         name = name[: -len(SHADOW_SUFFIX)]
     return f"{name}{sep}{port}"
-
-
-def classify_error(exc: BaseException) -> tuple[str, str]:
-    """(one of compare.ERROR_KINDS, one-line detail) for an exception from aiohttp."""
-    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError, aiohttp.ServerFingerprintMismatch)):
-        return "tls", detail
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "refused", detail
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return "timeout", detail
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError,
-                        aiohttp.ClientConnectionResetError, BrokenPipeError)):
-        return "reset", detail
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        cause = exc.__cause__
-        if isinstance(cause, http_exceptions.ContentLengthError) or "not completed" in str(exc):
-            return "reset", detail
-        return "bad_response", detail
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # aiohttp re-wraps its parser's LineTooLong; the message is what survives.
-        if isinstance(exc.__cause__, http_exceptions.LineTooLong) or "Got more than" in str(exc):
-            return "too_large", "a response header is larger than -maxHeaderSize"
-        return "bad_response", detail
-    if isinstance(exc, aiohttp.ClientOSError):
-        return "reset", detail
-    return "other", detail
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class _Deadline:
@@ -128,30 +94,20 @@ class TargetHealth:
         return {"address": self.address, "healthy": self.healthy, "last_error": self.last_error}
 
 
-def new_session(settings: ProxySettings) -> aiohttp.ClientSession:
-    """One pooled session for all targets. No cookie jar (one caller's cookies must never
-    reach the next), no auto headers (only the caller's are forwarded), no decompression."""
-    connector = aiohttp.TCPConnector(limit=300, limit_per_host=100, keepalive_timeout=30,
-                                     enable_cleanup_closed=False)
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        trust_env=False,
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        max_line_size=settings.max_header_size,
-        max_field_size=settings.max_header_size,
-        timeout=aiohttp.ClientTimeout(total=None),
-    )
+def new_session(settings: ProxySettings) -> H1Client:
+    """One client for all targets: a keep-alive pool per target, nothing added to the
+    caller's headers but Host and Content-Length, no decompression."""
+    return H1Client(ClientSettings(max_response_size=settings.max_response_size,
+                                   max_header_size=settings.max_header_size))
 
 
 class Forwarder:
-    """Sends requests to targets through one shared session; records metrics and health."""
+    """Sends requests to targets through one shared client; records metrics and health."""
 
-    def __init__(self, settings: ProxySettings, session: aiohttp.ClientSession,
+    def __init__(self, settings: ProxySettings, client: H1Client,
                  metrics: Metrics, health: dict[str, TargetHealth]) -> None:
         self.settings = settings
-        self.session = session
+        self.client = client
         self.metrics = metrics
         self.health = health
         self._by_target: dict[str, _TargetSeries] = {}
@@ -176,11 +132,14 @@ class Forwarder:
         common = [(k, v) for k, v in strip_hop_by_hop(headers) if k.lower() not in _NOT_FORWARDED]
         host = (strip_shadow(caller_host)
                 if self.settings.forward_host == "caller" and caller_host else None)
+        try:
+            block = encode_headers(common)
+        except ValueError as exc:
+            block = exc  # every target answers `other`: the request cannot be sent as is
         deadline = _Deadline()
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(self._send(name, target, method, path_qs,
-                                             [*common, ("Host", host or target.authority)],
-                                             body, deadline))
+                                             host or target.authority, block, body, deadline))
                  for name, target in targets]
         timer = loop.call_later(self.settings.timeout, deadline.expire, tasks)
         try:
@@ -197,44 +156,30 @@ class Forwarder:
         return series
 
     async def _send(self, name: str, target: Target, method: str, path_qs: str,
-                    out_headers: list[tuple[str, str]], body: bytes,
+                    host: str, headers: bytes | ValueError, body: bytes,
                     deadline: _Deadline) -> Response:
-        url = URL(target.base_url + path_qs, encoded=True)
         started = time.perf_counter()
-        status: int | None = None
-        raw_headers: tuple[tuple[str, str], ...] = ()
         self._series(name).requests.inc()
         try:
-            async with self.session.request(
-                    method, url, headers=out_headers, data=body or None,
-                    allow_redirects=False, compress=None) as resp:
-                status = resp.status
-                raw_headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
-                                    for k, v in resp.raw_headers)
-                data = await self._read_capped(resp)
-            fault = content_fault(raw_headers, data, self.settings.max_response_size)
-            if fault is not None:
-                kind, detail = fault
-                result = Response(status=status, headers=raw_headers, body=b"", error=kind,
-                                  error_detail=detail,
-                                  elapsed_ms=(time.perf_counter() - started) * 1000)
-            else:
-                result = Response(status=status, headers=raw_headers, body=data,
-                                  elapsed_ms=(time.perf_counter() - started) * 1000)
+            if isinstance(headers, ValueError):
+                raise ClientError("other", str(headers))
+            raw = await self.client.request(target, method, path_qs, host, headers, body)
         except asyncio.CancelledError:
             if not deadline.expired:
                 raise
-            result = self._timed_out(started)
-        except _TooLarge as exc:
-            result = Response(status=status, headers=raw_headers, body=b"", error="too_large",
-                              error_detail=str(exc),
-                              elapsed_ms=(time.perf_counter() - started) * 1000)
-        except Exception as exc:  # noqa: BLE001 - every failure is an outcome to compare
-            kind, detail = classify_error(exc)
-            if kind == "timeout":
-                return self._account(name, self._timed_out(started))
-            result = Response(status=None, headers=(), body=b"", error=kind,
+            return self._account(name, self._timed_out(started))
+        except ClientError as exc:
+            return self._account(name, Response(
+                status=exc.status, headers=exc.headers, body=b"", error=exc.kind,
+                error_detail=exc.detail, elapsed_ms=(time.perf_counter() - started) * 1000))
+        fault = content_fault(raw.headers, raw.body, self.settings.max_response_size)
+        if fault is not None:
+            kind, detail = fault
+            result = Response(status=raw.status, headers=raw.headers, body=b"", error=kind,
                               error_detail=detail,
+                              elapsed_ms=(time.perf_counter() - started) * 1000)
+        else:
+            result = Response(status=raw.status, headers=raw.headers, body=raw.body,
                               elapsed_ms=(time.perf_counter() - started) * 1000)
         return self._account(name, result)
 
@@ -242,22 +187,6 @@ class Forwarder:
         return Response(status=None, headers=(), body=b"", error="timeout",
                         error_detail=f"no complete response within {self.settings.timeout:g}s",
                         elapsed_ms=(time.perf_counter() - started) * 1000)
-
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
-        limit = self.settings.max_response_size
-        declared = resp.content_length
-        if declared is not None and declared > limit:
-            raise _TooLarge(f"Content-Length {declared} exceeds -maxResponseSize {limit}")
-        if declared is not None:  # within the limit: one read, no chunk loop
-            return await resp.content.readexactly(declared) if declared else b""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge(f"body exceeds -maxResponseSize {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _account(self, name: str, result: Response) -> Response:
         self._series(name).latency.observe(result.elapsed_ms / 1000.0)
