@@ -44,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             if src.exists():
                 shutil.copyfile(src, dst)
     if s.docs:
-        publish.write_docs(run, files["chart"], s.docs_path, s.chart_path)
+        for page in (s.docs_path, s.readme_path):
+            publish.write_docs(run, files["chart"], page, s.chart_path)
     print(report.markdown(run))
-    print(f"results: {out}" + (f"; docs: {s.docs_path}" if s.docs else ""))
+    print(f"results: {out}" + (f"; docs: {s.docs_path}, {s.readme_path}" if s.docs else ""))
     if run.failures:
         keep = out / "logs"
         shutil.copytree(work, keep, ignore=shutil.ignore_patterns("*.sqlite*", "*.lua"))

@@ -34,9 +34,13 @@ def replace_section(page: str, section: str) -> str:
     return page.rstrip() + "\n\n## Latest results\n\n" + block + "\n"
 
 
+def chart_link(chart: Path, page: Path) -> str:
+    """The chart's address as written in `page` (README.md and docs/bench.md differ)."""
+    return os.path.relpath(chart, page.parent)
+
+
 def write_docs(run: RunResult, chart_src: Path, docs_path: Path, chart_dst: Path) -> None:
     chart_dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(chart_src, chart_dst)
-    rel = os.path.relpath(chart_dst, docs_path.parent)
     page = docs_path.read_text() if docs_path.exists() else "# Benchmarks\n"
-    docs_path.write_text(replace_section(page, report.markdown(run, chart=rel)))
+    docs_path.write_text(replace_section(page, report.markdown(run, chart=chart_link(chart_dst, docs_path))))

@@ -30,6 +30,7 @@ class BenchSettings:
     out_dir: Path = REPO / "bench" / "results"
     docs: bool = True               # rewrite docs/bench.md's results section and docs/img/bench.png
     docs_path: Path = REPO / "docs" / "bench.md"
+    readme_path: Path = REPO / "README.md"  # shows the latest table too
     chart_path: Path = REPO / "docs" / "img" / "bench.png"
     scenarios: tuple[str, ...] = SCENARIOS
     profile: bool = False           # extra py-spy runs of (c) and (d) after the measured ones

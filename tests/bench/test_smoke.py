@@ -26,10 +26,12 @@ def smoke(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench")
     docs = REPO / "docs" / "bench.md"
     docs_before = docs.read_bytes() if docs.exists() else None
+    readme_before = (REPO / "README.md").read_bytes()
     proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=110)
     runs = list(out.iterdir())
-    return {"proc": proc, "runs": runs, "docs_before": docs_before, "docs": docs}
+    return {"proc": proc, "runs": runs, "docs_before": docs_before, "docs": docs,
+            "readme_before": readme_before}
 
 
 def _dir(smoke: dict) -> Path:
@@ -91,6 +93,13 @@ def test_smoke_run_leaves_committed_docs_alone(smoke):
     _dir(smoke)
     after = smoke["docs"].read_bytes() if smoke["docs"].exists() else None
     assert after == smoke["docs_before"]
+    assert (REPO / "README.md").read_bytes() == smoke["readme_before"]
+
+
+def test_published_pages_link_the_chart_from_where_they_stand():
+    chart = REPO / "docs" / "img" / "bench.png"
+    assert publish.chart_link(chart, REPO / "README.md") == "docs/img/bench.png"
+    assert publish.chart_link(chart, REPO / "docs" / "bench.md") == "img/bench.png"
 
 
 def test_prometheus_text_is_summed_across_label_sets():
