@@ -55,40 +55,13 @@ class MeshUnderTest:
     def close(self) -> None:
         self._http.close()
 
-    # The caller and the backends ---------------------------------------------------------
-
-    @property
-    def mirror_percentage(self) -> float:
-        return self.mesh.mirror_percentage
-
-    @property
-    def host_form(self) -> str:
-        return self.mesh.host_form
-
-    @property
-    def entry_host(self) -> str:
-        return self.mesh.entry_host
-
-    def send(self, path: str, n: int = 1):
-        return self.mesh.send(path, n)
-
-    def send_paths(self, paths: list[str]):
-        return self.mesh.send_paths(paths)
-
-    def received(self):
-        return self.mesh.received()
-
-    def relay_hosts(self) -> list[str] | None:
-        return self.mesh.relay_hosts()
-
-    def kill_candidate(self) -> None:
-        self.mesh.kill_candidate()
+    def __getattr__(self, name: str) -> Any:
+        # The caller's side and the backends' logs are the mesh's own, with one interface on
+        # both backends (LocalMesh, KindMesh): mirror_percentage, host_form, entry_host,
+        # send, send_paths, received, relay_hosts, kill_candidate, api_url.
+        return getattr(self.mesh, name)
 
     # The diff proxy's API ----------------------------------------------------------------
-
-    @property
-    def api_url(self) -> str:
-        return self.mesh.api_url
 
     def api(self, path: str, **params: str) -> Any:
         response = self._http.get(self.api_url + path, params=params)
@@ -202,10 +175,10 @@ def backend(backend_name: str, request: pytest.FixtureRequest,
 def kind_mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     missing = kindmesh.missing_tools()
     if missing:
-        line = kindmesh.missing_line(missing)
+        kind_missing = kindmesh.missing_line(missing)
         if request.config.getoption("backend") == "kind":
-            pytest.fail(line, pytrace=False)
-        pytest.skip(line)
+            pytest.fail(kind_missing, pytrace=False)
+        pytest.skip(kind_missing)
 
     from pytest_kind import KindCluster
 
