@@ -27,18 +27,24 @@ def _log(ax, values: list[float]) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
+def _labelled_bars(ax, labels: list[str], values: list[float], colours: list[str], title: str,
+                   fmt: str) -> None:
+    """A log-scale bar per scenario with its value written on top."""
+    ax.bar(labels, values, color=colours)
+    ax.set_title(title)
+    _log(ax, values)
+    for i, value in enumerate(values):
+        ax.annotate(fmt.format(value), (i, value), ha="center", va="bottom", fontsize=8)
+
+
 def draw(run: RunResult, path: Path) -> Path:
     keys = sorted(run.scenarios)
     labels = [f"({k})" for k in keys]
     colours = [_COLOURS[k] for k in keys]
     sc = [run.scenarios[k] for k in keys]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    ax = axes[0][0]
-    ax.bar(labels, [r.rps for r in sc], color=colours)
-    ax.set_title("Throughput (req/s, log, higher is better)")
-    _log(ax, [r.rps for r in sc])
-    for i, r in enumerate(sc):
-        ax.annotate(f"{r.rps:,.0f}", (i, r.rps), ha="center", va="bottom", fontsize=8)
+    _labelled_bars(axes[0][0], labels, [r.rps for r in sc], colours,
+                   "Throughput (req/s, log, higher is better)", "{:,.0f}")
 
     ax = axes[0][1]
     xs = range(len(keys))
@@ -49,12 +55,8 @@ def draw(run: RunResult, path: Path) -> Path:
     _log(ax, [r.p50_ms for r in sc] + [r.p99_ms for r in sc])
     ax.set_title("Latency (ms, log; solid p50, hatched p99)")
 
-    ax = axes[1][0]
-    ax.bar(labels, [r.cpu_s_per_1k for r in sc], color=colours)
-    ax.set_title("CPU s per 1,000 requests (process under test, log)")
-    _log(ax, [r.cpu_s_per_1k for r in sc])
-    for i, r in enumerate(sc):
-        ax.annotate(f"{r.cpu_s_per_1k:.3g}", (i, r.cpu_s_per_1k), ha="center", va="bottom", fontsize=8)
+    _labelled_bars(axes[1][0], labels, [r.cpu_s_per_1k for r in sc], colours,
+                   "CPU s per 1,000 requests (process under test, log)", "{:.3g}")
 
     ax = axes[1][1]
     if run.memory is not None and run.memory.samples:
