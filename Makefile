@@ -16,16 +16,21 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 
 venv: $(VENV)/.installed
 
+# Each target asks only for the system tools it runs: the kind backend needs none of them.
 sysdeps:
 	@scripts/system-deps.sh
 
-demo: venv sysdeps
+demo: venv
+ifeq ($(BACKEND),local)
+	@scripts/system-deps.sh nginx
+endif
 	$(PY) -m localmesh demo --backend $(BACKEND)
 
 test: venv sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv sysdeps
+bench: venv
+	@scripts/system-deps.sh nginx wrk
 	$(PY) -m bench
 
 manifests: venv

@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the demo and the tests run for real: nginx (relay and the
-# sidecar stand-in), chromium (console tests), wrk (benchmarks). Only what is missing.
+# Installs the Debian packages that run for real, only those missing, and only for what was
+# asked: `system-deps.sh nginx` for the local demo (relay and sidecar stand-in), `chromium`
+# for the console tests, `wrk` for the benchmarks; no argument means all three (CI, make test).
+# The kind backend needs none of them (its tools are Docker, kind, kubectl and Pulumi).
 set -euo pipefail
+[ $# -eq 0 ] && set -- nginx chromium wrk
 need=()
-command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
+for tool in "$@"; do
+    case "$tool" in
+        nginx) package=nginx-light ;;
+        chromium) package=chromium ;;
+        wrk) package=wrk ;;
+        *) echo "system-deps.sh: unknown tool $tool (known: nginx chromium wrk)" >&2; exit 2 ;;
+    esac
+    command -v "$tool" >/dev/null 2>&1 || need+=("$package")
+done
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+    exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing system packages: ${need[*]}, and no apt-get to install them with" >&2
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
