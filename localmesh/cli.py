@@ -11,6 +11,7 @@ from topology import DEFAULT, TopologyError
 
 from localmesh import traffic
 from localmesh.errors import MeshError
+from localmesh.kind import DEMO_STACK, E2E_STACK
 from localmesh.sidecar import DEFAULT_HOST_FORM, HOST_FORMS
 
 BACKENDS = ("local", "kind")
@@ -55,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--cluster-name", default="mirror-demo", help="kind: cluster name")
     demo.add_argument("--state-dir", type=Path, default=Path(".pulumi-state"),
                       help="kind: Pulumi file state backend folder")
+    demo.add_argument("--stack", default=DEMO_STACK,
+                      help=f"kind: Pulumi stack (the e2e suite uses its own, {E2E_STACK})")
 
     send = sub.add_parser("traffic", help="send the original demo's requests to the mesh entry")
     send.add_argument("--url", required=True, help="mesh entry, e.g. http://127.0.0.1:PORT")
@@ -71,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
     down.add_argument("--backend", choices=("kind",), default="kind")
     down.add_argument("--cluster-name", default="mirror-demo")
     down.add_argument("--state-dir", type=Path, default=Path(".pulumi-state"))
+    down.add_argument("--stack", default=DEMO_STACK,
+                      help=f"Pulumi stack to destroy and remove ({E2E_STACK}: the e2e suite's)")
     return root
 
 
@@ -91,7 +96,8 @@ def _demo(args: argparse.Namespace) -> int:
         from localmesh import kind
 
         return kind.run_demo(kind.KindSettings(topology=topology, cluster_name=args.cluster_name,
-                                               state_dir=args.state_dir, run_dir=args.run_dir))
+                                               state_dir=args.state_dir, run_dir=args.run_dir,
+                                               stack_name=args.stack))
     from localmesh.demo import run_local
     from localmesh.stack import LocalPorts, MeshSettings
 
@@ -105,7 +111,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     from localmesh import kind
 
-    return kind.run_down(kind.KindSettings(cluster_name=args.cluster_name, state_dir=args.state_dir))
+    return kind.run_down(kind.KindSettings(cluster_name=args.cluster_name, state_dir=args.state_dir,
+                                           stack_name=args.stack))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,29 +8,42 @@ kill_candidate, api_url). It needs a working Docker engine, kind, kubectl and th
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from topology import DEFAULT, Topology
 from topology import kube
 
-from localmesh import accesslog, processes, traffic
+from localmesh import accesslog, envoyroute, processes, traffic
 from localmesh.errors import MeshError
+from localmesh.portforward import PortForward
 from localmesh.ports import pick
 from localmesh.stack import PROJECT_ROOT, Received, default_run_dir
 
-PULUMI_STACK = "kind"
+# Each its own stack, so neither overwrites the other's config (Pulumi.<stack>.yaml).
+DEMO_STACK = "kind-demo"
+E2E_STACK = "kind-e2e"
+# The node image of kind v0.30.0's release notes, by digest: Kubernetes 1.34, inside Istio
+# 1.28's supported 1.30-1.34 (kind's own default moves on with each kind release).
+NODE_IMAGE = "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
 # Istio before 1.28 sends mirrored copies with `-shadow` appended to the host.
 PLAIN_HOST_SINCE = (1, 28)
 STATUS_MARK = "__localmesh_status__"
+SIDECAR = "istio-proxy"
+# Stack config keys of the images this repository builds (Pulumi.yaml), by Images field.
+BUILT_IMAGE_KEYS = {"httpbin": "httpbinImage", "candidate": "candidateImage",
+                    "diffproxy": "diffproxyImage"}
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,8 @@ class KindSettings:
     state_dir: Path = Path(".pulumi-state")
     run_dir: Path | None = None
     kubeconfig: Path | None = None  # None: <state_dir>/<cluster>.kubeconfig
-    stack_name: str = PULUMI_STACK
+    stack_name: str = DEMO_STACK
+    node_image: str = NODE_IMAGE
     extra_config: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -106,6 +120,24 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None, timeout:
     return done.stdout if capture else ""
 
 
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise MeshError in the main thread once `seconds` have passed (SIGALRM).
+
+    For the kind e2e set-up, which runs outside pytest-timeout's per-test limit: a child
+    running under `_run` is killed by subprocess.run as the error passes through it."""
+    def expired(_signum, _frame):
+        raise MeshError(f"{what} did not finish within {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def parse_version(image_or_tag: str) -> tuple[int, int] | None:
     match = re.search(r"(\d+)\.(\d+)(?:\.\d+)?", image_or_tag.rsplit(":", 1)[-1])
     return (int(match[1]), int(match[2])) if match else None
@@ -113,6 +145,28 @@ def parse_version(image_or_tag: str) -> tuple[int, int] | None:
 
 def host_form_for(version: tuple[int, int] | None) -> str:
     return "plain" if version is None or version >= PLAIN_HOST_SINCE else "shadow"
+
+
+def id_tag(image: str, image_id: str) -> str:
+    """`diffproxy:0.1.0` built as sha256:1a2b... -> `diffproxy:0.1.0-1a2b3c4d5e6f`: a new
+    build is a new tag, so the Deployment changes and rolls instead of keeping an old pod."""
+    digest = image_id.strip().removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{12,}", digest):
+        raise MeshError(f"docker reported no image id for {image}: {image_id.strip()!r}")
+    name, _, tag = image.rpartition(":")
+    if "/" in tag or not name:  # no tag: a registry port, or a bare name
+        name, tag = image, "latest"
+    return f"{name}:{tag}-{digest[:12]}"
+
+
+def has_sidecar(pod: dict) -> bool:
+    """Injected either way: a regular `istio-proxy` container, or (Istio 1.28 on Kubernetes
+    1.33+) a native sidecar, an init container with `restartPolicy: Always`."""
+    spec = pod.get("spec", {})
+    if any(c.get("name") == SIDECAR for c in spec.get("containers", [])):
+        return True
+    return any(c.get("name") == SIDECAR and c.get("restartPolicy") == "Always"
+               for c in spec.get("initContainers", []))
 
 
 class KindMesh:
@@ -127,10 +181,12 @@ class KindMesh:
         self._log = log
         self.run_dir = (settings.run_dir or default_run_dir()).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._supervisor = processes.Supervisor(self.run_dir)
+        self._port_forward: PortForward | None = None
         self._console_port: int | None = None
         self._topology = settings.topology
+        self._workspace = None
         self._stack = None
+        self._image_tags: dict[str, str] = {}
         self.candidate_killed = False
 
     # Cluster, images, stack ---------------------------------------------------------------
@@ -143,18 +199,48 @@ class KindMesh:
         return _run([self.tools.kubectl, *args], "kubectl", env=self.kube_env, timeout=timeout,
                     input_text=input_text)
 
-    def ensure_cluster(self) -> None:
+    def cluster_exists(self) -> bool:
+        clusters = _run([self.tools.kind, "get", "clusters"], "kind get clusters").split()
+        return self.settings.cluster_name in clusters
+
+    def ensure_cluster(self) -> bool:
+        """Reuse or create the cluster; True when it was created now."""
         name = self.settings.cluster_name
-        existing = _run([self.tools.kind, "get", "clusters"], "kind get clusters").split()
         self.settings.kubeconfig_path.parent.mkdir(parents=True, exist_ok=True)
-        if name in existing:
+        if self.cluster_exists():
             self._log(f"reusing kind cluster {name}")
             _run([self.tools.kind, "export", "kubeconfig", "--name", name,
                   "--kubeconfig", str(self.settings.kubeconfig_path)], "kind export kubeconfig")
-            return
-        self._log(f"creating kind cluster {name} (a few minutes the first time) ...")
-        _run([self.tools.kind, "create", "cluster", "--name", name,
+            return False
+        self._log(f"creating kind cluster {name} ({self.settings.node_image}; a few minutes the first time) ...")
+        _run([self.tools.kind, "create", "cluster", "--name", name, "--image", self.settings.node_image,
               "--kubeconfig", str(self.settings.kubeconfig_path)], "kind create cluster", capture=False)
+        return True
+
+    def prepare(self) -> None:
+        """Cluster, images and a stack that matches the cluster, before the first `apply`."""
+        if self.ensure_cluster():
+            # Whatever the state says, none of it exists on a cluster made just now.
+            if self.stack_exists():
+                self._log(f"dropping stack {self.settings.stack_name}: its cluster was re-created")
+                self.forget_stack()
+        elif not self.stack_exists():
+            self._refuse_orphans()
+        self.build_images()
+        self.load_images()
+
+    def _refuse_orphans(self) -> None:
+        """A kept cluster whose state was lost: every create would fail with AlreadyExists
+        (Helm: "cannot re-use a name"). Say so instead, with the way out."""
+        t = self._topology
+        names = dict.fromkeys((t.app_namespace, t.diffy_namespace, "istio-system"))
+        found = self.kubectl("get", "namespace", *names, "--ignore-not-found", "-o", "name").split()
+        if found:
+            raise MeshError(
+                f"kind cluster {self.settings.cluster_name} already has {', '.join(found)} but Pulumi "
+                f"stack {self.settings.stack_name} in {self.settings.state_dir} does not exist: its "
+                f"state was lost. Delete the cluster (kind delete cluster --name "
+                f"{self.settings.cluster_name}) and run again.")
 
     @property
     def built_images(self) -> tuple[tuple[str, str], ...]:
@@ -165,50 +251,102 @@ class KindMesh:
         return tuple(built.items())
 
     def build_images(self) -> None:
+        """Build, then tag each image by its id as well: the stack deploys the id tags."""
         for image, dockerfile in self.built_images:
             if not (PROJECT_ROOT / dockerfile).is_file():
                 raise MeshError(f"{dockerfile} is missing; cannot build {image}")
             self._log(f"docker build {image}")
             _run([self.tools.docker, "build", "-t", image, "-f", str(PROJECT_ROOT / dockerfile),
                   str(PROJECT_ROOT)], f"docker build {image}", capture=False)
+            image_id = _run([self.tools.docker, "image", "inspect", "--format", "{{.Id}}", image],
+                            f"docker image inspect {image}")
+            tagged = id_tag(image, image_id)
+            _run([self.tools.docker, "tag", image, tagged], f"docker tag {tagged}")
+            self._image_tags[image] = tagged
 
-    def load_images(self, loader: Callable[[str], None] | None = None) -> None:
-        """`loader` defaults to `kind load docker-image`; the suite passes pytest-kind's."""
+    def deployed_image(self, image: str) -> str:
+        return self._image_tags.get(image, image)
+
+    def load_images(self) -> None:
         for image, _ in self.built_images:
-            self._log(f"kind load docker-image {image}")
-            if loader is not None:
-                loader(image)
-            else:
-                _run([self.tools.kind, "load", "docker-image", "--name", self.settings.cluster_name,
-                      image], f"kind load docker-image {image}")
+            self.load_image(self.deployed_image(image))
 
-    def _workspace_stack(self):
-        if self._stack is not None:
-            return self._stack
-        from pulumi import automation as auto
+    def load_image(self, image: str) -> None:
+        """`kind load docker-image`, else `docker save` + `kind load image-archive`: the first
+        fails with "content digest ... not found" on Docker's containerd image store
+        (kind issues #3795, #4247)."""
+        name = self.settings.cluster_name
+        self._log(f"kind load docker-image {image}")
+        try:
+            _run([self.tools.kind, "load", "docker-image", "--name", name, image],
+                 f"kind load docker-image {image}")
+            return
+        except MeshError as first:
+            failure = str(first)
+        self._log("kind load docker-image failed; retrying with docker save + kind load image-archive")
+        archive = self.run_dir / (re.sub(r"[^A-Za-z0-9_.-]", "_", image) + ".tar")
+        try:
+            _run([self.tools.docker, "save", "-o", str(archive), image], f"docker save {image}")
+            _run([self.tools.kind, "load", "image-archive", "--name", name, str(archive)],
+                 f"kind load image-archive {image}")
+        except MeshError as second:
+            raise MeshError(
+                f"could not put {image} into kind cluster {name}. {failure}\n"
+                f"(on Docker's containerd image store kind cannot find the image's content digest, "
+                f"kind issues #3795 and #4247.) The fallback, docker save + kind load image-archive, "
+                f"failed too: {second}") from None
+        finally:
+            archive.unlink(missing_ok=True)
 
+    def _pulumi_env(self) -> dict[str, str]:
         state = self.settings.state_dir.resolve()
         state.mkdir(parents=True, exist_ok=True)
-        env = {
+        return {
             "PULUMI_BACKEND_URL": state.as_uri(),
             # The local file backend encrypts config secrets with a passphrase; the demo has none.
             "PULUMI_CONFIG_PASSPHRASE": "",
             "KUBECONFIG": str(self.settings.kubeconfig_path),
             "PATH": str(Path(sys.executable).parent) + ":" + self.kube_env.get("PATH", ""),
         }
-        self._stack = auto.create_or_select_stack(
-            stack_name=self.settings.stack_name, work_dir=str(PROJECT_ROOT),
-            opts=auto.LocalWorkspaceOptions(env_vars=env))
+
+    def _local_workspace(self):
+        if self._workspace is None:
+            from pulumi import automation as auto
+
+            self._workspace = auto.LocalWorkspace(work_dir=str(PROJECT_ROOT),
+                                                  env_vars=self._pulumi_env())
+        return self._workspace
+
+    def stack_exists(self) -> bool:
+        # File backends list project stacks as `name` or `organization/project/name`.
+        names = {s.name.rsplit("/", 1)[-1] for s in self._local_workspace().list_stacks()}
+        return self.settings.stack_name in names
+
+    def forget_stack(self) -> None:
+        """Remove the stack and its state without touching any cluster (`--force`)."""
+        self._local_workspace().remove_stack(self.settings.stack_name, force=True)
+        self._stack = None
+
+    def _workspace_stack(self):
+        if self._stack is None:
+            from pulumi import automation as auto
+
+            self._stack = auto.Stack.create_or_select(self.settings.stack_name,
+                                                      self._local_workspace())
         return self._stack
 
     def stack_config(self, mirror_percentage: float) -> dict[str, str]:
         # Keys declared in Pulumi.yaml; kind names a cluster's context kind-<name>.
+        images = self._topology.images
         return {"mirrorPercentage": f"{mirror_percentage:g}",
                 "kubeContext": f"kind-{self.settings.cluster_name}",
+                **{key: self.deployed_image(getattr(images, name))
+                   for name, key in BUILT_IMAGE_KEYS.items()},
                 **self.settings.extra_config}
 
     def apply(self, mirror_percentage: float | None = None) -> None:
-        """`pulumi up` with the given mirror percentage, then wait for every Deployment."""
+        """`pulumi up --refresh` with the given mirror percentage, then wait for every
+        Deployment, for every pod's sidecar, and for the caller's sidecar to have the route."""
         from pulumi import automation as auto
 
         if mirror_percentage is not None:
@@ -218,19 +356,58 @@ class KindMesh:
                               self.stack_config(self._topology.mirror_percentage).items()})
         self._log(f"pulumi up (stack {self.settings.stack_name}, mirror {self._topology.mirror_percentage:g}%) ...")
         try:
-            stack.up(on_output=self._log)
+            # Refresh first: objects deleted behind Pulumi's back are then created again.
+            stack.up(on_output=self._log, refresh=True)
         except auto.errors.CommandError as exc:
             raise MeshError(f"pulumi up failed: {str(exc).strip().splitlines()[-1]}") from None
-        for ns in dict.fromkeys((self._topology.app_namespace, self._topology.diffy_namespace)):
+        namespaces = list(dict.fromkeys((self._topology.app_namespace, self._topology.diffy_namespace)))
+        for ns in namespaces:
             self.kubectl("-n", ns, "wait", "--for=condition=available", "deployment", "--all",
                          "--timeout=300s", timeout=330)
+        self.check_sidecars(namespaces)
+        self.wait_for_mirror_route()
+
+    def check_sidecars(self, namespaces: list[str]) -> None:
+        bare: list[str] = []
+        for ns in namespaces:
+            pods = json.loads(self.kubectl("-n", ns, "get", "pods", "-o", "json"))
+            bare += [f"{ns}/{p['metadata']['name']}" for p in pods.get("items", [])
+                     if p.get("metadata", {}).get("deletionTimestamp") is None and not has_sidecar(p)]
+        if bare:
+            raise MeshError(f"pods without an Istio sidecar: {', '.join(bare)} (created before istiod "
+                            f"was ready? kubectl rollout restart their Deployments)")
+
+    def mirror_route_percentage(self) -> float | None:
+        """The mirrored share the sleep pod's sidecar applies now (None: no route yet)."""
+        t = self._topology
+        dump = self.kubectl("-n", t.app_namespace, "exec", f"deploy/{t.sleep_name}", "-c", SIDECAR,
+                            "--", "pilot-agent", "request", "GET",
+                            "config_dump?resource=dynamic_route_configs", timeout=60)
+        try:
+            parsed = json.loads(dump)
+        except ValueError:
+            return None
+        return envoyroute.mirror_percentage(parsed, *envoyroute.route_clusters(t))
+
+    def wait_for_mirror_route(self, timeout: float = 120.0, interval: float = 1.0) -> None:
+        """istiod pushes a changed VirtualService to the sidecars some time after `pulumi up`;
+        copies counted before the sleep pod's sidecar has it would use the old percentage."""
+        want = self._topology.mirror_percentage
+        deadline = time.monotonic() + timeout
+        seen = self.mirror_route_percentage()
+        while seen is None or abs(seen - want) > 1e-6:
+            if time.monotonic() > deadline:
+                raise MeshError(f"the sleep pod's sidecar still mirrors {seen}% after {timeout:g}s, "
+                                f"not the {want:g}% just applied (istiod has not pushed the route)")
+            time.sleep(interval)
+            seen = self.mirror_route_percentage()
 
     def destroy(self) -> None:
         from pulumi import automation as auto
 
         self._log("pulumi destroy ...")
         try:
-            self._workspace_stack().destroy(on_output=self._log)
+            self._workspace_stack().destroy(on_output=self._log, refresh=True)
         except auto.errors.CommandError as exc:
             raise MeshError(f"pulumi destroy failed: {str(exc).strip().splitlines()[-1]}") from None
 
@@ -239,26 +416,26 @@ class KindMesh:
         _run([self.tools.kind, "delete", "cluster", "--name", self.settings.cluster_name],
              "kind delete cluster")
 
-    def port_forward_console(self, local_port: int | None = None) -> int:
+    def port_forward_console(self, local_port: int | None = None, timeout: float = 60.0) -> int:
+        """The console on 127.0.0.1, restarted whenever kubectl exits (a pod restart ends it)."""
         t = self._topology
         port = pick({"console": local_port})["console"]
-        managed = self._supervisor.start("port-forward-console", [
-            self.tools.kubectl, "--kubeconfig", str(self.settings.kubeconfig_path),
-            "-n", t.diffy_namespace, "port-forward", "--address", "127.0.0.1",
-            f"svc/{t.diffproxy_name}", f"{port}:{t.ports.console}"])
-        processes.wait_ready(managed, processes.http_ready(f"http://127.0.0.1:{port}/api/1/info"),
-                             60.0, port)
+        forward = PortForward(
+            [self.tools.kubectl, "-n", t.diffy_namespace, "port-forward", "--address", "127.0.0.1",
+             f"svc/{t.diffproxy_name}", f"{port}:{t.ports.console}"],
+            env=self.kube_env, log_path=self.run_dir / "port-forward-console.log",
+            ready=processes.http_ready(f"http://127.0.0.1:{port}/api/1/info"), log=self._log)
+        forward.start(timeout)
+        self._port_forward = forward
         self._console_port = port
         return port
 
     def stop(self) -> None:
-        self._supervisor.stop_all()
+        if self._port_forward is not None:
+            self._port_forward.stop()
+            self._port_forward = None
 
     # The suite's view ---------------------------------------------------------------------
-
-    def use_console_port(self, port: int) -> None:
-        """For a port-forward started elsewhere (pytest-kind's)."""
-        self._console_port = port
 
     @property
     def api_url(self) -> str:
@@ -351,9 +528,7 @@ def parse_curl_output(out: str, paths: list[str]) -> list[traffic.Reply]:
 
 def run_demo(settings: KindSettings) -> int:
     mesh = KindMesh(settings)
-    mesh.ensure_cluster()
-    mesh.build_images()
-    mesh.load_images()
+    mesh.prepare()
     mesh.apply(settings.topology.mirror_percentage)
     try:
         port = mesh.port_forward_console()
@@ -390,14 +565,23 @@ Press Ctrl-C to stop the port-forward. The cluster keeps running; remove it with
 
 
 def run_down(settings: KindSettings) -> int:
+    """Destroy the stack, remove it, delete the cluster; a stack whose cluster is already
+    gone is removed from the state alone (there is nothing left to destroy)."""
     mesh = KindMesh(settings)
-    name = settings.cluster_name
-    if name not in _run([mesh.tools.kind, "get", "clusters"], "kind get clusters").split():
-        print(f"no kind cluster named {name}; nothing to remove")
+    name, stack = settings.cluster_name, settings.stack_name
+    has_stack = mesh.stack_exists()
+    if not mesh.cluster_exists():
+        if has_stack:
+            mesh.forget_stack()
+            print(f"no kind cluster named {name}; removed the stale Pulumi stack {stack}")
+        else:
+            print(f"no kind cluster named {name} and no Pulumi stack {stack}; nothing to remove")
         return 0
     mesh.ensure_cluster()  # exports its kubeconfig for Pulumi
-    # Resources first: Pulumi's state must not outlive the cluster it describes.
-    if settings.state_dir.is_dir():
+    if has_stack:
+        # Resources first: Pulumi's state must not outlive the cluster it describes.
         mesh.destroy()
+        mesh.forget_stack()
     mesh.delete_cluster()
+    settings.kubeconfig_path.unlink(missing_ok=True)
     return 0

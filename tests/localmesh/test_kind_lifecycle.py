@@ -1,0 +1,209 @@
+"""The kind backend's life cycle against recording stand-ins for docker, kind, kubectl and
+pulumi (tests/localmesh/fakes.py); the Automation API drives the fake `pulumi` for real.
+
+No cluster can run here: these pin the command lines and their order, which is what the
+drift, image, loading and teardown fixes of issue 18 consist of.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localmesh import kind
+from localmesh.errors import MeshError
+from tests.localmesh import fakes
+from topology import DEFAULT
+
+HISTORY = json.dumps([{"version": 1, "kind": "update", "startTime": "2026-01-01T00:00:00.000Z",
+                       "message": "", "environment": {}, "config": {}, "result": "succeeded",
+                       "endTime": "2026-01-01T00:00:01.000Z", "resourceChanges": {}}])
+STACK_LS = json.dumps([{"name": kind.DEMO_STACK, "current": False}])
+POD_INJECTED = {"metadata": {"name": "a"}, "spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]}}
+POD_NATIVE = {"metadata": {"name": "b"}, "spec": {
+    "initContainers": [{"name": "istio-init"}, {"name": "istio-proxy", "restartPolicy": "Always"}],
+    "containers": [{"name": "app"}]}}
+POD_BARE = {"metadata": {"name": "c"}, "spec": {"containers": [{"name": "app"}]}}
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> fakes.Fakes:
+    f = fakes.install(tmp_path / "fakes")
+    # The Automation API runs `pulumi` from PATH, as it would the real CLI.
+    monkeypatch.setenv("PATH", f"{f.bin}:/usr/bin:/bin")
+    f.rule("pulumi", "stack", "output", stdout='{"istioVersion": "1.28.1"}')
+    f.rule("pulumi", "stack", "history", stdout=HISTORY)
+    f.rule("kubectl", "get", "pods", stdout=json.dumps({"items": [POD_INJECTED, POD_NATIVE]}))
+    return f
+
+
+def _mesh(f: fakes.Fakes, tmp_path: Path, stack: str = kind.DEMO_STACK) -> kind.KindMesh:
+    tools = kind.Tools(*(f.path(t) for t in ("docker", "kind", "kubectl", "pulumi")))
+    settings = kind.KindSettings(cluster_name="demo", state_dir=tmp_path / "state",
+                                 run_dir=tmp_path / "run", stack_name=stack)
+    mesh = kind.KindMesh(settings, tools, log=lambda _line: None)
+    mesh.wait_for_mirror_route = lambda: None  # its own tests below
+    return mesh
+
+
+def _index(calls: list[list[str]], *words: str) -> int:
+    return next(i for i, argv in enumerate(calls) if all(w in argv for w in words))
+
+
+# Item 3: state and cluster never drift apart ------------------------------------------
+
+
+def test_up_refreshes_the_state_first(fake, tmp_path):
+    _mesh(fake, tmp_path).apply(50)
+    (up,) = [argv for argv in fake.calls("pulumi") if "up" in argv]
+    assert "--refresh" in up and up[up.index("--stack") + 1] == kind.DEMO_STACK
+
+
+def test_a_new_cluster_drops_the_stack_of_the_old_one(fake, tmp_path):
+    fake.rule("kind", "get", "clusters", stdout="other\n")
+    fake.rule("pulumi", "stack", "ls", stdout=STACK_LS)
+    fake.rule("docker", "image", "inspect", stdout="sha256:" + "ab" * 32 + "\n")
+    _mesh(fake, tmp_path).prepare()
+    calls = fake.calls()
+    create = calls[_index(calls, "create", "cluster")]
+    assert create[create.index("--image") + 1] == kind.NODE_IMAGE
+    removed = _index(calls, "stack", "rm")
+    assert calls[removed][-2:] == ["--force", kind.DEMO_STACK]
+    assert _index(calls, "create", "cluster") < removed < _index(calls, "build")
+
+
+def test_a_reused_cluster_keeps_the_stack(fake, tmp_path):
+    fake.rule("kind", "get", "clusters", stdout="demo\n")
+    fake.rule("pulumi", "stack", "ls", stdout=STACK_LS)
+    fake.rule("docker", "image", "inspect", stdout="sha256:" + "ab" * 32 + "\n")
+    _mesh(fake, tmp_path).prepare()
+    calls = fake.calls()
+    assert not any("rm" in argv for argv in fake.calls("pulumi"))
+    assert not any("create" in argv for argv in fake.calls("kind"))
+    assert "export" in calls[_index(calls, "kubeconfig")]
+
+
+def test_a_reused_cluster_with_lost_state_is_refused_before_anything_is_built(fake, tmp_path):
+    fake.rule("kind", "get", "clusters", stdout="demo\n")
+    fake.rule("pulumi", "stack", "ls", stdout="[]")
+    fake.rule("kubectl", "get", "namespace", stdout="namespace/mirror-demo\nnamespace/istio-system\n")
+    with pytest.raises(MeshError, match="state was lost.*kind delete cluster --name demo"):
+        _mesh(fake, tmp_path).prepare()
+    assert fake.calls("docker") == []
+
+
+def test_down_with_the_cluster_gone_removes_only_the_stale_stack(fake, tmp_path, capsys):
+    fake.rule("kind", "get", "clusters", stdout="")
+    fake.rule("pulumi", "stack", "ls", stdout=STACK_LS)
+    settings = _mesh(fake, tmp_path).settings
+    monkey_tools(fake)
+    assert kind.run_down(settings) == 0
+    pulumi = fake.calls("pulumi")
+    assert [a for a in pulumi if "rm" in a] == [["--non-interactive", "stack", "rm", "--yes", "--force",
+                                                 kind.DEMO_STACK]]
+    assert not any("destroy" in a for a in pulumi)
+    assert not any("delete" in a for a in fake.calls("kind"))
+    assert "removed the stale Pulumi stack" in capsys.readouterr().out
+
+
+def test_down_destroys_then_removes_the_stack_then_the_cluster(fake, tmp_path):
+    fake.rule("kind", "get", "clusters", stdout="demo\n")
+    fake.rule("pulumi", "stack", "ls", stdout=STACK_LS)
+    settings = _mesh(fake, tmp_path).settings
+    monkey_tools(fake)
+    assert kind.run_down(settings) == 0
+    calls = fake.calls()
+    assert _index(calls, "destroy") < _index(calls, "stack", "rm") < _index(calls, "delete", "cluster")
+
+
+def monkey_tools(f: fakes.Fakes) -> None:
+    """run_down finds its tools on PATH, which the fixture points at the fakes."""
+    assert kind.find_tools().kind == f.path("kind")
+
+
+# Item 4: a rebuilt image reaches the pods ---------------------------------------------
+
+
+def test_images_are_deployed_by_their_id_tag(fake, tmp_path):
+    fake.rule("docker", "image", "inspect", stdout="sha256:" + "0123456789ab" + "c" * 52 + "\n")
+    mesh = _mesh(fake, tmp_path)
+    mesh.build_images()
+    mesh.load_images()
+    mesh.apply(100)
+    img = DEFAULT.images
+    docker = fake.calls("docker")
+    assert ["tag", img.diffproxy, f"{img.diffproxy}-0123456789ab"] in docker
+    assert ["tag", img.httpbin, f"{img.httpbin}-0123456789ab"] in docker
+    loaded = [a[-1] for a in fake.calls("kind") if "load" in a]
+    assert loaded == [f"{img.diffproxy}-0123456789ab", f"{img.httpbin}-0123456789ab"]
+    (config,) = [a for a in fake.calls("pulumi") if "set-all" in a]
+    for key, image in (("diffproxyImage", img.diffproxy), ("httpbinImage", img.httpbin),
+                       ("candidateImage", img.candidate)):
+        assert f"{key}={image}-0123456789ab" in config
+
+
+def test_a_rebuild_with_a_new_id_gets_a_new_tag():
+    first = kind.id_tag("diffproxy:0.1.0", "sha256:" + "1" * 64)
+    second = kind.id_tag("diffproxy:0.1.0", "sha256:" + "2" * 64)
+    assert first == "diffproxy:0.1.0-111111111111" and second != first
+    assert kind.id_tag("localhost:5000/diffproxy", "sha256:" + "3" * 64) == \
+        "localhost:5000/diffproxy:latest-333333333333"
+    with pytest.raises(MeshError, match="no image id"):
+        kind.id_tag("diffproxy:0.1.0", "")
+
+
+# Item 8: kind load on Docker's containerd image store ---------------------------------
+
+
+def test_load_falls_back_to_an_image_archive(fake, tmp_path):
+    fake.rule("kind", "load", "docker-image", exit=1,
+              stderr="ERROR: failed to load image: ctr: content digest sha256:abc: not found\n")
+    mesh = _mesh(fake, tmp_path)
+    mesh.load_image("diffproxy:0.1.0-abc")
+    calls = fake.calls()
+    save = calls[_index(calls, "save")]
+    archive = save[save.index("-o") + 1]
+    assert save[-1] == "diffproxy:0.1.0-abc"
+    assert calls[_index(calls, "image-archive")] == ["load", "image-archive", "--name", "demo", archive]
+    assert not Path(archive).exists()  # the tar does not stay in the run folder
+
+
+def test_both_loads_failing_says_what_was_tried(fake, tmp_path):
+    fake.rule("kind", "load", exit=1, stderr="ctr: content digest sha256:abc: not found\n")
+    with pytest.raises(MeshError) as failure:
+        _mesh(fake, tmp_path).load_image("diffproxy:0.1.0-abc")
+    text = str(failure.value)
+    assert "content digest sha256:abc: not found" in text
+    assert "#3795" in text and "docker save + kind load image-archive" in text
+
+
+# Item 11: native sidecars count as injected --------------------------------------------
+
+
+def test_native_sidecar_counts_as_injected():
+    assert kind.has_sidecar(POD_INJECTED)
+    assert kind.has_sidecar(POD_NATIVE)
+    assert not kind.has_sidecar(POD_BARE)
+    # istio-init alone (no restartPolicy: Always) is not a sidecar.
+    assert not kind.has_sidecar({"spec": {"initContainers": [{"name": "istio-proxy"}],
+                                          "containers": [{"name": "app"}]}})
+
+
+def test_apply_names_pods_without_a_sidecar(fake, tmp_path):
+    fake.rule("kubectl", "get", "pods", stdout=json.dumps({"items": [POD_NATIVE, POD_BARE]}))
+    with pytest.raises(MeshError, match=r"pods without an Istio sidecar: mirror-demo/c, diffy/c"):
+        _mesh(fake, tmp_path).apply(100)
+
+
+# Item 14: the demo and the e2e suite each have their stack -----------------------------
+
+
+def test_demo_and_e2e_use_separate_stacks(fake, tmp_path):
+    _mesh(fake, tmp_path, kind.DEMO_STACK).apply(100)
+    _mesh(fake, tmp_path, kind.E2E_STACK).apply(0)
+    configs = {a[a.index("--stack") + 1]: a for a in fake.calls("pulumi") if "set-all" in a}
+    assert set(configs) == {kind.DEMO_STACK, kind.E2E_STACK}
+    assert "mirrorPercentage=100" in configs[kind.DEMO_STACK]
+    assert "mirrorPercentage=0" in configs[kind.E2E_STACK]
