@@ -4,14 +4,24 @@ A test module asks `open_mesh(mirror_percentage=..., host_form=...)` for a mesh 
 `MeshUnderTest`, whichever backend runs it:
 
 - local: `localmesh.LocalMesh`, real processes on loopback, one per module;
-- kind:  one kind cluster (pytest-kind), the Pulumi program through the Automation API,
-  re-applied with each module's mirror percentage; the Host form is the installed Istio's.
+- kind:  one kind cluster, the Pulumi program through the Automation API (stack
+  `kind-e2e`), re-applied with each module's mirror percentage; the Host form is the
+  installed Istio's.
+
+The kind set-up (cluster, two image builds, Istio, `pulumi up`) takes longer than one test
+may, so kind tests are timed by pytest-timeout on their function only (`func_only`), and
+the set-up has its own limit, `--kind-setup-timeout`. Whatever it fails on, the cluster
+and the stack are removed again (unless `--keep-cluster`). The suite manages the cluster
+and the console port-forward itself (localmesh.kind), not through pytest-kind: that one's
+port-forward restarts kubectl ten times whether or not it works, gives it an environment
+with nothing but KUBECONFIG, and nothing brings it back when the pod restarts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import subprocess
+import warnings
 import sys
 import time
 from pathlib import Path
@@ -34,6 +44,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.e2e)
+            params = getattr(item, "callspec", None)
+            if params is not None and params.params.get("backend_name") == "kind":
+                # Session fixtures are set up inside the first test; on kind that set-up has
+                # its own limit (kind_mesh), the per-test limit covers the test body.
+                item.add_marker(pytest.mark.timeout(func_only=True))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -173,40 +188,45 @@ def backend(backend_name: str, request: pytest.FixtureRequest,
 
 @pytest.fixture(scope="session")
 def kind_mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    config = request.config
     missing = kindmesh.missing_tools()
     if missing:
         kind_missing = kindmesh.missing_line(missing)
-        if request.config.getoption("backend") == "kind":
+        if config.getoption("backend") == "kind":
             pytest.fail(kind_missing, pytrace=False)
         pytest.skip(kind_missing)
 
-    from pytest_kind import KindCluster
-
-    tools = kindmesh.find_tools()
-    # Explicit tool paths: pytest-kind would otherwise download kind and kubectl.
-    cluster = KindCluster(request.config.getoption("cluster_name"),
-                          kind_path=Path(tools.kind), kubectl_path=Path(tools.kubectl))
-    cluster.create()
-    base = tmp_path_factory.mktemp("kind")
-    mesh = kindmesh.KindMesh(kindmesh.KindSettings(
-        cluster_name=cluster.name, kubeconfig=Path(cluster.kubeconfig_path).resolve(),
-        state_dir=base / "pulumi-state", run_dir=base / "run"), tools)
+    # The state lives with the cluster: kept (--keep-cluster), both are reused next time.
+    settings = kindmesh.KindSettings(
+        cluster_name=config.getoption("cluster_name"), stack_name=kindmesh.E2E_STACK,
+        state_dir=Path(config.getoption("kind_state_dir")).resolve(),
+        run_dir=tmp_path_factory.mktemp("kind"))
+    mesh = kindmesh.KindMesh(settings, kindmesh.find_tools())
+    limit = config.getoption("kind_setup_timeout")
     try:
-        mesh.build_images()
-        mesh.load_images(cluster.load_docker_image)
-        mesh.apply(100.0)
-        t = DEFAULT
-        with cluster.port_forward(f"svc/{t.diffproxy_name}", t.ports.console, "-n", t.diffy_namespace) as port:
-            mesh.use_console_port(port)
-            yield mesh
+        with kindmesh.time_limit(limit, "the kind e2e set-up (cluster, images, Istio, pulumi up)"):
+            mesh.prepare()
+            mesh.apply(100.0)
+            mesh.port_forward_console()
+        yield mesh
     finally:
         mesh.stop()
+        if not config.getoption("keep_cluster"):
+            _remove(mesh)
+
+
+def _remove(mesh: kindmesh.KindMesh) -> None:
+    """Stack first (Pulumi's state must not outlive its resources), then the cluster; each
+    step runs even when the one before failed, and a failure is reported, not raised over
+    the set-up's own error."""
+    steps = [("pulumi destroy", lambda: mesh.stack_exists() and mesh.destroy()),
+             ("pulumi stack rm", lambda: mesh.stack_exists() and mesh.forget_stack()),
+             ("kind delete cluster", mesh.delete_cluster)]
+    for what, step in steps:
         try:
-            # Always before the cluster goes: Pulumi's state must not outlive its resources.
-            mesh.destroy()
-        finally:
-            if not request.config.getoption("keep_cluster"):
-                cluster.delete()
+            step()
+        except Exception as exc:  # noqa: BLE001 - every clean-up step must get its turn
+            warnings.warn(f"kind e2e clean-up: {what} failed: {exc}", stacklevel=1)
 
 
 @pytest.fixture(scope="session")
