@@ -125,10 +125,18 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
     """Raise MeshError in the main thread once `seconds` have passed (SIGALRM).
 
     For the kind e2e set-up, which runs outside pytest-timeout's per-test limit: a child
-    running under `_run` is killed by subprocess.run as the error passes through it."""
+    running under `_run` is killed by subprocess.run as the error passes through it. An
+    alarm already armed (pytest-timeout's, say) that comes first stays in charge; a later
+    one is re-armed for its remaining time afterwards."""
+    outer = signal.getitimer(signal.ITIMER_REAL)[0]
+    if outer and outer <= seconds:
+        yield
+        return
+
     def expired(_signum, _frame):
         raise MeshError(f"{what} did not finish within {seconds:g}s")
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -136,6 +144,8 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.001))
 
 
 def parse_version(image_or_tag: str) -> tuple[int, int] | None:

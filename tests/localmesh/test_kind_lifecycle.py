@@ -207,3 +207,19 @@ def test_demo_and_e2e_use_separate_stacks(fake, tmp_path):
     assert set(configs) == {kind.DEMO_STACK, kind.E2E_STACK}
     assert "mirrorPercentage=100" in configs[kind.DEMO_STACK]
     assert "mirrorPercentage=0" in configs[kind.E2E_STACK]
+
+
+# Item 2: the set-up's own limit ----------------------------------------------------------
+
+
+def test_time_limit_interrupts_and_disarms():
+    import signal
+    import time
+
+    with pytest.raises(MeshError, match="set-up did not finish within 0.2s"):
+        with kind.time_limit(0.2, "set-up"):
+            time.sleep(30)
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    with kind.time_limit(30, "set-up"):
+        pass
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
