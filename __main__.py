@@ -31,7 +31,9 @@ after = on_cluster.merge(pulumi.ResourceOptions(depends_on=[namespaces, *mesh_re
 
 backends = HttpbinBackends("backends", HttpbinBackendsArgs(t, cluster), opts=after)
 diffproxy = DiffProxy("diffproxy", DiffProxyArgs(t, cluster), opts=after)
-relay = Relay("relay", RelayArgs(t, cluster), opts=after)
+# nginx resolves its upstream once, at start: the relay waits for the diff proxy's Service.
+relay = Relay("relay", RelayArgs(t, cluster),
+              opts=after.merge(pulumi.ResourceOptions(depends_on=[diffproxy])))
 sleep = SleepClient("sleep", SleepClientArgs(t, context), opts=after)
 rule = MirrorRule("mirror-rule", MirrorRuleArgs(t), opts=after)
 

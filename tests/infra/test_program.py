@@ -205,6 +205,15 @@ def test_mirror_rule(default):
     assert "gateways" not in vs["spec"]  # mesh-wide: the caller's sidecar mirrors
 
 
+def test_relay_starts_after_the_diff_proxy_service(default):
+    # nginx resolves proxy_pass's host once at start and exits while it cannot.
+    relay = default.one(DEPLOYMENT, f"{APP}/mirrorservice-sample-v2")
+    assert f"{DIFFY}/httpbin-diffy" in {
+        default.by_urn(u).name for u in relay.dependencies if default.by_urn(u).type == SERVICE}
+    # ... and still waits for istiod and its namespaces, as every workload does.
+    assert default.one(RELEASE, "istiod").urn in relay.dependencies
+
+
 def test_virtual_service_depends_on_destination_rule(default):
     vs = default.one(VS, f"{APP}/mirrorservice-sample")
     dr = default.one(DR, f"{APP}/mirrorservice-sample")
