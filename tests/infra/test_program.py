@@ -109,7 +109,7 @@ def test_relay_serves_the_rendered_nginx_conf_from_a_configmap(default):
     assert data == {"default.conf": relay_conf(DEFAULT)}
     conf = data["default.conf"]
     assert "listen 44134;" in conf
-    assert "proxy_pass http://httpbin-diffy.diffy.svc.cluster.local:8880/;" in conf
+    assert "proxy_pass http://httpbin-diffy.diffy.svc.cluster.local:8880;" in conf
     assert "proxy_http_version 1.1;" in conf
     assert "proxy_set_header Host" not in conf
     pod = _pod(default, f"{APP}/mirrorservice-sample-v2")

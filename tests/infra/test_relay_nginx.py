@@ -164,3 +164,23 @@ def test_relay_forwards_http11_with_path_and_query(relay):
     assert hit["x"] == "kept"
     # No Host override: nginx sends the upstream's own name, the one Envoy routes by.
     assert hit["host"].startswith("127.0.0.1:")
+
+
+@pytest.mark.parametrize("raw", [
+    "/anything/a%2Fb//c/../d",           # encoded slash, double slash, dot segment
+    "/anything/%7Euser/./x?q=a%20b&q=2",  # encoded unreserved, single dot, query
+    "/anything//",
+])
+def test_relay_forwards_the_raw_path_unchanged(relay, raw):
+    # v1 answers the request line as sent; the diff proxy must see the same one.
+    port, seen = relay
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.putrequest("GET", raw, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", "mirrorservice-sample:44134")
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 200
+    response.read()
+    conn.close()
+    hit, = seen
+    assert hit["path"] == raw
