@@ -327,7 +327,7 @@ def test_namespace_and_image_knobs():
     assert v1["image"] == "docker.io/kong/httpbin:0.2.2"
     assert v1["command"][:3] == ["pipenv", "run", "gunicorn"]
     conf = run.one(CONFIGMAP, "shop/mirrorservice-sample-relay").inputs["data"]["default.conf"]
-    assert "proxy_pass http://httpbin-diffy.diffs.svc.cluster.local:8880/;" in conf
+    assert "proxy_pass http://httpbin-diffy.diffs.svc.cluster.local:8880;" in conf
     assert run.outputs["sendTraffic"].startswith("kubectl -n shop exec deploy/sleep")
     assert run.outputs["consolePortForward"].startswith("kubectl -n diffs port-forward")
 
