@@ -181,7 +181,11 @@ def _service(name: str, namespace: str, selector: dict, ports: list[tuple[str, i
 
 
 def _gunicorn(launcher: tuple[str, ...], port: int, app: str) -> list[str]:
-    return [*launcher, "gunicorn", "--access-logfile", "-", "-b", f"0.0.0.0:{port}", app]
+    # Our image's gunicorn (27, pinned) opens a control socket under $HOME, which is
+    # /nonexistent for UID 10001: an error in every pod's log. Another image's gunicorn
+    # (a launcher is set) may predate the flag (gunicorn 25.1), so it is left as it is.
+    quiet = [] if launcher else ["--no-control-socket"]
+    return [*launcher, "gunicorn", "--access-logfile", "-", *quiet, "-b", f"0.0.0.0:{port}", app]
 
 
 def _wsgi_container(name: str, image: str, pull_policy: str, command: list[str],

@@ -95,8 +95,8 @@ def test_namespaces_have_sidecar_injection(default):
 
 def test_app_v1_is_httpbin_on_the_demo_port(default):
     container, = _pod(default, f"{APP}/mirrorservice-sample-v1")["containers"]
-    assert container["command"][-6:] == [
-        "gunicorn", "--access-logfile", "-", "-b", "0.0.0.0:44134", "httpbin:app"]
+    assert container["command"][-7:] == [
+        "gunicorn", "--access-logfile", "-", "--no-control-socket", "-b", "0.0.0.0:44134", "httpbin:app"]
     assert container["image"] == DEFAULT.images.httpbin
     assert container["ports"] == [{"name": "http", "containerPort": 44134, "protocol": "TCP"}]
     labels = default.one(DEPLOYMENT, f"{APP}/mirrorservice-sample-v1").inputs["spec"][
@@ -141,7 +141,7 @@ def test_backends_behind_master_and_candidate_services(default):
     v1, = _pod(default, f"{DIFFY}/httpbin-v1")["containers"]
     v2, = _pod(default, f"{DIFFY}/httpbin-v2")["containers"]
     assert v1["command"][-2:] == ["0.0.0.0:8080", "httpbin:app"]
-    assert v2["command"] == ["gunicorn", "--access-logfile", "-", "-b", "0.0.0.0:8080",
+    assert v2["command"] == ["gunicorn", "--access-logfile", "-", "--no-control-socket", "-b", "0.0.0.0:8080",
                              "candidate.app:app"]
     # Primary and candidate share one image so only the deliberate change differs.
     assert v2["image"] == v1["image"] == DEFAULT.images.candidate == "mirror-demo-httpbin:0.10.2"
