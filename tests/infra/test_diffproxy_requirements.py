@@ -1,0 +1,59 @@
+"""diffproxy/requirements.txt pins the image's whole dependency tree, at the versions the
+tests run (this virtualenv), and agrees with requirements.txt where both pin a package.
+
+Walked from the installed distributions' own metadata (markers evaluated for this Python,
+extras left out), so a new transitive dependency (deepdiff's cachebox) shows up here.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = re.fullmatch(r"([A-Za-z0-9_.\-\[\]]+)==(\S+)", line).groups()
+            pins[canonicalize_name(name.split("[")[0])] = version
+    return pins
+
+
+def _tree(roots: list[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in metadata.requires(name) or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+IMAGE = _pins(ROOT / "diffproxy" / "requirements.txt")
+
+
+def test_every_dependency_of_the_image_is_pinned():
+    missing = _tree(list(IMAGE)) - set(IMAGE)
+    assert not missing, f"diffproxy/requirements.txt lacks {sorted(missing)}"
+
+
+def test_pins_are_the_versions_the_tests_run():
+    assert {name: metadata.version(name) for name in IMAGE} == IMAGE
+
+
+def test_pins_agree_with_requirements_txt():
+    repo = _pins(ROOT / "requirements.txt")
+    assert {n: v for n, v in IMAGE.items() if n in repo} == {n: repo[n] for n in IMAGE if n in repo}
