@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from topology.kube import istiod_values
+
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
 ISTIO_NAMESPACE = "istio-system"
 
@@ -40,7 +42,7 @@ class IstioInstall(pulumi.ComponentResource):
             values={"defaultRevision": "default"}, **common,
             opts=pulumi.ResourceOptions(parent=self))
         self.istiod = Release(
-            "istiod", name="istiod", chart="istiod", **common,
+            "istiod", name="istiod", chart="istiod", values=istiod_values(), **common,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.base]))
         self.version = args.version
         self.register_outputs({"version": args.version, "namespace": args.namespace})

@@ -37,6 +37,22 @@ RESOURCES = {
               "limits": {"cpu": "100m", "memory": "64Mi"}},
 }
 
+# Sized for one kind node in a 2-CPU Docker VM, where kind's own control plane already
+# requests 950m (apiserver 250m, controller-manager 200m, scheduler 100m, etcd 100m, two
+# CoreDNS 100m, kindnet 100m). Istio's defaults would add 500m for istiod and 100m for each
+# of the six sidecars, and pods would stay Pending. Requests only place pods; the limits
+# stay Istio's, so a busy sidecar still gets the CPU it needs.
+SIDECAR_CPU_REQUEST = "10m"
+ISTIOD_CPU_REQUEST = "100m"
+# Per pod, for clusters whose Istio was installed without the values below.
+SIDECAR_ANNOTATIONS = {"sidecar.istio.io/proxyCPU": SIDECAR_CPU_REQUEST}
+
+
+def istiod_values() -> dict:
+    """Helm values of the istiod chart (1.28): its own requests, and every sidecar's."""
+    return {"resources": {"requests": {"cpu": ISTIOD_CPU_REQUEST}},
+            "global": {"proxy": {"resources": {"requests": {"cpu": SIDECAR_CPU_REQUEST}}}}}
+
 
 @dataclass(frozen=True)
 class ClusterSettings:
@@ -143,9 +159,8 @@ def _container_security(read_only_root: bool) -> dict:
 def _deployment(name: str, namespace: str, labels: dict, containers: list[dict],
                 volumes: list[dict] | None = None, annotations: dict | None = None,
                 recreate: bool = False) -> dict:
-    template_meta: dict = {"labels": dict(labels)}
-    if annotations:
-        template_meta["annotations"] = annotations
+    template_meta: dict = {"labels": dict(labels),
+                           "annotations": {**SIDECAR_ANNOTATIONS, **(annotations or {})}}
     pod: dict = {
         "securityContext": {"fsGroup": NON_ROOT_UID},
         "containers": containers,
