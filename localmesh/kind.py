@@ -37,6 +37,7 @@ E2E_STACK = "kind-e2e"
 # The node image of kind v0.30.0's release notes, by digest: Kubernetes 1.34, inside Istio
 # 1.28's supported 1.30-1.34 (kind's own default moves on with each kind release).
 NODE_IMAGE = "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
+ISTIO_KUBERNETES = ((1, 30), (1, 34))  # the Kubernetes versions Istio 1.28 supports
 # Istio before 1.28 sends mirrored copies with `-shadow` appended to the host.
 PLAIN_HOST_SINCE = (1, 28)
 STATUS_MARK = "__localmesh_status__"
@@ -234,10 +235,23 @@ class KindMesh:
             if self.stack_exists():
                 self._log(f"dropping stack {self.settings.stack_name}: its cluster was re-created")
                 self.forget_stack()
-        elif not self.stack_exists():
-            self._refuse_orphans()
+        else:
+            self._warn_unsupported_kubernetes()
+            if not self.stack_exists():
+                self._refuse_orphans()
         self.build_images()
         self.load_images()
+
+    def _warn_unsupported_kubernetes(self) -> None:
+        """A reused cluster may come from another kind release, with another node image."""
+        version = self.kubectl("get", "nodes", "-o",
+                               "jsonpath={.items[0].status.nodeInfo.kubeletVersion}").strip()
+        parsed = parse_version(version.lstrip("v") if version else "")
+        low, high = ISTIO_KUBERNETES
+        if parsed is not None and not low <= parsed <= high:
+            self._log(f"warning: kind cluster {self.settings.cluster_name} runs Kubernetes {version}, "
+                      f"outside {low[0]}.{low[1]}-{high[0]}.{high[1]} that Istio 1.28 supports; "
+                      f"delete it to get the pinned {self.settings.node_image}")
 
     def _refuse_orphans(self) -> None:
         """A kept cluster whose state was lost: every create would fail with AlreadyExists

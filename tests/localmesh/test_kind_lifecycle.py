@@ -85,6 +85,19 @@ def test_a_reused_cluster_keeps_the_stack(fake, tmp_path):
     assert "export" in calls[_index(calls, "kubeconfig")]
 
 
+def test_a_reused_cluster_outside_istios_kubernetes_range_is_named(fake, tmp_path):
+    fake.rule("kind", "get", "clusters", stdout="demo\n")
+    fake.rule("pulumi", "stack", "ls", stdout=STACK_LS)
+    fake.rule("docker", "image", "inspect", stdout="sha256:" + "ab" * 32 + "\n")
+    fake.rule("kubectl", "get", "nodes", stdout="v1.37.0")
+    lines: list[str] = []
+    mesh = _mesh(fake, tmp_path)
+    mesh._log = lines.append
+    mesh.prepare()
+    assert any("Kubernetes v1.37.0, outside 1.30-1.34" in line and kind.NODE_IMAGE in line
+               for line in lines)
+
+
 def test_a_reused_cluster_with_lost_state_is_refused_before_anything_is_built(fake, tmp_path):
     fake.rule("kind", "get", "clusters", stdout="demo\n")
     fake.rule("pulumi", "stack", "ls", stdout="[]")
@@ -198,6 +211,20 @@ def test_apply_names_pods_without_a_sidecar(fake, tmp_path):
 
 
 # Item 14: the demo and the e2e suite each have their stack -----------------------------
+
+
+def test_stack_files_stay_out_of_git():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+
+    def ignored(name: str) -> bool:
+        return subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "--no-index", name],
+                              timeout=30).returncode == 0
+
+    assert ignored(f"Pulumi.{kind.DEMO_STACK}.yaml") and ignored(f"Pulumi.{kind.E2E_STACK}.yaml")
+    assert ignored("Pulumi.dev.yaml") and ignored(".pulumi-state/x")
+    assert not ignored("Pulumi.yaml")
 
 
 def test_demo_and_e2e_use_separate_stacks(fake, tmp_path):
