@@ -4,6 +4,11 @@ the Automation API with a local file state backend, the console port-forwarded.
 `KindMesh` offers the e2e suite the same methods as `LocalMesh` (send, received,
 kill_candidate, api_url). It needs a working Docker engine, kind, kubectl and the Pulumi CLI;
 `missing_tools()` names whichever is absent. Istio is installed by the Pulumi program.
+
+The cluster and the stack's state are kept in step (`prepare`): a cluster created now drops
+the stack's old state, a kept cluster whose state is lost is refused, and every `pulumi up`
+refreshes first. Images are deployed under tags that carry their image id, so a rebuild
+rolls the pods; `docs/cluster.md` lists what was checked of all this, and how.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def envoy_dump(tmp_path_factory) -> dict:
                     return json.loads(response.read())
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((folder / "envoy.log").read_text())
+                    raise RuntimeError((folder / "envoy.log").read_text()) from None
                 time.sleep(0.2)
     finally:
         proc.terminate()
