@@ -36,3 +36,11 @@ def test_kind_create_uses_the_pinned_node_image(doc):
     assert creates
     for block in creates:
         assert f"--image {NODE_IMAGE}" in block.replace("\\\n  ", ""), block
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_commands_that_would_prompt_say_yes(doc):
+    # Without --yes, pulumi up/destroy/stack rm ask for confirmation, and fail when no one can.
+    for block in _shell_blocks(doc):
+        for command in re.findall(r"pulumi (?:up|destroy|stack rm)\b[^\n&;#]*", block):
+            assert "--yes" in command, command
