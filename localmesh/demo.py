@@ -129,10 +129,10 @@ def run_local(settings: MeshSettings, out: TextIO = sys.stdout, state_file: Path
                 out.write("\n" + report.render(report.fetch(mesh.api_url, 10.0)))
             except report.ReportError as exc:
                 print(f"(report not available yet: {exc})", file=out)
-            out.write(summary(mesh))
             if state_file is not None:
                 mesh.write_state(state_file)
-                print(f"URLs of every part written to {state_file}", file=out)
+                print(f"\nURLs of every part written to {state_file}", file=out)
+            out.write(summary(mesh))
             out.flush()
             warned: set[str] = set()
             while True:
