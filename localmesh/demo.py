@@ -65,7 +65,7 @@ def envoy_counters(mesh: LocalMesh) -> str:
     """Envoy's own view of the copies it sent, next to what the diff proxy compared."""
     lines = []
     for cluster, c in mesh.envoy_mirror_counters().items():
-        lines.append(f"Envoy mirrored to {cluster}: {c['upstream_rq_total']} sent, "
+        lines.append(f"Envoy mirrored to {cluster}: {c['upstream_rq_completed']} copies, "
                      f"{c['upstream_rq_2xx']} answered 2xx, {c['upstream_rq_5xx']} 5xx, "
                      f"{c['upstream_cx_connect_fail']} connect failures (admin /stats)")
     return "\n".join(lines) or "Envoy mirrors nothing (mirrorPercentage 0)"

