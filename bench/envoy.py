@@ -27,7 +27,9 @@ def _host(name: str) -> str:
 
 
 def fan_out_config(listen: int, admin: int, primary: int, secondary: int, candidate: int) -> dict:
-    services = [Service(_host(name), PORT, (Endpoint("127.0.0.1", port),), ("127.0.0.1",))
+    # Only the primary's Service answers to 127.0.0.1: wrk calls it by that address.
+    services = [Service(_host(name), PORT, (Endpoint("127.0.0.1", port),),
+                        ("127.0.0.1",) if name == "primary" else ())
                 for name, port in (("primary", primary), ("secondary", secondary), ("candidate", candidate))]
     virtual_service = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
                        "metadata": {"name": "primary", "namespace": NAMESPACE},

@@ -249,7 +249,13 @@ def route_configuration(services: list[Service], virtual_services: Iterable[Mapp
                                "timeout": "0s", "max_grpc_timeout": "0s",
                                "retry_policy": _retry_policy()}}],
                            "include_request_attempt_count": True})
-    return {"name": str(port), "virtual_hosts": vhosts, "validate_clusters": False,
+    # Like istiod, a domain already claimed by an earlier virtual host is left out of later ones:
+    # Envoy rejects a route configuration with a domain twice.
+    seen: set[str] = set()
+    for vhost in vhosts:
+        vhost["domains"] = [d for d in vhost["domains"] if d not in seen]
+        seen.update(vhost["domains"])
+    return {"name": str(port), "virtual_hosts": [v for v in vhosts if v["domains"]], "validate_clusters": False,
             "ignore_port_in_host_matching": True}
 
 

@@ -191,3 +191,18 @@ def test_envoy_validate_really_rejects_a_broken_config(tmp_path):
     instance.write(config)
     with pytest.raises(MeshError, match="Envoy rejects"):
         instance.validate()
+
+
+def test_a_domain_claimed_twice_stays_with_the_first_virtual_host(tmp_path):
+    # Two Services on one port sharing an address: Envoy would reject the duplicate domain.
+    shared = [Service(APP, T.ports.app, (Endpoint("127.0.0.1", 11001, T.app_labels("v1")),), ("127.0.0.1",)),
+              Service("other.mirror-demo.svc.cluster.local", T.ports.app, (Endpoint("127.0.0.1", 11004),),
+                      ("127.0.0.1",))]
+    rule, vs = mirror_rule_objects(T)
+    config = sidecar_config([rule], [vs], shared, T.ports.app, SIDECAR, T.istio)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    domains = [d for v in hcm["route_config"]["virtual_hosts"] for d in v["domains"]]
+    assert len(domains) == len(set(domains)) and "127.0.0.1" in domains
+    instance = EnvoyInstance("sidecar", tmp_path / "sidecar", find_envoy())
+    instance.write(config)
+    instance.validate()
