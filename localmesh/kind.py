@@ -21,6 +21,7 @@ from typing import Callable
 
 from topology import DEFAULT, Topology
 from topology import kube
+from topology.istio import SUFFIX_DISABLED_SINCE
 
 from localmesh import accesslog, processes, traffic
 from localmesh.errors import MeshError
@@ -28,8 +29,8 @@ from localmesh.ports import pick
 from localmesh.stack import PROJECT_ROOT, Received, default_run_dir
 
 PULUMI_STACK = "kind"
-# Istio before 1.28 sends mirrored copies with `-shadow` appended to the host.
-PLAIN_HOST_SINCE = (1, 28)
+# Istio before 1.28 sends mirrored copies with `-shadow` appended to the host (topology/istio.py).
+PLAIN_HOST_SINCE = SUFFIX_DISABLED_SINCE
 STATUS_MARK = "__localmesh_status__"
 
 
@@ -276,8 +277,11 @@ class KindMesh:
 
     @property
     def host_form(self) -> str:
-        """The installed Istio's: the stack's `istioVersion` output, else istiod's image tag."""
+        """The installed Istio's: the stack's `mirrorHostForm` output (istioVersion and
+        istioCompatibilityVersion through topology.Istio), else istiod's image tag."""
         outputs = self._workspace_stack().outputs()
+        if "mirrorHostForm" in outputs:
+            return str(outputs["mirrorHostForm"].value)
         if "istioVersion" in outputs:
             return host_form_for(parse_version(str(outputs["istioVersion"].value)))
         image = self.kubectl("-n", "istio-system", "get", "deployment", "istiod", "-o",

@@ -1,4 +1,4 @@
-"""localmesh's pure parts: the sidecar stand-in's config, ports, access logs, kind helpers."""
+"""localmesh's pure parts: finding Envoy, ports, access logs, kind helpers."""
 
 from __future__ import annotations
 
