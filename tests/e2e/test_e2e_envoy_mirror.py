@@ -105,3 +105,16 @@ def test_a_post_body_reaches_the_diff_proxy_and_its_targets_intact(writable):
         echoed = record[target]["body"]
         assert echoed["json"] == document, target
         assert echoed["data"] == raw.decode(), target
+
+
+def test_relay_off_mirrors_straight_to_the_diff_proxy(open_mesh):
+    with open_mesh(mirror_percentage=100.0, relay=False) as direct:
+        assert direct.relay_hosts() is None  # no v2 at all
+        replies, overview = direct.fresh_run(["/json"] * 3 + ["/uuid"] * 3)
+        assert [r.status for r in replies] == [200] * 6
+        assert {n: e["total"] for n, e in overview.items()} == {"GET /json": 3, "GET /uuid": 3}
+        assert overview["GET /json"]["signal"] is True and overview["GET /uuid"]["signal"] is False
+        if hasattr(direct.mesh, "envoy_mirror_counters"):
+            counters = direct.envoy_mirror_counters()
+            assert list(counters) == [f"outbound|{direct.mesh.settings.topology.ports.proxy}||"
+                                      f"{direct.mesh.settings.topology.diffproxy_host}"]

@@ -53,3 +53,7 @@ def test_twelve_and_a_half_percent_is_binomial(open_mesh):
         sigma = math.sqrt(n * p * (1 - p))
         assert n * p - 4 * sigma <= mirrored <= n * p + 4 * sigma, mirrored
         print(f"mirrorPercentage 12.5: {mirrored} of {n} requests mirrored")
+        if hasattr(eighth.mesh, "envoy_mirror_counters"):
+            # Envoy's own count of the copies it made agrees with what the relay received.
+            counters, = eighth.envoy_mirror_counters().values()
+            assert counters["upstream_rq_2xx"] == eighth.received().v2
