@@ -43,11 +43,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--mirror-percentage", type=_percentage, default=DEFAULT.mirror_percentage,
                       help="share of requests mirrored to v2, as the VirtualService's mirrorPercentage")
     demo.add_argument("--istio-version", default=DEFAULT.istio.version,
-                      help="local: the Istio release whose istiod the sidecar's config imitates "
-                           "(before 1.28 copies go to host-shadow:port; default %(default)s)")
+                      help="the Istio release: kind installs it, locally the sidecar's config imitates "
+                           "its istiod (before 1.28 copies go to host-shadow:port; default %(default)s)")
     demo.add_argument("--istio-compatibility-version", default=DEFAULT.istio.compatibility_version,
                       metavar="MAJOR.MINOR",
-                      help="local: istiod's compatibilityVersion; 1.27 or lower restores the -shadow Host")
+                      help="istiod's compatibilityVersion; 1.27 or lower restores the -shadow Host")
     demo.add_argument("--relay", action=argparse.BooleanOptionalAction, default=DEFAULT.relay,
                       help="local: mirror through the nginx relay (v2), or --no-relay straight to the diff proxy")
     demo.add_argument("--state", type=Path, metavar="FILE",
@@ -93,17 +93,21 @@ def _traffic(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    istio = Istio(args.istio_version, args.istio_compatibility_version)
     if args.backend == "kind":
-        topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage)
+        topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage, istio=istio)
         from localmesh import kind
 
+        # The same Istio model reaches the cluster as Pulumi config (the istiod Helm release).
+        istio_config = {"istioVersion": istio.version,
+                        "istioCompatibilityVersion": istio.compatibility_version}
         return kind.run_demo(kind.KindSettings(topology=topology, cluster_name=args.cluster_name,
-                                               state_dir=args.state_dir, run_dir=args.run_dir))
+                                               state_dir=args.state_dir, run_dir=args.run_dir,
+                                               extra_config=istio_config))
     from localmesh.demo import run_local
     from localmesh.stack import LocalPorts, MeshSettings
 
-    topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage, relay=args.relay,
-                             istio=Istio(args.istio_version, args.istio_compatibility_version))
+    topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage, relay=args.relay, istio=istio)
     ports = LocalPorts(entry=args.entry_port, envoy_admin=args.envoy_admin_port, v1=args.v1_port,
                        relay=args.relay_port,
                        master=args.master_port, candidate=args.candidate_port, proxy=args.proxy_port,
