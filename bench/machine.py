@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from bench import nginx, wrk
+from bench import envoy, nginx, wrk
 from bench.settings import REPO
 
 
@@ -65,6 +65,7 @@ def describe() -> dict:
             "httptools": _dist("httptools"),
             "deepdiff": _dist("deepdiff"),
             "nginx": nginx.version(),
+            "envoy": envoy.version(),
             "wrk": wrk.version(),
             "git": _git_commit(),
         },

@@ -11,6 +11,7 @@ TITLES = {
     "c": "(c) diff proxy, identical bodies",
     "d": "(d) diff proxy, candidate differs",
     "e": "(e) diff proxy, 20 ms backends",
+    "f": "(f) Envoy `request_mirror_policies` fan-out",
     "memory": "memory: many distinct paths",
 }
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
 
-from bench import diffproxy_run, machine, nginx, profile, wrk
+from bench import diffproxy_run, envoy, machine, nginx, profile, wrk
 from bench.bodies import candidate_body, primary_body
 from bench.diffproxy_run import Counts, DiffProxy
 from bench.procs import BenchError, free_port, running, usage, wait_for_port
@@ -116,6 +116,15 @@ def _nginx_mirror(s: BenchSettings, b: Backends, work: Path) -> ScenarioResult:
     with nginx.nginx(work / "b" / "nginx", conf, [port]) as proc:
         return _measure("b", "nginx mirror", f"http://127.0.0.1:{port}/", proc.pid, b.fast_pid,
                         s.connections, s, work / "b")
+
+
+def _envoy_mirror(s: BenchSettings, b: Backends, work: Path) -> ScenarioResult:
+    port = free_port()
+    with envoy.envoy(work / "f" / "envoy", port, b.primary, b.secondary, b.candidate_same,
+                     s.nginx_workers) as proc:
+        # The translator's virtual host answers the Service's address, as a sidecar would.
+        return _measure("f", "Envoy mirror", f"http://127.0.0.1:{port}/", proc.pid, b.fast_pid,
+                        s.connections, s, work / "f")
 
 
 def _proxied(key: str, s: BenchSettings, b: Backends, work: Path) -> ScenarioResult:
@@ -230,6 +239,7 @@ def run_all(s: BenchSettings, work: Path, log: Callable[[str], None] = print) ->
             "c": lambda: _proxied("c", s, b, work),
             "d": lambda: _proxied("d", s, b, work),
             "e": lambda: _proxied("e", s, b, work),
+            "f": lambda: _envoy_mirror(s, b, work),
         }
         for key, step in steps.items():
             if key in s.scenarios:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from topology import Istio
 from topology.kube import istiod_values
 
 ISTIO_CHARTS = "https://istio-release.storage.googleapis.com/charts"
@@ -25,6 +26,9 @@ ISTIO_NAMESPACE = "istio-system"
 @dataclass(frozen=True)
 class IstioInstallArgs:
     version: str
+    # istiod's chart value `compatibilityVersion` ("" = the release's own defaults); 1.27 or
+    # lower brings back the `-shadow` Host on mirrored copies.
+    compatibility_version: str = ""
     repository: str = ISTIO_CHARTS
     namespace: str = ISTIO_NAMESPACE
     timeout_seconds: int = 600  # istiod's image is large for a fresh kind node
@@ -41,8 +45,13 @@ class IstioInstall(pulumi.ComponentResource):
             "istio-base", name="istio-base", chart="base", create_namespace=True,
             values={"defaultRevision": "default"}, **common,
             opts=pulumi.ResourceOptions(parent=self))
+        istio = Istio(args.version, args.compatibility_version)
         self.istiod = Release(
-            "istiod", name="istiod", chart="istiod", values=istiod_values(), **common,
+            "istiod", name="istiod", chart="istiod", values=istiod_values(istio), **common,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.base]))
         self.version = args.version
-        self.register_outputs({"version": args.version, "namespace": args.namespace})
+        self.compatibility_version = args.compatibility_version
+        self.mirror_host_form = istio.host_form
+        self.register_outputs({"version": args.version, "namespace": args.namespace,
+                               "compatibilityVersion": args.compatibility_version,
+                               "mirrorHostForm": istio.host_form})

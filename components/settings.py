@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from topology import DEFAULT, Images, Thresholds, Topology, TopologyError
+from topology import DEFAULT, Images, Istio, Thresholds, Topology, TopologyError
 from topology.kube import ClusterSettings
 
-DEFAULT_ISTIO_VERSION = "1.28.1"
+DEFAULT_ISTIO_VERSION = DEFAULT.istio.version
 _CLUSTER = ClusterSettings()
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
@@ -48,6 +48,7 @@ KEYS: tuple[Key, ...] = (
     Key("relay", "boolean", DEFAULT.relay),
     Key("installIstio", "boolean", True),
     Key("istioVersion", "string", DEFAULT_ISTIO_VERSION),
+    Key("istioCompatibilityVersion", "string", DEFAULT.istio.compatibility_version),
     Key("kubeContext", "string", ""),
     *(Key(key, "string", getattr(DEFAULT.images, field)) for key, field in _IMAGE_KEYS.items()),
     Key("imagePullPolicy", "string", DEFAULT.images.pull_policy),
@@ -69,6 +70,10 @@ class StackSettings:
     install_istio: bool
     istio_version: str
     kube_context: str
+
+    @property
+    def istio(self) -> Istio:
+        return self.topology.istio
 
 
 class _Reader:
@@ -105,11 +110,22 @@ def load(config: pulumi.Config) -> StackSettings:
 def _load(read: _Reader) -> StackSettings:
     images = Images(**{field: read.text(key) for key, field in _IMAGE_KEYS.items()},
                     pull_policy=read.text("imagePullPolicy"))
+    install_istio = read.flag("installIstio")
+    istio_version = read.text("istioVersion")
+    if install_istio:
+        _check(("istioVersion", istio_version), test=lambda v: bool(_VERSION.match(v)),
+               problem="must be an exact Istio release such as 1.28.1")
+        # One model of the installed Istio: the Helm values below and the mirror Host rule.
+        istio = Istio(istio_version, read.text("istioCompatibilityVersion"))
+    else:
+        # Someone else's Istio: its release is unknown here, so the keys say nothing about it.
+        istio = DEFAULT.istio
     topology = Topology(
         app_namespace=read.text("appNamespace"),
         diffy_namespace=read.text("diffyNamespace"),
         mirror_percentage=read.number("mirrorPercentage"),
         relay=read.flag("relay"),
+        istio=istio,
         images=images,
         thresholds=Thresholds(relative=read.number("thresholdRelative"),
                               absolute=read.number("thresholdAbsolute")),
@@ -126,11 +142,6 @@ def _load(read: _Reader) -> StackSettings:
         httpbin_launcher=tuple(read.text("httpbinLauncher").split()),
         candidate_app=read.text("candidateApp"),
     )
-    install_istio = read.flag("installIstio")
-    istio_version = read.text("istioVersion")
-    if install_istio:
-        _check(("istioVersion", istio_version), test=lambda v: bool(_VERSION.match(v)),
-               problem="must be an exact Istio release such as 1.28.1")
     return StackSettings(topology=topology, cluster=cluster, install_istio=install_istio,
                          istio_version=istio_version, kube_context=read.text("kubeContext"))
 

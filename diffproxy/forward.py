@@ -41,10 +41,18 @@ def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
 
 
 def strip_shadow(host: str) -> str:
-    """Istio (before 1.28) mirrors with `host-shadow` or `host-shadow:port`; undo that."""
+    """Undo the `-shadow` Envoy appends to a mirrored copy's host (Istio before 1.28, or
+    compatibilityVersion 1.27): `h-shadow`, `h-shadow:port`, `10.1.2.3-shadow:port`, and for an
+    IPv6 literal after the bracket, `[::1]-shadow:port`."""
     host = host.strip()
-    if host.startswith("["):  # IPv6 literal: never shadowed
-        return host
+    if host.startswith("["):
+        end = host.find("]")
+        if end == -1:
+            return host
+        tail = host[end + 1:]
+        if tail.lower().startswith(SHADOW_SUFFIX):
+            tail = tail[len(SHADOW_SUFFIX):]
+        return host[:end + 1] + tail
     name, sep, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
     if name.lower().endswith(SHADOW_SUFFIX):
         name = name[: -len(SHADOW_SUFFIX)]

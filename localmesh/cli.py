@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from topology import DEFAULT, TopologyError
+from topology import DEFAULT, Istio, TopologyError
 
 from localmesh import traffic
 from localmesh.errors import MeshError
 from localmesh.kind import DEMO_STACK, E2E_STACK
-from localmesh.sidecar import DEFAULT_HOST_FORM, HOST_FORMS
 
 BACKENDS = ("local", "kind")
 
@@ -44,11 +43,19 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--backend", choices=BACKENDS, default="local")
     demo.add_argument("--mirror-percentage", type=_percentage, default=DEFAULT.mirror_percentage,
                       help="share of requests mirrored to v2, as the VirtualService's mirrorPercentage")
-    demo.add_argument("--istio-host-form", choices=HOST_FORMS, default=DEFAULT_HOST_FORM,
-                      help="local: Host of mirrored copies; shadow = Istio < 1.28 (host-shadow:port), "
-                           "plain = 1.28+ (unchanged)")
+    demo.add_argument("--istio-version", default=DEFAULT.istio.version,
+                      help="the Istio release: kind installs it, locally the sidecar's config imitates "
+                           "its istiod (before 1.28 copies go to host-shadow:port; default %(default)s)")
+    demo.add_argument("--istio-compatibility-version", default=DEFAULT.istio.compatibility_version,
+                      metavar="MAJOR.MINOR",
+                      help="istiod's compatibilityVersion; 1.27 or lower restores the -shadow Host")
+    demo.add_argument("--relay", action=argparse.BooleanOptionalAction, default=DEFAULT.relay,
+                      help="local: mirror through the nginx relay (v2), or --no-relay straight to the diff proxy")
+    demo.add_argument("--state", type=Path, metavar="FILE",
+                      help="local: once everything is up, write the URL of every part to FILE (JSON)")
     demo.add_argument("--run-dir", type=Path, help="folder for logs and results (default ./run/<timestamp>)")
-    for role, what in (("entry", "mesh entry (sidecar stand-in)"), ("console", "diff proxy API and console"),
+    for role, what in (("entry", "mesh entry (the caller's Envoy)"), ("envoy-admin", "Envoy admin"),
+                       ("console", "diff proxy API and console"),
                        ("proxy", "diff proxy's mirrored-traffic listener"), ("admin", "diff proxy admin"),
                        ("v1", "httpbin v1"), ("relay", "v2 relay"), ("master", "httpbin-master"),
                        ("candidate", "httpbin-candidate")):
@@ -91,21 +98,28 @@ def _traffic(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage)
+    istio = Istio(args.istio_version, args.istio_compatibility_version)
     if args.backend == "kind":
+        topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage, istio=istio)
         from localmesh import kind
 
+        # The same Istio model reaches the cluster as Pulumi config (the istiod Helm release).
+        istio_config = {"istioVersion": istio.version,
+                        "istioCompatibilityVersion": istio.compatibility_version}
         return kind.run_demo(kind.KindSettings(topology=topology, cluster_name=args.cluster_name,
                                                state_dir=args.state_dir, run_dir=args.run_dir,
-                                               stack_name=args.stack))
+                                               stack_name=args.stack,
+                                               extra_config=istio_config))
     from localmesh.demo import run_local
     from localmesh.stack import LocalPorts, MeshSettings
 
-    ports = LocalPorts(entry=args.entry_port, v1=args.v1_port, relay=args.relay_port,
+    topology = DEFAULT.with_(mirror_percentage=args.mirror_percentage, relay=args.relay, istio=istio)
+    ports = LocalPorts(entry=args.entry_port, envoy_admin=args.envoy_admin_port, v1=args.v1_port,
+                       relay=args.relay_port,
                        master=args.master_port, candidate=args.candidate_port, proxy=args.proxy_port,
                        admin=args.admin_port, console=args.console_port)
-    return run_local(MeshSettings(topology=topology, host_form=args.istio_host_form,
-                                  run_dir=args.run_dir, ports=ports))
+    return run_local(MeshSettings(topology=topology, run_dir=args.run_dir, ports=ports),
+                     state_file=args.state)
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -61,6 +61,16 @@ def wait_for_results(api_url: str, expected: int, timeout: float = 10.0) -> int:
     return total
 
 
+def envoy_counters(mesh: LocalMesh) -> str:
+    """Envoy's own view of the copies it sent, next to what the diff proxy compared."""
+    lines = []
+    for cluster, c in mesh.envoy_mirror_counters().items():
+        lines.append(f"Envoy mirrored to {cluster}: {c['upstream_rq_completed']} copies, "
+                     f"{c['upstream_rq_2xx']} answered 2xx, {c['upstream_rq_5xx']} 5xx, "
+                     f"{c['upstream_cx_connect_fail']} connect failures (admin /stats)")
+    return "\n".join(lines) or "Envoy mirrors nothing (mirrorPercentage 0)"
+
+
 def summary(mesh: LocalMesh) -> str:
     e = mesh.endpoints
     py = python_cmd()
@@ -70,14 +80,19 @@ def summary(mesh: LocalMesh) -> str:
     except ValueError:
         pass
     p = e.ports
+    if p.relay is not None:
+        mirror_row = f"  v2 relay (mirror copy)  http://127.0.0.1:{p.relay}   nginx -> diff proxy {e.proxy_url}\n"
+    else:
+        mirror_row = f"  mirror target           {e.proxy_url}   the diff proxy itself (relay off)\n"
+    host_note = "copies keep the caller's Host" if mesh.host_form == "plain" else "copies go to host-shadow"
     return f"""
-The mirroring demo is running on loopback (mirror {mesh.mirror_percentage:g}%, Istio Host form: {mesh.host_form}).
+The mirroring demo is running on loopback (mirror {mesh.mirror_percentage:g}%, {mesh.istio.describe()}: {host_note}).
 
   console (diff results)  {e.console_url}/
-  mesh entry              {e.entry_url}   <- plays {mesh.entry_host} behind the caller's sidecar
+  mesh entry              {e.entry_url}   <- plays {mesh.entry_host}; the caller's Envoy sidecar
+  Envoy admin             {e.envoy_admin_url}/stats   config {run}/sidecar/envoy.json
   v1 (answers callers)    http://127.0.0.1:{p.v1}   httpbin
-  v2 relay (mirror copy)  http://127.0.0.1:{p.relay}   nginx -> diff proxy {e.proxy_url}
-  httpbin-master          http://127.0.0.1:{p.master}   primary and secondary
+{mirror_row}  httpbin-master          http://127.0.0.1:{p.master}   primary and secondary
   httpbin-candidate       http://127.0.0.1:{p.candidate}   candidate.app (GET /json changed)
   diff proxy admin        {e.admin_url}/metrics
 
@@ -92,12 +107,12 @@ Press Ctrl-C to stop everything.
 """
 
 
-def run_local(settings: MeshSettings, out: TextIO = sys.stdout) -> int:
+def run_local(settings: MeshSettings, out: TextIO = sys.stdout, state_file: Path | None = None) -> int:
     mesh = LocalMesh(settings)
     with stop_signals_raise():
         try:
             print("starting httpbin v1, httpbin-master, httpbin-candidate, the diff proxy, "
-                  "the relay and the sidecar stand-in ...", file=out, flush=True)
+                  "the relay and the caller's Envoy sidecar ...", file=out, flush=True)
             mesh.start()
             paths = list(traffic.expand(traffic.DEMO_PATHS, SAMPLE_ROUNDS * len(traffic.DEMO_PATHS)))
             replies = mesh.send_paths(paths)
@@ -105,13 +120,18 @@ def run_local(settings: MeshSettings, out: TextIO = sys.stdout) -> int:
             expected = round(len(replies) * mesh.mirror_percentage / 100)
             wait_for_results(mesh.api_url, expected)
             got = mesh.received()
+            target = "v2 (the relay)" if settings.topology.relay else "the diff proxy"
             print(f"sent {len(replies)} sample requests through the mesh entry (statuses "
-                  f"{', '.join(map(str, statuses))}): v1 served {got.v1}, v2 (the relay) received "
+                  f"{', '.join(map(str, statuses))}): v1 served {got.v1}, {target} received "
                   f"{got.v2} mirrored copies", file=out)
+            print(envoy_counters(mesh), file=out)
             try:
                 out.write("\n" + report.render(report.fetch(mesh.api_url, 10.0)))
             except report.ReportError as exc:
                 print(f"(report not available yet: {exc})", file=out)
+            if state_file is not None:
+                mesh.write_state(state_file)
+                print(f"\nURLs of every part written to {state_file}", file=out)
             out.write(summary(mesh))
             out.flush()
             warned: set[str] = set()

@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 
 from topology import DEFAULT, Topology
 from topology import kube
+from topology.istio import SUFFIX_DISABLED_SINCE
 
 from localmesh import accesslog, envoyroute, processes, traffic
 from localmesh.errors import MeshError
@@ -43,8 +44,8 @@ E2E_STACK = "kind-e2e"
 # 1.28's supported 1.30-1.34 (kind's own default moves on with each kind release).
 NODE_IMAGE = "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a"
 ISTIO_KUBERNETES = ((1, 30), (1, 34))  # the Kubernetes versions Istio 1.28 supports
-# Istio before 1.28 sends mirrored copies with `-shadow` appended to the host.
-PLAIN_HOST_SINCE = (1, 28)
+# Istio before 1.28 sends mirrored copies with `-shadow` appended to the host (topology/istio.py).
+PLAIN_HOST_SINCE = SUFFIX_DISABLED_SINCE
 STATUS_MARK = "__localmesh_status__"
 SIDECAR = "istio-proxy"
 # Stack config keys of the images this repository builds (Pulumi.yaml), by Images field.
@@ -482,8 +483,11 @@ class KindMesh:
 
     @property
     def host_form(self) -> str:
-        """The installed Istio's: the stack's `istioVersion` output, else istiod's image tag."""
+        """The installed Istio's: the stack's `mirrorHostForm` output (istioVersion and
+        istioCompatibilityVersion through topology.Istio), else istiod's image tag."""
         outputs = self._workspace_stack().outputs()
+        if "mirrorHostForm" in outputs:
+            return str(outputs["mirrorHostForm"].value)
         if "istioVersion" in outputs:
             return host_form_for(parse_version(str(outputs["istioVersion"].value)))
         image = self.kubectl("-n", "istio-system", "get", "deployment", "istiod", "-o",

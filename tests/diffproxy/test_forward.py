@@ -170,6 +170,20 @@ def test_hop_by_hop_and_shadow_helpers():
     assert strip_shadow("httpbin.ns.svc.cluster.local-shadow:80") == "httpbin.ns.svc.cluster.local:80"
     assert strip_shadow("httpbin:8000") == "httpbin:8000"
     assert strip_shadow("[::1]:80") == "[::1]:80"
+    assert strip_shadow("[::1]-shadow:8000") == "[::1]:8000"
+    assert strip_shadow("[::1]-shadow") == "[::1]"
+    assert strip_shadow("10.1.2.3-shadow") == "10.1.2.3"
+
+
+@pytest.mark.parametrize("caller", [
+    "httpbin:8000", "httpbin", "svc.ns.svc.cluster.local:8000", "10.1.2.3", "10.1.2.3:80",
+    "[::1]:8000", "[::1]", "[fd00::a:1]:44134"])
+def test_strip_shadow_undoes_every_form_envoy_sends(caller):
+    from topology.istio import shadow_host
+
+    # What Envoy sent with the suffix on (measured: `[::1]:8000` -> `[::1]-shadow:8000`).
+    assert strip_shadow(shadow_host(caller)) == caller
+    assert strip_shadow(caller) == caller
 
 
 @pytest.mark.parametrize("reply, kind", [

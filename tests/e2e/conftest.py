@@ -1,12 +1,13 @@
 """The e2e suite's backends: one set of test bodies, meshes from `--backend`.
 
-A test module asks `open_mesh(mirror_percentage=..., host_form=...)` for a mesh and gets a
+A test module asks `open_mesh(mirror_percentage=..., istio=..., ...)` for a mesh and gets a
 `MeshUnderTest`, whichever backend runs it:
 
-- local: `localmesh.LocalMesh`, real processes on loopback, one per module;
+- local: `localmesh.LocalMesh`, real processes on loopback (the caller's sidecar is Envoy,
+  configured as istiod would for the asked Istio release), one per module;
 - kind:  one kind cluster, the Pulumi program through the Automation API (stack
-  `kind-e2e`), re-applied with each module's mirror percentage; the Host form is the
-  installed Istio's.
+  `kind-e2e`), re-applied with each module's mirror percentage; the Istio release is the
+  installed one, and a module asking for what the cluster does not run is skipped, saying so.
 
 The kind set-up (cluster, two image builds, Istio, `pulumi up`) takes longer than one test
 may, so kind tests are timed by pytest-timeout on their function only (`func_only`), and
@@ -20,6 +21,7 @@ with nothing but KUBECONFIG, and nothing brings it back when the pod restarts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import warnings
 import sys
@@ -33,8 +35,11 @@ import pytest
 
 from localmesh import LocalMesh, MeshSettings
 from localmesh import kind as kindmesh
-from localmesh.sidecar import HOST_FORMS
-from topology import DEFAULT
+from topology import DEFAULT, Istio
+
+# The Host behaviours a local mesh can show: istiod 1.28's default, 1.28 told to behave like
+# 1.27 (compatibilityVersion), and 1.27 itself.
+LOCAL_ISTIO = (Istio("1.28.1"), Istio("1.28.1", "1.27"), Istio("1.27.3"))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,6 +71,14 @@ class MeshUnderTest:
         self.mesh = mesh
         self.backend: str = mesh.backend
         self._http = httpx.Client(timeout=10.0)
+
+    def caller(self, timeout: float = 30.0) -> httpx.Client:
+        """A keep-alive client in the caller's place, for requests with headers or a body.
+        Only the local backend's entry is reachable from the test process."""
+        if self.backend != "local":
+            pytest.skip(f"{self.backend}: requests with chosen headers and bodies are local-only")
+        return httpx.Client(base_url=self.mesh.entry_url, timeout=timeout,
+                            headers={"Host": self.mesh.entry_host})
 
     def close(self) -> None:
         self._http.close()
@@ -133,16 +146,39 @@ class MeshUnderTest:
                               capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
 
 
+@dataclasses.dataclass(frozen=True)
+class MeshAsk:
+    """What a module wants of its mesh; `istio` None means "whatever the backend runs"."""
+
+    mirror_percentage: float = 100.0
+    istio: Istio | None = None
+    relay: bool = True
+    allow_http_side_effects: bool = False
+    ignore_fields: tuple[str, ...] | None = None  # None: the topology's
+
+    def topology(self):
+        changes = {"mirror_percentage": self.mirror_percentage, "relay": self.relay,
+                   "allow_http_side_effects": self.allow_http_side_effects}
+        if self.istio is not None:
+            changes["istio"] = self.istio
+        if self.ignore_fields is not None:
+            changes["ignore_fields"] = self.ignore_fields
+        return DEFAULT.with_(**changes)
+
+
 class Backend:
-    def __init__(self, name: str, opener: Callable[[float, str | None], contextlib.AbstractContextManager],
-                 host_forms: Callable[[], list[str]]) -> None:
+    def __init__(self, name: str, opener: Callable[[MeshAsk], contextlib.AbstractContextManager],
+                 istio_releases: Callable[[], list[Istio | None]]) -> None:
         self.name = name
         self._opener = opener
-        self.host_forms = host_forms
+        self.istio_releases = istio_releases
 
     @contextlib.contextmanager
-    def open(self, mirror_percentage: float = 100.0, host_form: str | None = None) -> Iterator[MeshUnderTest]:
-        with self._opener(mirror_percentage, host_form) as mesh:
+    def open(self, mirror_percentage: float = 100.0, istio: Istio | None = None, relay: bool = True,
+             allow_http_side_effects: bool = False,
+             ignore_fields: tuple[str, ...] | None = None) -> Iterator[MeshUnderTest]:
+        ask = MeshAsk(mirror_percentage, istio, relay, allow_http_side_effects, ignore_fields)
+        with self._opener(ask) as mesh:
             view = MeshUnderTest(mesh)
             try:
                 yield view
@@ -160,30 +196,33 @@ def backend(backend_name: str, request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Backend:
     if backend_name == "local":
         @contextlib.contextmanager
-        def open_local(mirror_percentage: float, host_form: str | None) -> Iterator[LocalMesh]:
-            form = host_form or "plain"
-            run_dir = tmp_path_factory.mktemp(f"mesh-{mirror_percentage:g}-{form}")
-            settings = MeshSettings(topology=DEFAULT.with_(mirror_percentage=mirror_percentage),
-                                    host_form=form, run_dir=run_dir)
-            with LocalMesh(settings) as mesh:
+        def open_local(ask: MeshAsk) -> Iterator[LocalMesh]:
+            topology = ask.topology()
+            run_dir = tmp_path_factory.mktemp(
+                f"mesh-{ask.mirror_percentage:g}-{topology.istio.version}-{topology.istio.host_form}")
+            with LocalMesh(MeshSettings(topology=topology, run_dir=run_dir)) as mesh:
                 yield mesh
 
-        return Backend("local", open_local, lambda: list(HOST_FORMS))
+        return Backend("local", open_local, lambda: list(LOCAL_ISTIO))
 
     kind: kindmesh.KindMesh = request.getfixturevalue("kind_mesh")
 
     @contextlib.contextmanager
-    def open_kind(mirror_percentage: float, _host_form: str | None) -> Iterator[kindmesh.KindMesh]:
+    def open_kind(ask: MeshAsk) -> Iterator[kindmesh.KindMesh]:
         # One cluster for the session: each module re-applies the stack with its percentage;
         # the Host form is whatever the installed Istio does.
-        kind.apply(mirror_percentage)
+        if ask.istio is not None and ask.istio.host_form != kind.host_form:
+            pytest.skip(f"kind runs one Istio; {ask.istio.describe()} is not it")
+        if not ask.relay or ask.allow_http_side_effects or ask.ignore_fields is not None:
+            pytest.skip("kind: the session's stack keeps the relay, side effects off and ignored fields")
+        kind.apply(ask.mirror_percentage)
         try:
             yield kind
         finally:
             if kind.candidate_killed:
                 kind.restore_candidate()
 
-    return Backend("kind", open_kind, lambda: [kind.host_form])
+    return Backend("kind", open_kind, lambda: [None])
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def mesh(open_mesh):
-    with open_mesh(mirror_percentage=100.0, host_form="plain") as m:
+    with open_mesh(mirror_percentage=100.0) as m:
         yield m
 
 

@@ -1,22 +1,38 @@
-"""Istio before 1.28 sends mirrored copies to `host-shadow[:port]`, 1.28+ leaves the Host
-alone; the relay and the diff proxy must work with either."""
+"""The copy's Host follows the Istio release: 1.28 keeps the caller's Host, 1.28 with
+compatibilityVersion 1.27 and 1.27 itself append `-shadow` to the host part, IPv6 literals
+included (`[::1]:44134` -> `[::1]-shadow:44134`); the relay and the diff proxy work with each."""
 
 from __future__ import annotations
 
-from localmesh.sidecar import shadow_host
+from topology.istio import shadow_host
+
+IPV6_HOST = "[::1]:44134"
 
 
-def test_every_host_form_produces_results(backend):
-    forms = backend.host_forms()
-    assert forms, "a backend offers at least the Host form of its Istio"
-    for form in forms:
-        with backend.open(mirror_percentage=100.0, host_form=form) as mesh:
-            assert mesh.host_form == form
+def test_every_istio_release_gives_its_host_form_and_results(backend):
+    releases = backend.istio_releases()
+    assert releases, "a backend offers at least the Istio it runs"
+    for istio in releases:
+        with backend.open(mirror_percentage=100.0, istio=istio) as mesh:
+            if istio is not None:
+                assert mesh.host_form == istio.host_form
+            expect = (lambda host: host) if mesh.host_form == "plain" else shadow_host
             replies, overview = mesh.fresh_run(["/headers"] * 2 + ["/json"] * 2)
             assert all(r.status == 200 for r in replies)
-            assert {n: e["total"] for n, e in overview.items()} == {"GET /headers": 2, "GET /json": 2}, form
-            assert overview["GET /json"]["signal"] is True, form
+            assert {n: e["total"] for n, e in overview.items()} == {"GET /headers": 2, "GET /json": 2}, istio
+            assert overview["GET /json"]["signal"] is True, istio
             hosts = mesh.relay_hosts()
-            if hosts is not None:  # kind's relay image does not log the Host
-                expected = shadow_host(mesh.entry_host) if form == "shadow" else mesh.entry_host
-                assert set(hosts) == {expected}, form
+            if hosts is None:  # kind's relay image does not log the Host
+                continue
+            assert set(hosts) == {expect(mesh.entry_host)}, istio
+
+            # A caller addressing the Service by an IPv6 literal (local only: its entry is
+            # reachable from here, and the local Service's addresses include ::1).
+            with mesh.caller() as client:
+                statuses = [client.get("/headers", headers={"Host": IPV6_HOST}).status_code
+                            for _ in range(3)]
+            assert statuses == [200] * 3
+            copies = mesh.wait_for(lambda: mesh.relay_hosts()[len(hosts):], lambda h: len(h) >= 3)
+            assert copies == [expect(IPV6_HOST)] * 3, istio
+            overview = mesh.wait_totals(7)
+            assert overview["GET /headers"]["total"] == 5, istio

@@ -9,13 +9,15 @@ import pytest
 from httpbin import app as httpbin_app
 
 from candidate.app import CANDIDATE_VALUE
+from topology import Istio
 
 MIXED = ["/headers"] * 3 + ["/uuid"] * 3 + ["/json"] * 3 + ["/anything/17", "/anything/42"]
 
 
 @pytest.fixture(scope="module")
 def mesh(open_mesh):
-    with open_mesh(mirror_percentage=100.0, host_form="shadow") as m:
+    # Istio 1.27: copies arrive as host-shadow; everything below must hold regardless.
+    with open_mesh(mirror_percentage=100.0, istio=Istio("1.27.3")) as m:
         yield m
 
 

@@ -302,6 +302,22 @@ def test_install_istio_false_creates_no_release_and_no_istiod_dependency():
 def test_istio_version_knob():
     run = run_program({"istioVersion": "1.27.3"})
     assert {r.inputs["version"] for r in run.of_type(RELEASE)} == {"1.27.3"}
+    assert run.outputs["mirrorHostForm"] == "shadow"
+
+
+@pytest.mark.parametrize(("config", "values", "form"), [
+    ({}, {}, "plain"),
+    ({"istioCompatibilityVersion": "1.27"}, {"compatibilityVersion": "1.27"}, "shadow"),
+    ({"istioVersion": "1.29.0", "istioCompatibilityVersion": "1.28"}, {"compatibilityVersion": "1.28"}, "plain"),
+])
+def test_compatibility_version_reaches_istiod_and_decides_the_mirror_host(config, values, form):
+    run = run_program(config)
+    istiod = run.one(RELEASE, "istiod")
+    got = dict(istiod.inputs.get("values", {}))
+    assert {k: got.pop(k) for k in ("resources", "global")}  # the kind CPU budget stays
+    assert got == values
+    assert run.outputs["mirrorHostForm"] == form
+    assert run.outputs["istioCompatibilityVersion"] == config.get("istioCompatibilityVersion", "")
 
 
 def test_candidate_image_and_app_knobs():
@@ -375,6 +391,8 @@ def test_kube_context_selects_the_provider_context_and_shows_in_commands():
     ({"relay": "maybe"}, "relay"),
     ({"installIstio": "yes please"}, "installIstio"),
     ({"istioVersion": "latest"}, "istioVersion"),
+    ({"istioCompatibilityVersion": "1.28"}, "istioCompatibilityVersion"),
+    ({"istioCompatibilityVersion": "1.27.3"}, "istioCompatibilityVersion"),
     ({"thresholdRelative": "-5"}, "thresholdRelative"),
     ({"storage": "hostPath"}, "storage"),
     ({"storageSize": "lots"}, "storageSize"),

@@ -75,17 +75,34 @@ def port_is_free(port: int) -> bool:
 
 def test_demo_starts_everything_shows_results_and_stops_on_ctrl_c(tmp_path):
     run_dir = tmp_path / "run"
+    state = tmp_path / "state.json"
     proc = subprocess.Popen([sys.executable, "-m", "localmesh", "demo", "--run-dir", str(run_dir),
-                             "--istio-host-form", "shadow"],
+                             "--istio-compatibility-version", "1.27", "--state", str(state)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output = Output(proc.stdout)
         out = output.until("Press Ctrl-C", timeout=60)
         assert "Press Ctrl-C" in out, out
         assert "v1 served 21, v2 (the relay) received 21 mirrored copies" in out
+        # Envoy's own counters for the copies, next to the diff proxy's report.
+        assert re.search(r"Envoy mirrored to outbound\|44134\|v2\|\S+: 21 copies, 21 answered 2xx", out), out
+        assert "Istio 1.28.1 (compatibilityVersion 1.27): copies go to host-shadow" in out
+        urls = json.loads(state.read_text())
+        assert set(urls) >= {"mesh_entry", "console", "api", "diffproxy_admin", "envoy_admin", "v1",
+                             "relay", "master", "candidate"}
+        for role in ("v1", "master", "candidate"):
+            with urllib.request.urlopen(urls[role] + "/status/200", timeout=5) as response:
+                assert response.status == 200
+        with urllib.request.urlopen(urls["envoy_admin"] + "/ready", timeout=5) as response:
+            assert response.read().strip() == b"LIVE"
+        with urllib.request.urlopen(urls["diffproxy_admin"] + "/healthz", timeout=5) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(urls["api"] + "/info", timeout=5) as response:
+            assert json.loads(response.read())["name"] == "httpbin"
         console = re.search(r"console \(diff results\)\s+(http://127\.0\.0\.1:(\d+))/", out)
         entry = re.search(r"mesh entry\s+(http://127\.0\.0\.1:(\d+))", out)
         assert console and entry, out
+        assert urls["console"] == console[1] and urls["mesh_entry"] == entry[1]
         assert re.search(r"GET /json\s+3\s+3\s+SIGNAL", out), out
 
         sent = subprocess.run([sys.executable, "-m", "localmesh", "traffic", "--url", entry[1], "-n", "7", "-q"],
@@ -135,7 +152,9 @@ def test_demo_with_a_busy_port_says_which_and_starts_nothing(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["demo", "--mirror-percentage", "150"], "must be between 0 and 100"),
-    (["demo", "--istio-host-form", "sidecar"], "invalid choice"),
+    (["demo", "--istio-host-form", "shadow"], "unrecognized arguments"),
+    (["demo", "--istio-compatibility-version", "1.28"], "istioCompatibilityVersion must be below istioVersion"),
+    (["demo", "--istio-version", "latest"], "istioVersion must look like 1.28.1"),
     (["traffic", "--url", "http://127.0.0.1:1", "-n", "1"], "request to http://127.0.0.1:1/headers failed"),
 ])
 def test_bad_input_is_one_clear_line(argv, message):

