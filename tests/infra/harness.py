@@ -54,6 +54,13 @@ class ProgramRun:
     def by_urn(self, urn: str) -> Registration:
         return next(r for r in self.resources if r.urn == urn)
 
+    def kube(self, type_: str, ident: str) -> Registration:
+        """The one Kubernetes object of `type_` called `ident` ("namespace/name", or "name"
+        for cluster-scoped ones) on the cluster, whatever its Pulumi name."""
+        found = [r for r in self.of_type(type_) if object_id(r) == ident]
+        assert len(found) == 1, f"{type_} {ident}: {len(found)} registrations"
+        return found[0]
+
     def kube_objects(self) -> list[dict]:
         """Every Kubernetes object as the program sent it: apiVersion, kind and its fields."""
         objects = []
@@ -64,6 +71,14 @@ class ProgramRun:
                 continue
             objects.append(dict(r.inputs))
         return objects
+
+
+def object_id(r: Registration) -> str:
+    """"namespace/name" of a Kubernetes object as sent; its Pulumi name for anything else."""
+    meta = r.inputs.get("metadata") if r.type.startswith("kubernetes:") else None
+    if not isinstance(meta, dict) or "name" not in meta:
+        return r.name
+    return f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta["name"]
 
 
 class _Mocks(pulumi.runtime.Mocks):
