@@ -88,7 +88,7 @@ def test_components_are_typed_and_parent_their_objects(default):
         assert default.by_urn(default.kube(kind, f"{APP}/mirrorservice-sample").parent).name == release
     # The release's children are named from the release, whatever their object names.
     children = [r for r in default.resources if r.parent and default.by_urn(r.parent).name == release]
-    assert len(children) == 10
+    assert len(children) == 9
     assert all(r.name.startswith(f"{release}-") for r in children)
 
 
