@@ -1,4 +1,5 @@
-"""Run the real Pulumi program (`__main__.py`) against Pulumi's mock engine.
+"""Run a real Pulumi program (`__main__.py`, an example's, or a function) against Pulumi's
+mock engine.
 
 The Python language host runs a program as `runpy.run_path(<project dir>)` inside
 `run_in_stack`; this does the same, with `pulumi.runtime.set_mocks` standing in for the
@@ -14,7 +15,7 @@ import runpy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pulumi
 import yaml
@@ -36,6 +37,8 @@ class Registration:
     provider: str
     dependencies: list[str]
     custom: bool
+    import_id: str = ""  # set: the resource adopts an existing object (and deletes it on destroy)
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -105,22 +108,34 @@ class _RecordingMonitor(MockMonitor):
             urn=response.urn, type=request.type, name=request.name,
             inputs=rpc.deserialize_properties(request.object), parent=request.parent,
             provider=request.provider, dependencies=list(request.dependencies),
-            custom=request.custom))
+            custom=request.custom, import_id=request.importId,
+            retain_on_delete=bool(getattr(request, "retainOnDelete", False))))
         return response
 
 
-def run_program(config: dict[str, Any] | None = None,
-                into: ProgramRun | None = None) -> ProgramRun:
-    """Run __main__.py with `config` (short keys, values as `pulumi config set` stores them).
+def run_program(config: dict[str, Any] | None = None, into: ProgramRun | None = None,
+                project_dir: Path = ROOT, preview: bool = False) -> ProgramRun:
+    """Run `project_dir`'s __main__.py with `config` (short keys, values as `pulumi config
+    set` stores them), as `pulumi up` would (`preview`: as `pulumi preview`).
 
     `into` collects the registrations even when the program raises.
     """
+    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
+    return run_function(lambda: runpy.run_path(str(project_dir), run_name="__main__"),
+                        config, into, project=project, preview=preview)
+
+
+def run_function(program: Callable[[], None], config: dict[str, Any] | None = None,
+                 into: ProgramRun | None = None, project: str = PROJECT,
+                 preview: bool = False) -> ProgramRun:
+    """Run `program` as a whole Pulumi program; what it registers and exports is recorded."""
     run = into if into is not None else ProgramRun()
     settings = {k: str(v) for k, v in (config or {}).items()}
-    return contextvars.Context().run(_run, settings, run)
+    return contextvars.Context().run(_run, program, settings, run, project, preview)
 
 
-def _run(config: dict[str, str], run: ProgramRun) -> ProgramRun:
+def _run(body: Callable[[], None], config: dict[str, str], run: ProgramRun, project: str,
+         preview: bool) -> ProgramRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     path_added = str(ROOT) not in sys.path
@@ -128,16 +143,16 @@ def _run(config: dict[str, str], run: ProgramRun) -> ProgramRun:
         sys.path.insert(0, str(ROOT))
     try:
         mocks = _Mocks()
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False,
+        pulumi.runtime.set_mocks(mocks, project=project, stack=STACK, preview=preview,
                                  monitor=_RecordingMonitor(mocks, run))
         # set_mocks registers a root stack; the language host makes its own in run_in_stack.
         pulumi.runtime.settings.set_root_resource(None)
-        pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in config.items()})
+        pulumi.runtime.set_all_config({f"{project}:{k}": v for k, v in config.items()})
         stacks: list[Any] = []
 
         def program() -> None:
             stacks.append(pulumi.runtime.settings.get_root_resource())
-            runpy.run_path(str(ROOT), run_name="__main__")
+            body()
 
         loop.run_until_complete(run_in_stack(program))
         stack = stacks[0]
