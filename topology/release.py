@@ -242,8 +242,9 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
         raise TopologyError(f"port {a.port} is not a port of Service {svc.namespace}/"
                             f"{svc.name} (its ports: {known})")
     sp = a.service_port
-    if not (sp.name == "http" or sp.name.startswith("http-")
-            or sp.app_protocol in ("http", "http2", "grpc")):
+    # Istio's protocol selection: appProtocol, else the port name's `<protocol>[-suffix]`.
+    protocol = sp.app_protocol or sp.name.split("-", 1)[0]
+    if protocol not in ("http", "http2"):
         raise TopologyError(
             f"port {a.port} of Service {svc.namespace}/{svc.name} is named {sp.name!r} without "
             "appProtocol http: Istio mirrors only HTTP ports (name it http or http-*)")
@@ -271,8 +272,16 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
     for role in ("candidate", "candidate_service", "primary_service", "diffproxy", "relay",
                  "relay_config", "rule"):
         _label(f"names.{role}", getattr(names, role), _DNS_1035)
-    if a.namespace == svc.namespace and svc.name in (
-            names.candidate_service, names.primary_service, names.diffproxy):
+    services = [(a.primary_namespace, names.primary_service),
+                (a.namespace, names.candidate_service), (a.namespace, names.diffproxy)]
+    deployments = [(a.namespace, names.candidate), (a.namespace, names.diffproxy)]
+    if a.relay is not None:
+        deployments.append((svc.namespace, names.relay))
+    for kind, objects in (("Service", services), ("Deployment", deployments)):
+        if len(set(objects)) < len(objects):
+            raise TopologyError(f"names: two {kind}s of the release would be called the same, "
+                                f"{sorted(objects)}")
+    if (svc.namespace, svc.name) in services:
         raise TopologyError(f"names: a Service of the release would replace the user's "
                             f"Service {svc.namespace}/{svc.name}")
     if a.namespace == svc.namespace and _selects(svc.selector, a.candidate_labels(names)):

@@ -11,7 +11,7 @@ import pulumi
 import pytest
 
 from components import (Candidate, DiffProxy, ExistingService, MirroredRelease,
-                        MirroredReleaseArgs, Relay, ServicePort)
+                        MirroredReleaseArgs, Relay, ReleaseNames, ServicePort)
 from components.mirrored_release import TYPE
 from diffproxy import settings as cli
 from tests.infra.harness import ProgramRun, object_id, run_function
@@ -244,6 +244,21 @@ def test_outputs_are_registered():
         run, "diffs/checkout-next-diffproxy")
 
 
+def test_existing_service_from_its_manifest():
+    service = ExistingService.from_manifest({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {"selector": {"app": "checkout"}, "ports": [
+            {"name": "web", "port": 80, "targetPort": 8080, "appProtocol": "http"},
+            {"name": "metrics", "port": 9090}]}})
+    assert service.ports == (ServicePort(port=80, name="web", target_port=8080, app_protocol="http"),
+                             ServicePort(port=9090, name="metrics"))
+    # appProtocol makes a port named otherwise mirrorable; the primary targets 8080.
+    run = _run(("checkout-next", _checkout(service=service, port=80)))
+    assert run.kube(SERVICE, "shop/checkout-next-primary").inputs["spec"]["ports"][0][
+        "targetPort"] == 8080
+
+
 def test_the_demo_is_one_release():
     name, args = demo_release(DEFAULT, ClusterSettings())
     demo = [o for group in groups(DEFAULT).values() for o in group]
@@ -296,6 +311,10 @@ _BAD = [
     ("diffproxy.thresholds.relative", _checkout(diffproxy=DiffProxy(thresholds=Thresholds(-1, 0)))),
     ("production_labels", _checkout(relay=Relay())),
     ("adopt_virtual_service", _checkout(adopt_virtual_service="Checkout VS")),
+    ("names", _checkout(names=ReleaseNames(primary_service="checkout"))),
+    ("names", _checkout(names=ReleaseNames(candidate_service="same", diffproxy="same"))),
+    ("port", _checkout(service=dataclasses.replace(CHECKOUT, ports=(
+        ServicePort(port=8080, name="tcp-main"),)))),
 ]
 
 
