@@ -8,8 +8,16 @@ from components.mirrored_release import MirroredRelease
 from components.namespaces import Namespaces, NamespacesArgs
 from components.production import HttpbinApp, HttpbinAppArgs
 from components.sleep import SleepClient, SleepClientArgs
-from topology.release import (Candidate, DiffProxy, ExistingService, MirroredReleaseArgs,
-                              Primary, Relay, ReleaseNames, ServicePort)
+from topology.release import (
+                              Candidate,
+                              DiffProxy,
+                              ExistingService,
+                              MirroredReleaseArgs,
+                              Primary,
+                              Relay,
+                              ReleaseNames,
+                              ServicePort,
+)
 
 __all__ = [
     "Candidate", "DiffProxy", "ExistingService", "HttpbinApp", "HttpbinAppArgs", "IstioInstall",

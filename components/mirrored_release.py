@@ -23,8 +23,13 @@ import pulumi
 
 from components.objects import create, dependencies
 from topology import TopologyError
-from topology.kube import (port_forward_command, release_diffproxy_args, release_hosts,
-                           release_mirror_destination, release_objects)
+from topology.kube import (
+    port_forward_command,
+    release_diffproxy_args,
+    release_hosts,
+    release_mirror_destination,
+    release_objects,
+)
 from topology.release import MirroredReleaseArgs, check
 
 TYPE = "mirrordiff:index:MirroredRelease"

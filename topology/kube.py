@@ -89,7 +89,7 @@ def relay_conf(t: Topology) -> str:
     return render_relay_conf(t.ports.app, relay_upstream(t))
 
 
-def store_dir(t: Topology) -> str:  # noqa: ARG001 - every release stores in one place
+def store_dir(t: Topology) -> str:  # every release stores in one place, whatever `t`
     """The results volume's mount point: where the diff proxy's args put the store."""
     return posixpath.dirname(STORE_PATH)
 
@@ -271,7 +271,7 @@ def release_diffproxy_args(name: str, a: MirroredReleaseArgs) -> list[str]:
 
 def release_objects(name: str, a: MirroredReleaseArgs) -> ReleaseObjects:
     """The release's objects; run `topology.release.check(name, a)` first."""
-    n, ns, svc = a.names.resolve(name), a.namespace, a.service
+    n, ns = a.names.resolve(name), a.namespace
     candidate_labels = a.candidate_labels(n)
     primary_labels = dict(a.primary.labels or {"app": n.primary_service})
     return ReleaseObjects(

@@ -22,7 +22,7 @@ from topology.model import Thresholds, TopologyError
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_FLAG = re.compile(r"^-[A-Za-z][A-Za-z0-9.]*(=.*)?$", re.S)
+_FLAG = re.compile(r"^-[A-Za-z][A-Za-z0-9.]*(=.*)?$", re.DOTALL)
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 STORAGE_KINDS = ("emptyDir", "pvc")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
@@ -57,7 +57,7 @@ class ExistingService:
     ports: tuple[ServicePort, ...]
 
     @classmethod
-    def from_manifest(cls, obj: Mapping) -> "ExistingService":
+    def from_manifest(cls, obj: Mapping) -> ExistingService:
         """From the Service's own YAML/dict (`kubectl get svc NAME -o yaml`)."""
         meta, spec = obj["metadata"], obj["spec"]
         return cls(
@@ -146,7 +146,7 @@ class ReleaseNames:
     relay_config: str | None = None  # ConfigMap
     rule: str | None = None  # DestinationRule and VirtualService
 
-    def resolve(self, name: str) -> "ReleaseNames":
+    def resolve(self, name: str) -> ReleaseNames:
         return ReleaseNames(
             candidate=self.candidate or f"{name}-candidate",
             candidate_service=self.candidate_service or f"{name}-candidate",

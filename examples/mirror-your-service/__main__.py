@@ -18,8 +18,14 @@ REPOSITORY = str(Path(__file__).resolve().parents[2])
 if REPOSITORY not in sys.path:
     sys.path.insert(0, REPOSITORY)
 
-from components import (Candidate, DiffProxy, ExistingService, MirroredRelease,  # noqa: E402
-                        MirroredReleaseArgs, ServicePort)
+from components import (
+    Candidate,
+    DiffProxy,
+    ExistingService,
+    MirroredRelease,
+    MirroredReleaseArgs,
+    ServicePort,
+)
 
 config = pulumi.Config()
 provider = k8s.Provider("k8s", context=config.get("kubeContext") or None)

@@ -10,8 +10,16 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from components import (Candidate, DiffProxy, ExistingService, MirroredRelease,
-                        MirroredReleaseArgs, Relay, ReleaseNames, ServicePort)
+from components import (
+    Candidate,
+    DiffProxy,
+    ExistingService,
+    MirroredRelease,
+    MirroredReleaseArgs,
+    Relay,
+    ReleaseNames,
+    ServicePort,
+)
 from components.mirrored_release import TYPE
 from diffproxy import settings as cli
 from tests.infra.harness import ProgramRun, object_id, run_function
@@ -59,7 +67,7 @@ def _children(run: ProgramRun, release: str) -> list:
 
 
 def _kube_id(r) -> tuple[str, str]:
-    return r.inputs["kind"] if "kind" in r.inputs else r.type, object_id(r)
+    return r.inputs.get("kind", r.type), object_id(r)
 
 
 def _args_of(run: ProgramRun, ident: str) -> list[str]:
