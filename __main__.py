@@ -8,8 +8,17 @@ built in topology/kube.py, the same dicts `manifests/` is rendered from.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import (HttpbinApp, HttpbinAppArgs, IstioInstall, IstioInstallArgs,
-                        MirroredRelease, Namespaces, NamespacesArgs, SleepClient, SleepClientArgs)
+from components import (
+    HttpbinApp,
+    HttpbinAppArgs,
+    IstioInstall,
+    IstioInstallArgs,
+    MirroredRelease,
+    Namespaces,
+    NamespacesArgs,
+    SleepClient,
+    SleepClientArgs,
+)
 from components.settings import load
 from topology.kube import console_command, demo_release
 

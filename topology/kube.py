@@ -19,8 +19,16 @@ from dataclasses import dataclass
 
 from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args
 from topology.relay import render_relay_conf
-from topology.release import (Candidate, DiffProxy, ExistingService, MirroredReleaseArgs,
-                              Primary, Relay, ReleaseNames, host)
+from topology.release import (
+    Candidate,
+    DiffProxy,
+    ExistingService,
+    MirroredReleaseArgs,
+    Primary,
+    Relay,
+    ReleaseNames,
+    host,
+)
 
 ISTIO_API = "networking.istio.io/v1"
 PART_OF = {"app.kubernetes.io/part-of": "mirror-diff"}

@@ -18,7 +18,7 @@ REPOSITORY = str(Path(__file__).resolve().parents[2])
 if REPOSITORY not in sys.path:
     sys.path.insert(0, REPOSITORY)
 
-from components import (
+from components import (  # noqa: E402 - importable once the repository is on the path
     Candidate,
     DiffProxy,
     ExistingService,

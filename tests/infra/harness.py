@@ -13,9 +13,9 @@ import asyncio
 import contextvars
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import pulumi
