@@ -19,6 +19,7 @@ from components import (
     SleepClient,
     SleepClientArgs,
 )
+from components.production import previous_aliases
 from components.settings import load
 from topology.kube import console_command, demo_release
 
@@ -41,7 +42,8 @@ after = on_cluster.merge(pulumi.ResourceOptions(depends_on=[namespaces, *mesh_re
 production = HttpbinApp("production", HttpbinAppArgs(t, cluster), opts=after)
 sleep = SleepClient("sleep", SleepClientArgs(t, context), opts=after)
 name, release_args = demo_release(t, cluster)
-release = MirroredRelease(name, release_args, opts=after)
+release = MirroredRelease(name, release_args, opts=after,
+                          aliases=previous_aliases(t, cluster))
 
 pulumi.export("appNamespace", namespaces.app)
 pulumi.export("diffyNamespace", namespaces.diffy)

@@ -19,9 +19,11 @@ registered: a bad one fails `pulumi preview` with a message naming it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import pulumi
 
-from components.objects import create, dependencies
+from components.objects import create, dependencies, key
 from topology import TopologyError
 from topology.kube import (
     port_forward_command,
@@ -37,7 +39,10 @@ TYPE = "mirrordiff:index:MirroredRelease"
 
 class MirroredRelease(pulumi.ComponentResource):
     def __init__(self, name: str, args: MirroredReleaseArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 opts: pulumi.ResourceOptions | None = None,
+                 aliases: Mapping[str, Sequence[pulumi.Alias]] | None = None) -> None:
+        """`aliases`: earlier Pulumi identities of some children, by `Kind/namespace/name`,
+        so a stack that made those objects under other names keeps them (the demo's)."""
         try:
             check(name, args)
             _check_diffproxy_flags(release_diffproxy_args(name, args))
@@ -47,10 +52,13 @@ class MirroredRelease(pulumi.ComponentResource):
         objects = release_objects(name, args)
         deps = dependencies(opts)
 
+        previous = aliases or {}
+
         def child(role: str, obj: dict, *after: pulumi.Resource,
                   patch: bool = False) -> pulumi.CustomResource:
-            return create(obj, pulumi.ResourceOptions(parent=self, depends_on=[*deps, *after]),
-                          name=f"{name}-{role}", patch=patch)
+            opts = pulumi.ResourceOptions(parent=self, depends_on=[*deps, *after],
+                                          aliases=list(previous.get(key(obj), ())) or None)
+            return create(obj, opts, name=f"{name}-{role}", patch=patch)
 
         self.primary_service = child("primary", objects.primary_service)
         candidate, candidate_service = objects.candidate

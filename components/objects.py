@@ -6,7 +6,7 @@ creates is exactly what `manifests/` holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource, CustomResourcePatch
@@ -53,17 +53,21 @@ def create(obj: dict, opts: pulumi.ResourceOptions, name: str | None = None,
 
 
 def create_all(objects: Iterable[dict], parent: pulumi.Resource,
-               depends_on: list[pulumi.Resource]) -> dict[str, pulumi.CustomResource]:
-    """Children of `parent`, keyed by `key()`; Deployments wait for their ConfigMaps and PVCs."""
+               depends_on: list[pulumi.Resource],
+               aliases: Mapping[str, Sequence[pulumi.Alias]] | None = None,
+               ) -> dict[str, pulumi.CustomResource]:
+    """Children of `parent`, keyed by `key()`; Deployments wait for their ConfigMaps and PVCs.
+    `aliases`: earlier identities of some children, by `key()`."""
     objects = list(objects)
+    aliases = aliases or {}
     created: dict[str, pulumi.CustomResource] = {}
     first = [o for o in objects if o["kind"] in _PREREQUISITES]
     for obj in first + [o for o in objects if o["kind"] not in _PREREQUISITES]:
         needs = list(depends_on)
         if obj["kind"] == "Deployment":
             needs += [created[key(o)] for o in first]
-        created[key(obj)] = create(
-            obj, pulumi.ResourceOptions(parent=parent, depends_on=needs))
+        created[key(obj)] = create(obj, pulumi.ResourceOptions(
+            parent=parent, depends_on=needs, aliases=list(aliases.get(key(obj), ())) or None))
     return created
 
 

@@ -10,9 +10,29 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from components.objects import create_all, dependencies
+from components.objects import create_all, dependencies, key, logical_name
 from topology import Topology
-from topology.kube import ClusterSettings, production_objects
+from topology.kube import ClusterSettings, groups, production_objects
+
+# Until MirroredRelease, each manifests/ group was a component of its own at the stack's top.
+_PREVIOUS_COMPONENTS = {"backends": ("mirrordemo:index:HttpbinBackends", "backends"),
+                        "diffproxy": ("mirrordemo:index:DiffProxy", "diffproxy"),
+                        "app": ("mirrordemo:index:Relay", "relay"),
+                        "mirror-rule": ("mirrordemo:index:MirrorRule", "mirror-rule")}
+
+
+def previous_aliases(t: Topology, cluster: ClusterSettings) -> dict[str, list[pulumi.Alias]]:
+    """The demo's objects' Pulumi identities before MirroredRelease, by `key()`: with these
+    aliases a stack made then adopts its objects instead of creating them again."""
+    aliases: dict[str, list[pulumi.Alias]] = {}
+    for group, objects in groups(t, cluster).items():
+        if group not in _PREVIOUS_COMPONENTS:
+            continue
+        type_, name = _PREVIOUS_COMPONENTS[group]
+        parent = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}"
+        for obj in objects:
+            aliases[key(obj)] = [pulumi.Alias(name=logical_name(obj), parent=parent)]
+    return aliases
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,7 @@ class HttpbinApp(pulumi.ComponentResource):
         super().__init__("mirrordemo:index:HttpbinApp", name, None, opts)
         t = args.topology
         objects = [o for group in production_objects(t, args.cluster).values() for o in group]
-        self.resources = create_all(objects, self, dependencies(opts))
+        self.resources = create_all(objects, self, dependencies(opts),
+                                    aliases=previous_aliases(t, args.cluster))
         self.service_host = t.service_host
         self.register_outputs({"serviceHost": self.service_host})

@@ -40,6 +40,8 @@ class Registration:
     custom: bool
     import_id: str = ""  # set: the resource adopts an existing object (and deletes it on destroy)
     retain_on_delete: bool = False
+    # Earlier identities: a URN, or (name, type, parent URN) of an alias spec ("": unchanged).
+    aliases: list[str | tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -110,7 +112,9 @@ class _RecordingMonitor(MockMonitor):
             inputs=rpc.deserialize_properties(request.object), parent=request.parent,
             provider=request.provider, dependencies=list(request.dependencies),
             custom=request.custom, import_id=request.importId,
-            retain_on_delete=bool(getattr(request, "retainOnDelete", False))))
+            retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
+            aliases=[a.urn if a.HasField("urn") else (a.spec.name, a.spec.type, a.spec.parentUrn)
+                     for a in request.aliases]))
         return response
 
 
