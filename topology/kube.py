@@ -14,12 +14,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import posixpath
-import re
 from dataclasses import dataclass
 
 from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args
 from topology.relay import render_relay_conf
 from topology.release import (
+    QUANTITY,
+    STORAGE_KINDS,
     Candidate,
     DiffProxy,
     ExistingService,
@@ -36,8 +37,6 @@ INJECTION = {"istio-injection": "enabled"}
 # One numeric UID for every workload: kubelet can only prove runAsNonRoot for numeric users,
 # and our images create UID 10001.
 NON_ROOT_UID = 10001
-STORAGE_KINDS = ("emptyDir", "pvc")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 RESOURCES = {
     "httpbin": {"requests": {"cpu": "50m", "memory": "64Mi"},
@@ -66,7 +65,7 @@ class ClusterSettings:
     def __post_init__(self) -> None:
         if self.storage not in STORAGE_KINDS:
             raise TopologyError(f"storage must be emptyDir or pvc, got {self.storage!r}")
-        if not _QUANTITY.match(self.storage_size):
+        if not QUANTITY.match(self.storage_size):
             raise TopologyError(
                 f"storageSize must be a Kubernetes quantity such as 1Gi, got {self.storage_size!r}")
         if not self.candidate_app.strip() or ":" not in self.candidate_app:
@@ -97,7 +96,7 @@ def relay_conf(t: Topology) -> str:
     return render_relay_conf(t.ports.app, relay_upstream(t))
 
 
-def store_dir(t: Topology) -> str:  # every release stores in one place, whatever `t`
+def store_dir(t: Topology) -> str:  # `t` unused: every release stores in one place
     """The results volume's mount point: where the diff proxy's args put the store."""
     return posixpath.dirname(STORE_PATH)
 

@@ -25,7 +25,7 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _FLAG = re.compile(r"^-[A-Za-z][A-Za-z0-9.]*(=.*)?$", re.DOTALL)
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 STORAGE_KINDS = ("emptyDir", "pvc")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 # The longest suffix a derived object name gets: `<name>-diffproxy-results` (the PVC).
 _LONGEST_SUFFIX = len("-diffproxy-results")
 # Flags the component sets from its own arguments; extra_args may not set them again.
@@ -331,7 +331,7 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
             raise TopologyError(f"diffproxy.extra_args: -{flag} is set by the release itself; "
                                 "use its own argument")
     _choice("diffproxy.storage", d.storage, STORAGE_KINDS)
-    if not _QUANTITY.match(d.storage_size):
+    if not QUANTITY.match(d.storage_size):
         raise TopologyError(f"diffproxy.storage_size must be a Kubernetes quantity such as 1Gi, "
                             f"got {d.storage_size!r}")
 
