@@ -56,9 +56,9 @@ class MirroredRelease(pulumi.ComponentResource):
 
         def child(role: str, obj: dict, *after: pulumi.Resource,
                   patch: bool = False) -> pulumi.CustomResource:
-            opts = pulumi.ResourceOptions(parent=self, depends_on=[*deps, *after],
-                                          aliases=list(previous.get(key(obj), ())) or None)
-            return create(obj, opts, name=f"{name}-{role}", patch=patch)
+            child_opts = pulumi.ResourceOptions(parent=self, depends_on=[*deps, *after],
+                                                aliases=list(previous.get(key(obj), ())) or None)
+            return create(obj, child_opts, name=f"{name}-{role}", patch=patch)
 
         self.primary_service = child("primary", objects.primary_service)
         candidate, candidate_service = objects.candidate
