@@ -241,7 +241,7 @@ def test_relay_joins_the_users_service_as_its_own_subset():
         "app": "checkout", "track": "stable"}
 
 
-def test_outputs_are_registered():
+def test_a_diff_namespace_takes_the_diff_proxy_while_the_primary_stays_with_production():
     run = _run(("checkout-next", _checkout(diff_namespace="diffs")))
     component = run.one(TYPE, "checkout-next")
     assert component.custom is False
