@@ -1,17 +1,27 @@
 """Pulumi program: the Istio traffic-mirroring demo on a Kubernetes cluster (docs/cluster.md).
 
-Config -> Topology -> components -> stack outputs. The objects themselves are built in
-topology/kube.py, the same dicts `manifests/` is rendered from.
+Config -> Topology -> Istio (optional), the httpbin "production" app, and one
+MirroredRelease of `mirrorservice-sample` -> stack outputs. The objects themselves are
+built in topology/kube.py, the same dicts `manifests/` is rendered from.
 """
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import (DiffProxy, DiffProxyArgs, HttpbinBackends, HttpbinBackendsArgs,
-                        IstioInstall, IstioInstallArgs, MirrorRule, MirrorRuleArgs, Namespaces,
-                        NamespacesArgs, Relay, RelayArgs, SleepClient, SleepClientArgs)
+from components import (
+    HttpbinApp,
+    HttpbinAppArgs,
+    IstioInstall,
+    IstioInstallArgs,
+    MirroredRelease,
+    Namespaces,
+    NamespacesArgs,
+    SleepClient,
+    SleepClientArgs,
+)
+from components.production import previous_aliases
 from components.settings import load
-from topology.kube import console_command
+from topology.kube import console_command, demo_release
 
 settings = load(pulumi.Config())
 t, cluster, context = settings.topology, settings.cluster, settings.kube_context
@@ -34,21 +44,19 @@ if settings.install_istio:
 namespaces = Namespaces("namespaces", NamespacesArgs(t), opts=on_cluster)
 after = on_cluster.merge(pulumi.ResourceOptions(depends_on=[namespaces, *mesh_ready]))
 
-backends = HttpbinBackends("backends", HttpbinBackendsArgs(t, cluster), opts=after)
-diffproxy = DiffProxy("diffproxy", DiffProxyArgs(t, cluster), opts=after)
-# nginx resolves its upstream once, at start: the relay waits for the diff proxy's Service.
-relay = Relay("relay", RelayArgs(t, cluster),
-              opts=after.merge(pulumi.ResourceOptions(depends_on=[diffproxy])))
+production = HttpbinApp("production", HttpbinAppArgs(t, cluster), opts=after)
 sleep = SleepClient("sleep", SleepClientArgs(t, context), opts=after)
-rule = MirrorRule("mirror-rule", MirrorRuleArgs(t), opts=after)
+name, release_args = demo_release(t, cluster)
+release = MirroredRelease(name, release_args, opts=after,
+                          aliases=previous_aliases(t, cluster))
 
 pulumi.export("appNamespace", namespaces.app)
 pulumi.export("diffyNamespace", namespaces.diffy)
-pulumi.export("serviceHost", relay.service_host)
-pulumi.export("primaryHost", backends.primary_host)
-pulumi.export("candidateHost", backends.candidate_host)
-pulumi.export("diffProxyHost", diffproxy.host)
-pulumi.export("mirrorTarget", rule.mirror_target)
+pulumi.export("serviceHost", production.service_host)
+pulumi.export("primaryHost", release.primary_host)
+pulumi.export("candidateHost", release.candidate_host)
+pulumi.export("diffProxyHost", release.diffproxy_host)
+pulumi.export("mirrorTarget", release.mirror_target)
 pulumi.export("mirrorPercentage", t.mirror_percentage)
 pulumi.export("sendTraffic", sleep.traffic_command)
 pulumi.export("consolePortForward", console_command(t, context))

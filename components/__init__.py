@@ -1,15 +1,26 @@
-"""Pulumi components of the mirroring demo, one module each; objects come from topology.kube."""
+"""Pulumi components: `MirroredRelease` for any service, and the demo's own pieces.
 
-from components.backends import HttpbinBackends, HttpbinBackendsArgs
-from components.diffproxy import DiffProxy, DiffProxyArgs
+Objects come from topology.kube, the same dicts `manifests/` is rendered from.
+"""
+
 from components.istio import IstioInstall, IstioInstallArgs
-from components.mirror_rule import MirrorRule, MirrorRuleArgs
+from components.mirrored_release import MirroredRelease
 from components.namespaces import Namespaces, NamespacesArgs
-from components.relay import Relay, RelayArgs
+from components.production import HttpbinApp, HttpbinAppArgs
 from components.sleep import SleepClient, SleepClientArgs
+from topology.release import (
+                              Candidate,
+                              DiffProxy,
+                              ExistingService,
+                              MirroredReleaseArgs,
+                              Primary,
+                              Relay,
+                              ReleaseNames,
+                              ServicePort,
+)
 
 __all__ = [
-    "DiffProxy", "DiffProxyArgs", "HttpbinBackends", "HttpbinBackendsArgs", "IstioInstall",
-    "IstioInstallArgs", "MirrorRule", "MirrorRuleArgs", "Namespaces", "NamespacesArgs",
-    "Relay", "RelayArgs", "SleepClient", "SleepClientArgs",
+    "Candidate", "DiffProxy", "ExistingService", "HttpbinApp", "HttpbinAppArgs", "IstioInstall",
+    "IstioInstallArgs", "MirroredRelease", "MirroredReleaseArgs", "Namespaces", "NamespacesArgs",
+    "Primary", "Relay", "ReleaseNames", "ServicePort", "SleepClient", "SleepClientArgs",
 ]

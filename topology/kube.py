@@ -3,6 +3,10 @@
 Both roads to a cluster start here: the Pulumi components hand these dicts' `metadata` and
 `spec` to typed resources, and `python -m topology.render` writes the same dicts to
 `manifests/`. Nothing else spells out a Kubernetes object of the demo.
+
+Most of the demo is one mirrored release (`release_objects`: the objects the Pulumi
+component `MirroredRelease` creates for any user's Service); `demo_release` says which.
+The rest is the demo's own: namespaces, the httpbin "production" app and the sleep client.
 """
 
 from __future__ import annotations
@@ -10,12 +14,23 @@ from __future__ import annotations
 import copy
 import hashlib
 import posixpath
-import re
 from dataclasses import dataclass
 
 from topology.istio import Istio
-from topology.model import Topology, TopologyError
+from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args
 from topology.relay import render_relay_conf
+from topology.release import (
+    QUANTITY,
+    STORAGE_KINDS,
+    Candidate,
+    DiffProxy,
+    ExistingService,
+    MirroredReleaseArgs,
+    Primary,
+    Relay,
+    ReleaseNames,
+    host,
+)
 
 ISTIO_API = "networking.istio.io/v1"
 PART_OF = {"app.kubernetes.io/part-of": "mirror-diff"}
@@ -23,9 +38,6 @@ INJECTION = {"istio-injection": "enabled"}
 # One numeric UID for every workload: kubelet can only prove runAsNonRoot for numeric users,
 # and our images create UID 10001.
 NON_ROOT_UID = 10001
-STORE_FLAG = "-store.path="
-STORAGE_KINDS = ("emptyDir", "pvc")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 RESOURCES = {
     "httpbin": {"requests": {"cpu": "50m", "memory": "64Mi"},
@@ -72,7 +84,7 @@ class ClusterSettings:
     def __post_init__(self) -> None:
         if self.storage not in STORAGE_KINDS:
             raise TopologyError(f"storage must be emptyDir or pvc, got {self.storage!r}")
-        if not _QUANTITY.match(self.storage_size):
+        if not QUANTITY.match(self.storage_size):
             raise TopologyError(
                 f"storageSize must be a Kubernetes quantity such as 1Gi, got {self.storage_size!r}")
         if not self.candidate_app.strip() or ":" not in self.candidate_app:
@@ -95,10 +107,6 @@ def relay_configmap(t: Topology) -> str:
     return f"{t.service}-relay"
 
 
-def results_claim(t: Topology) -> str:
-    return f"{t.diffproxy_name}-results"
-
-
 def relay_upstream(t: Topology) -> str:
     return f"{t.diffproxy_host}:{t.ports.proxy}"
 
@@ -107,19 +115,14 @@ def relay_conf(t: Topology) -> str:
     return render_relay_conf(t.ports.app, relay_upstream(t))
 
 
-def store_dir(t: Topology) -> str:
-    """The results volume's mount point: wherever the diff proxy's args put the store."""
-    for arg in t.cluster_diffproxy_args():
-        if arg.startswith(STORE_FLAG):
-            return posixpath.dirname(arg[len(STORE_FLAG):])
-    raise TopologyError("cluster_diffproxy_args has no -store.path")
+def store_dir(t: Topology) -> str:  # `t` unused: every release stores in one place
+    """The results volume's mount point: where the diff proxy's args put the store."""
+    return posixpath.dirname(STORE_PATH)
 
 
 def mirror_destination(t: Topology) -> dict:
-    """Where Istio sends the copies: the relay subset, or the diff proxy itself."""
-    if t.relay:
-        return {"host": t.service_host, "subset": "v2", "port": {"number": t.ports.app}}
-    return {"host": t.diffproxy_host, "port": {"number": t.ports.proxy}}
+    """Where Istio sends the demo's copies: the relay subset, or the diff proxy itself."""
+    return release_mirror_destination(*demo_release(t, ClusterSettings()))
 
 
 def traffic_command(t: Topology, context: str = "") -> str:
@@ -128,8 +131,12 @@ def traffic_command(t: Topology, context: str = "") -> str:
 
 
 def console_command(t: Topology, context: str = "") -> str:
-    return (f"kubectl {_context_flag(context)}-n {t.diffy_namespace} port-forward "
-            f"svc/{t.diffproxy_name} {t.ports.console}:{t.ports.console}")
+    return port_forward_command(t.diffy_namespace, t.diffproxy_name, t.ports.console, context)
+
+
+def port_forward_command(namespace: str, service: str, port: int, context: str = "") -> str:
+    return (f"kubectl {_context_flag(context)}-n {namespace} port-forward "
+            f"svc/{service} {port}:{port}")
 
 
 def _context_flag(context: str) -> str:
@@ -182,8 +189,10 @@ def _deployment(name: str, namespace: str, labels: dict, containers: list[dict],
             "metadata": _meta(name, namespace, labels), "spec": spec}
 
 
-def _service(name: str, namespace: str, selector: dict, ports: list[tuple[str, int]],
+def _service(name: str, namespace: str, selector: dict,
+             ports: list[tuple[str, int]] | list[tuple[str, int, int | str]],
              labels: dict | None = None) -> dict:
+    """`ports`: (name, port) targets the container port of that name; (name, port, target)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -191,9 +200,10 @@ def _service(name: str, namespace: str, selector: dict, ports: list[tuple[str, i
         "spec": {
             "selector": dict(selector),
             # Named http* with appProtocol so Istio applies L7 routing and mirroring.
-            "ports": [{"name": port_name, "port": port, "targetPort": port_name,
+            "ports": [{"name": port[0], "port": port[1],
+                       "targetPort": port[2] if len(port) > 2 else port[0],
                        "protocol": "TCP", "appProtocol": "http"}
-                      for port_name, port in ports],
+                      for port in ports],
         },
     }
 
@@ -208,21 +218,294 @@ def _gunicorn(launcher: tuple[str, ...], port: int, app: str) -> list[str]:
 
 def _wsgi_container(name: str, image: str, pull_policy: str, command: list[str],
                     port: int) -> dict:
-    probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 5}
+    # pipenv and gunicorn write caches and worker heartbeats next to the code: the default
+    # candidate security context leaves the root filesystem writable.
+    return _candidate_container(Candidate(image=image, port=port, command=tuple(command),
+                                          container_name=name, pull_policy=pull_policy))
+
+
+def _candidate_container(c: Candidate) -> dict:
+    container: dict = {"name": c.container_name, "image": c.image,
+                       "imagePullPolicy": c.pull_policy}
+    if c.command:
+        container["command"] = list(c.command)
+    if c.args:
+        container["args"] = list(c.args)
+    if c.env:
+        container["env"] = [{"name": k, "value": str(v)} for k, v in c.env.items()]
+    container.update({
+        "ports": [{"name": "http", "containerPort": c.port, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5,
+                           "initialDelaySeconds": 2},
+        "resources": copy.deepcopy(dict(c.resources or RESOURCES["httpbin"])),
+        "securityContext": (copy.deepcopy(dict(c.security_context)) if c.security_context
+                            else _container_security(read_only_root=False)),
+    })
+    return container
+
+
+# A mirrored release ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseObjects:
+    """Everything one MirroredRelease creates. None of it is the user's Service or pods."""
+
+    primary_service: dict
+    candidate: list[dict]  # Deployment, Service
+    diffproxy: list[dict]  # [PersistentVolumeClaim,] Deployment, Service
+    relay: list[dict]  # ConfigMap, Deployment; empty without a relay
+    destination_rule: dict
+    # With adopt_virtual_service: the patch of the user's VirtualService (spec.http only).
+    virtual_service: dict
+
+    def all(self) -> list[dict]:
+        return [self.primary_service, *self.candidate, *self.diffproxy, *self.relay,
+                self.destination_rule, self.virtual_service]
+
+
+def release_hosts(name: str, a: MirroredReleaseArgs) -> dict[str, str]:
+    n = a.names.resolve(name)
+    return {"primary": host(n.primary_service, a.primary_namespace),
+            "candidate": host(n.candidate_service, a.namespace),
+            "diffproxy": host(n.diffproxy, a.namespace)}
+
+
+def release_mirror_destination(name: str, a: MirroredReleaseArgs) -> dict:
+    """Where Istio sends the copies: the relay subset, or the diff proxy itself."""
+    if a.relay is not None:
+        return {"host": a.service.host, "subset": a.relay.subset, "port": {"number": a.port}}
+    return {"host": release_hosts(name, a)["diffproxy"],
+            "port": {"number": a.diffproxy.proxy_port}}
+
+
+def release_diffproxy_args(name: str, a: MirroredReleaseArgs) -> list[str]:
+    n, d = a.names.resolve(name), a.diffproxy
+    # Diffy's short host:port form within the diff proxy's namespace, the FQDN across.
+    primary = (n.primary_service if a.primary_namespace == a.namespace
+               else release_hosts(name, a)["primary"])
+    args = diffproxy_args(
+        primary=f"{primary}:{a.primary_port}", secondary=f"{primary}:{a.primary_port}",
+        candidate=f"{n.candidate_service}:{a.candidate.port}",
+        service_label=d.service_label or a.service.name, proxy_port=d.proxy_port,
+        admin_port=d.admin_port, console_port=d.console_port, thresholds=d.thresholds,
+        store_path=STORE_PATH, ignore_fields=d.ignore_fields)
+    for flag, values in (("ignore.headers", d.ignore_headers),
+                         ("redact.headers", d.redact_headers),
+                         ("redact.fields", d.redact_fields)):
+        if values:
+            args.append(f"-{flag}={','.join(values)}")
+    return args + list(d.extra_args)
+
+
+def release_objects(name: str, a: MirroredReleaseArgs) -> ReleaseObjects:
+    """The release's objects; run `topology.release.check(name, a)` first."""
+    n, ns = a.names.resolve(name), a.namespace
+    candidate_labels = a.candidate_labels(n)
+    primary_labels = dict(a.primary.labels or {"app": n.primary_service})
+    return ReleaseObjects(
+        primary_service=_service(n.primary_service, a.primary_namespace, a.primary_selector,
+                                 [("http", a.primary_port, a.primary_target_port)],
+                                 labels=primary_labels),
+        candidate=[
+            _deployment(n.candidate, ns, candidate_labels, [_candidate_container(a.candidate)]),
+            _service(n.candidate_service, ns, candidate_labels, [("http", a.candidate.port)]),
+        ],
+        diffproxy=_diffproxy_objects(n.diffproxy, ns, a.diffproxy,
+                                     release_diffproxy_args(name, a)),
+        relay=_relay_objects(name, a) if a.relay is not None else [],
+        destination_rule=_destination_rule(n.rule, a),
+        virtual_service=_virtual_service(name, n.rule, a),
+    )
+
+
+def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str]) -> list[dict]:
+    labels = {"app": name}
+    claim = f"{name}-results"
+    objects: list[dict] = []
+    if d.storage == "pvc":
+        claim_spec: dict = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": d.storage_size}}}
+        if d.storage_class:
+            claim_spec["storageClassName"] = d.storage_class
+        claim_meta = _meta(claim, ns, labels)
+        # kind's default class binds on first consumer; Pulumi must not wait for "Bound" first.
+        claim_meta["annotations"] = {"pulumi.com/skipAwait": "true"}
+        objects.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": claim_meta, "spec": claim_spec})
+        results = {"name": "results", "persistentVolumeClaim": {"claimName": claim}}
+    else:
+        results = {"name": "results", "emptyDir": {"sizeLimit": d.storage_size}}
+
+    def admin_probe(path: str, period: int) -> dict:
+        return {"httpGet": {"path": path, "port": "http-admin"}, "periodSeconds": period,
+                "timeoutSeconds": 2, "failureThreshold": 3}
+
+    container = {
+        "name": "diffproxy",
+        "image": d.image,
+        "imagePullPolicy": d.pull_policy,
+        "args": args,
+        "ports": [
+            {"name": "http-proxy", "containerPort": d.proxy_port, "protocol": "TCP"},
+            {"name": "http-admin", "containerPort": d.admin_port, "protocol": "TCP"},
+            {"name": "http-console", "containerPort": d.console_port, "protocol": "TCP"},
+        ],
+        "readinessProbe": admin_probe("/readyz", 5),
+        "livenessProbe": {**admin_probe("/healthz", 10), "initialDelaySeconds": 5},
+        "resources": copy.deepcopy(RESOURCES["diffproxy"]),
+        "securityContext": _container_security(read_only_root=True),
+        "volumeMounts": [{"name": "results", "mountPath": posixpath.dirname(STORE_PATH)},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    # The proxy dials its targets at once; without this it may start before its sidecar can.
+    annotations = {"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}'}
+    objects.append(_deployment(
+        name, ns, labels, [container],
+        volumes=[results, {"name": "tmp", "emptyDir": {}}],
+        annotations=annotations, recreate=d.storage == "pvc"))
+    objects.append(_service(name, ns, labels, [
+        ("http-proxy", d.proxy_port), ("http-admin", d.admin_port),
+        ("http-console", d.console_port)]))
+    return objects
+
+
+def _relay_objects(name: str, a: MirroredReleaseArgs) -> list[dict]:
+    """nginx in the user's namespace, an endpoint of the user's Service as subset `relay.subset`."""
+    assert a.relay is not None
+    n, ns, r = a.names.resolve(name), a.service.namespace, a.relay
+    target = a.service_port.target
+    # The Service reaches the relay the way it reaches production: by port name or number.
+    port_name, listen = (target, a.port) if isinstance(target, str) else ("http", target)
+    conf = render_relay_conf(listen, f"{release_hosts(name, a)['diffproxy']}:"
+                                     f"{a.diffproxy.proxy_port}")
+    labels = a.relay_labels
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": _meta(n.relay_config, ns, labels),
+                 "data": {"default.conf": conf}}
+    relay = {
+        "name": "relay",
+        "image": r.image,
+        "imagePullPolicy": r.pull_policy,
+        "ports": [{"name": port_name, "containerPort": listen, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": port_name}, "periodSeconds": 5},
+        "resources": copy.deepcopy(RESOURCES["relay"]),
+        "securityContext": _container_security(read_only_root=True),
+        # An unprivileged nginx master needs writable cache and pid directories.
+        "volumeMounts": [
+            {"name": "conf", "mountPath": "/etc/nginx/conf.d", "readOnly": True},
+            {"name": "cache", "mountPath": "/var/cache/nginx"},
+            {"name": "run", "mountPath": "/run"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    volumes = [{"name": "conf", "configMap": {"name": n.relay_config}},
+               {"name": "cache", "emptyDir": {}}, {"name": "run", "emptyDir": {}},
+               {"name": "tmp", "emptyDir": {}}]
+    # Pods roll when the relay's config changes, not only when the image does.
+    digest = hashlib.sha256(conf.encode()).hexdigest()[:16]
+    return [configmap, _deployment(n.relay, ns, labels, [relay], volumes=volumes,
+                                   annotations={"mirror-diff/relay-conf": digest})]
+
+
+def _destination_rule(rule: str, a: MirroredReleaseArgs) -> dict:
+    subsets = [{"name": a.production_subset,
+                "labels": dict(a.production_labels or a.service.selector)}]
+    if a.relay is not None:
+        subsets.append({"name": a.relay.subset, "labels": dict(a.relay.labels)})
     return {
-        "name": name,
-        "image": image,
-        "imagePullPolicy": pull_policy,
-        "command": command,
-        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": {**probe, "initialDelaySeconds": 2},
-        "resources": copy.deepcopy(RESOURCES["httpbin"]),
-        # pipenv and gunicorn write caches and worker heartbeats next to the code.
-        "securityContext": _container_security(read_only_root=False),
+        "apiVersion": ISTIO_API,
+        "kind": "DestinationRule",
+        "metadata": _meta(rule, a.service.namespace, {"app": a.service.name}),
+        "spec": {"host": a.service.host, "subsets": subsets},
     }
 
 
-# Component groups -------------------------------------------------------------------------
+def _virtual_service(name: str, rule: str, a: MirroredReleaseArgs) -> dict:
+    http = [{
+        "route": [{"destination": {"host": a.service.host, "subset": a.production_subset,
+                                   "port": {"number": a.port}},
+                   "weight": 100}],
+        "mirror": release_mirror_destination(name, a),
+        "mirrorPercentage": {"value": float(a.mirror_percentage)},
+    }]
+    if a.adopt_virtual_service is not None:
+        # Server-side apply of spec.http alone; the user's hosts, gateways and metadata stay.
+        # Istio's lists are atomic, so this replaces the user's http routes while it exists.
+        return {"apiVersion": ISTIO_API, "kind": "VirtualService",
+                "metadata": {"name": a.adopt_virtual_service, "namespace": a.service.namespace,
+                             "annotations": {"pulumi.com/patchForce": "true"}},
+                "spec": {"http": http}}
+    return {
+        "apiVersion": ISTIO_API,
+        "kind": "VirtualService",
+        "metadata": _meta(rule, a.service.namespace, {"app": a.service.name}),
+        "spec": {"hosts": [a.service.host], "http": http},
+    }
+
+
+# The demo -----------------------------------------------------------------------------------
+
+
+def demo_service(t: Topology) -> dict:
+    """mirrorservice-sample: selects v1 (production) and, with the relay, v2."""
+    return _service(t.service, t.app_namespace, {"app": t.service}, [("http", t.ports.app)])
+
+
+def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseArgs]:
+    """The demo as one MirroredRelease of mirrorservice-sample, under the original demo's names.
+
+    Its primary is not production itself but the demo's own httpbin replica in the diff
+    proxy's namespace (`httpbin-v1`, part of the demo's production app), as in the article.
+    """
+    port = t.ports.backend
+    return t.service, MirroredReleaseArgs(
+        service=ExistingService.from_manifest(demo_service(t)),
+        port=t.ports.app,
+        production_labels={"version": t.app_labels("v1")["version"]},
+        production_subset="v1",
+        diff_namespace=t.diffy_namespace,
+        candidate=Candidate(
+            image=t.images.candidate, port=port, command=tuple(_gunicorn((), port, s.candidate_app)),
+            labels=t.backend_labels("v2"), container_name="httpbin",
+            pull_policy=t.images.pull_policy),
+        primary=Primary(namespace=t.diffy_namespace, selector=t.backend_labels("v1"),
+                        port=port, target_port="http", labels=t.backend_labels("v1")),
+        diffproxy=DiffProxy(
+            image=t.images.diffproxy, pull_policy=t.images.pull_policy,
+            service_label=t.service_label, thresholds=t.thresholds,
+            ignore_fields=t.ignore_fields, proxy_port=t.ports.proxy, admin_port=t.ports.admin,
+            console_port=t.ports.console, storage=s.storage, storage_size=s.storage_size,
+            storage_class=s.storage_class),
+        relay=(Relay(image=t.images.relay, pull_policy=t.images.pull_policy, subset="v2",
+                     labels={"version": t.app_labels("v2")["version"]})
+               if t.relay else None),
+        mirror_percentage=t.mirror_percentage,
+        names=ReleaseNames(
+            candidate=backend_deployment(t, "v2"), candidate_service=t.candidate_service,
+            primary_service=t.primary_service, diffproxy=t.diffproxy_name,
+            relay=app_deployment(t, "v2"), relay_config=relay_configmap(t), rule=t.service),
+    )
+
+
+def _demo_release_objects(t: Topology, s: ClusterSettings) -> ReleaseObjects:
+    return release_objects(*demo_release(t, s))
+
+
+def production_objects(t: Topology, s: ClusterSettings) -> dict[str, list[dict]]:
+    """The demo's "production": mirrorservice-sample v1 and its Service, and the httpbin
+    replica behind the diff proxy's primary. By group, as manifests/ files hold them."""
+    v1 = _wsgi_container(t.service, t.images.httpbin, t.images.pull_policy,
+                         _gunicorn(s.httpbin_launcher, t.ports.app, "httpbin:app"), t.ports.app)
+    port = t.ports.backend
+    replica = _wsgi_container("httpbin", t.images.httpbin, t.images.pull_policy,
+                              _gunicorn(s.httpbin_launcher, port, "httpbin:app"), port)
+    return {
+        "backends": [_deployment(backend_deployment(t, "v1"), t.diffy_namespace,
+                                 t.backend_labels("v1"), [replica])],
+        "app": [_deployment(app_deployment(t, "v1"), t.app_namespace, t.app_labels("v1"), [v1]),
+                demo_service(t)],
+    }
 
 
 def namespace_objects(t: Topology) -> list[dict]:
@@ -233,106 +516,18 @@ def namespace_objects(t: Topology) -> list[dict]:
 
 def backend_objects(t: Topology, s: ClusterSettings) -> list[dict]:
     """httpbin-v1 behind the primary Service, the candidate behind the candidate Service."""
-    port, img = t.ports.backend, t.images
-    v1 = _wsgi_container("httpbin", img.httpbin, img.pull_policy,
-                         _gunicorn(s.httpbin_launcher, port, "httpbin:app"), port)
-    v2 = _wsgi_container("httpbin", img.candidate, img.pull_policy,
-                         _gunicorn((), port, s.candidate_app), port)
-    ns = t.diffy_namespace
-    return [
-        _deployment(backend_deployment(t, "v1"), ns, t.backend_labels("v1"), [v1]),
-        _service(t.primary_service, ns, t.backend_labels("v1"), [("http", port)]),
-        _deployment(backend_deployment(t, "v2"), ns, t.backend_labels("v2"), [v2]),
-        _service(t.candidate_service, ns, t.backend_labels("v2"), [("http", port)]),
-    ]
+    release = _demo_release_objects(t, s)
+    return [*production_objects(t, s)["backends"], release.primary_service, *release.candidate]
 
 
 def diffproxy_objects(t: Topology, s: ClusterSettings) -> list[dict]:
-    p, ns, labels = t.ports, t.diffy_namespace, t.diffproxy_labels()
-    objects: list[dict] = []
-    if s.storage == "pvc":
-        claim_spec: dict = {"accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": s.storage_size}}}
-        if s.storage_class:
-            claim_spec["storageClassName"] = s.storage_class
-        claim_meta = _meta(results_claim(t), ns, labels)
-        # kind's default class binds on first consumer; Pulumi must not wait for "Bound" first.
-        claim_meta["annotations"] = {"pulumi.com/skipAwait": "true"}
-        objects.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                        "metadata": claim_meta, "spec": claim_spec})
-        results = {"name": "results", "persistentVolumeClaim": {"claimName": results_claim(t)}}
-    else:
-        results = {"name": "results", "emptyDir": {"sizeLimit": s.storage_size}}
-
-    def admin_probe(path: str, period: int) -> dict:
-        return {"httpGet": {"path": path, "port": "http-admin"}, "periodSeconds": period,
-                "timeoutSeconds": 2, "failureThreshold": 3}
-
-    container = {
-        "name": "diffproxy",
-        "image": t.images.diffproxy,
-        "imagePullPolicy": t.images.pull_policy,
-        "args": t.cluster_diffproxy_args(),
-        "ports": [
-            {"name": "http-proxy", "containerPort": p.proxy, "protocol": "TCP"},
-            {"name": "http-admin", "containerPort": p.admin, "protocol": "TCP"},
-            {"name": "http-console", "containerPort": p.console, "protocol": "TCP"},
-        ],
-        "readinessProbe": admin_probe("/readyz", 5),
-        "livenessProbe": {**admin_probe("/healthz", 10), "initialDelaySeconds": 5},
-        "resources": copy.deepcopy(RESOURCES["diffproxy"]),
-        "securityContext": _container_security(read_only_root=True),
-        "volumeMounts": [{"name": "results", "mountPath": store_dir(t)},
-                         {"name": "tmp", "mountPath": "/tmp"}],
-    }
-    # The proxy dials its targets at once; without this it may start before its sidecar can.
-    annotations = {"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}'}
-    objects.append(_deployment(
-        t.diffproxy_name, ns, labels, [container],
-        volumes=[results, {"name": "tmp", "emptyDir": {}}],
-        annotations=annotations, recreate=s.storage == "pvc"))
-    objects.append(_service(t.diffproxy_name, ns, labels, [
-        ("http-proxy", p.proxy), ("http-admin", p.admin), ("http-console", p.console)]))
-    return objects
+    return _demo_release_objects(t, s).diffproxy
 
 
 def app_objects(t: Topology, s: ClusterSettings) -> list[dict]:
     """The mirrored service: v1 is httpbin; v2, with the relay on, the nginx relay."""
-    port, img, ns = t.ports.app, t.images, t.app_namespace
-    v1 = _wsgi_container(t.service, img.httpbin, img.pull_policy,
-                         _gunicorn(s.httpbin_launcher, port, "httpbin:app"), port)
-    objects = [_deployment(app_deployment(t, "v1"), ns, t.app_labels("v1"), [v1])]
-    if t.relay:
-        conf = relay_conf(t)
-        objects.append({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": _meta(relay_configmap(t), ns, t.app_labels("v2")),
-                        "data": {"default.conf": conf}})
-        relay = {
-            "name": "relay",
-            "image": img.relay,
-            "imagePullPolicy": img.pull_policy,
-            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-            "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
-            "resources": copy.deepcopy(RESOURCES["relay"]),
-            "securityContext": _container_security(read_only_root=True),
-            # An unprivileged nginx master needs writable cache and pid directories.
-            "volumeMounts": [
-                {"name": "conf", "mountPath": "/etc/nginx/conf.d", "readOnly": True},
-                {"name": "cache", "mountPath": "/var/cache/nginx"},
-                {"name": "run", "mountPath": "/run"},
-                {"name": "tmp", "mountPath": "/tmp"},
-            ],
-        }
-        volumes = [{"name": "conf", "configMap": {"name": relay_configmap(t)}},
-                   {"name": "cache", "emptyDir": {}}, {"name": "run", "emptyDir": {}},
-                   {"name": "tmp", "emptyDir": {}}]
-        # Pods roll when the relay's config changes, not only when the image does.
-        digest = hashlib.sha256(conf.encode()).hexdigest()[:16]
-        objects.append(_deployment(app_deployment(t, "v2"), ns, t.app_labels("v2"), [relay],
-                                   volumes=volumes,
-                                   annotations={"mirror-diff/relay-conf": digest}))
-    objects.append(_service(t.service, ns, {"app": t.service}, [("http", port)]))
-    return objects
+    v1, service = production_objects(t, s)["app"]
+    return [v1, *_demo_release_objects(t, s).relay, service]
 
 
 def sleep_objects(t: Topology) -> list[dict]:
@@ -351,33 +546,9 @@ def sleep_objects(t: Topology) -> list[dict]:
 
 
 def mirror_rule_objects(t: Topology) -> list[dict]:
-    subsets = ["v1", "v2"] if t.relay else ["v1"]
-    destination_rule = {
-        "apiVersion": ISTIO_API,
-        "kind": "DestinationRule",
-        "metadata": _meta(t.service, t.app_namespace, {"app": t.service}),
-        "spec": {
-            "host": t.service_host,
-            "subsets": [{"name": v, "labels": {"version": t.app_labels(v)["version"]}}
-                        for v in subsets],
-        },
-    }
-    virtual_service = {
-        "apiVersion": ISTIO_API,
-        "kind": "VirtualService",
-        "metadata": _meta(t.service, t.app_namespace, {"app": t.service}),
-        "spec": {
-            "hosts": [t.service_host],
-            "http": [{
-                "route": [{"destination": {"host": t.service_host, "subset": "v1",
-                                           "port": {"number": t.ports.app}},
-                           "weight": 100}],
-                "mirror": mirror_destination(t),
-                "mirrorPercentage": {"value": float(t.mirror_percentage)},
-            }],
-        },
-    }
-    return [destination_rule, virtual_service]
+    """The demo's DestinationRule and VirtualService (`release_objects` builds any release's)."""
+    release = _demo_release_objects(t, ClusterSettings())
+    return [release.destination_rule, release.virtual_service]
 
 
 def groups(t: Topology, s: ClusterSettings | None = None) -> dict[str, list[dict]]:

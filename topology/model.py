@@ -11,6 +11,9 @@ from dataclasses import dataclass, field, replace
 from topology.istio import Istio
 
 
+STORE_PATH = "/var/lib/diffproxy/results.sqlite"
+
+
 class TopologyError(ValueError):
     """A configuration value is out of range; the message names the key."""
 
@@ -124,33 +127,20 @@ class Topology:
     # The diff proxy's command line ------------------------------------------------
 
     def diffproxy_args(self, primary: str, secondary: str, candidate: str,
-                       store_path: str = "/var/lib/diffproxy/results.sqlite",
+                       store_path: str = STORE_PATH,
                        ports: Ports | None = None, listen_host: str = "") -> list[str]:
-        """Diffy's flags exactly as the original demo passes them, then ours.
+        """The demo's diff proxy command line; `diffproxy_args()` below spells it out.
 
         `listen_host` empty binds all interfaces (`:8880`, as in the cluster); the local
         stack passes 127.0.0.1 so the console is not exposed beyond the machine.
         """
         p = ports or self.ports
-        args = [
-            f"-candidate={candidate}",
-            f"-master.primary={primary}",
-            f"-master.secondary={secondary}",
-            "-service.protocol=http",
-            f"-serviceName={self.service_label}",
-            f"-proxy.port={listen_host}:{p.proxy}",
-            f"-admin.port={listen_host}:{p.admin}",
-            f"-http.port={listen_host}:{p.console}",
-            f"-rootUrl=localhost:{p.console}",
-            f"-threshold.relative={self.thresholds.relative:g}",
-            f"-threshold.absolute={self.thresholds.absolute:g}",
-            f"-store.path={store_path}",
-        ]
-        if self.allow_http_side_effects:
-            args.append("-allowHttpSideEffects=true")
-        if self.ignore_fields:
-            args.append(f"-ignore.fields={','.join(self.ignore_fields)}")
-        return args
+        return diffproxy_args(
+            primary=primary, secondary=secondary, candidate=candidate,
+            service_label=self.service_label, proxy_port=p.proxy, admin_port=p.admin,
+            console_port=p.console, thresholds=self.thresholds, store_path=store_path,
+            ignore_fields=self.ignore_fields, listen_host=listen_host,
+            allow_http_side_effects=self.allow_http_side_effects)
 
     def cluster_diffproxy_args(self) -> list[str]:
         target = lambda svc: f"{svc}:{self.ports.backend}"  # noqa: E731 - Diffy's host:port form
@@ -162,3 +152,30 @@ class Topology:
 
 
 DEFAULT = Topology()
+
+
+def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_label: str,
+                   proxy_port: int, admin_port: int, console_port: int, thresholds: Thresholds,
+                   store_path: str = STORE_PATH, ignore_fields: tuple[str, ...] = (),
+                   listen_host: str = "", allow_http_side_effects: bool = False) -> list[str]:
+    """Diffy's flags exactly as the original demo passes them, then ours: every diff proxy
+    the project starts (cluster demo, any MirroredRelease, local stack) is configured here."""
+    args = [
+        f"-candidate={candidate}",
+        f"-master.primary={primary}",
+        f"-master.secondary={secondary}",
+        "-service.protocol=http",
+        f"-serviceName={service_label}",
+        f"-proxy.port={listen_host}:{proxy_port}",
+        f"-admin.port={listen_host}:{admin_port}",
+        f"-http.port={listen_host}:{console_port}",
+        f"-rootUrl=localhost:{console_port}",
+        f"-threshold.relative={thresholds.relative:g}",
+        f"-threshold.absolute={thresholds.absolute:g}",
+        f"-store.path={store_path}",
+    ]
+    if allow_http_side_effects:
+        args.append("-allowHttpSideEffects=true")
+    if ignore_fields:
+        args.append(f"-ignore.fields={','.join(ignore_fields)}")
+    return args

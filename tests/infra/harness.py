@@ -1,4 +1,5 @@
-"""Run the real Pulumi program (`__main__.py`) against Pulumi's mock engine.
+"""Run a real Pulumi program (`__main__.py`, an example's, or a function) against Pulumi's
+mock engine.
 
 The Python language host runs a program as `runpy.run_path(<project dir>)` inside
 `run_in_stack`; this does the same, with `pulumi.runtime.set_mocks` standing in for the
@@ -12,6 +13,7 @@ import asyncio
 import contextvars
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,10 @@ class Registration:
     provider: str
     dependencies: list[str]
     custom: bool
+    import_id: str = ""  # set: the resource adopts an existing object (and deletes it on destroy)
+    retain_on_delete: bool = False
+    # Earlier identities: a URN, or (name, type, parent URN) of an alias spec ("": unchanged).
+    aliases: list[str | tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +60,13 @@ class ProgramRun:
     def by_urn(self, urn: str) -> Registration:
         return next(r for r in self.resources if r.urn == urn)
 
+    def kube(self, type_: str, ident: str) -> Registration:
+        """The one Kubernetes object of `type_` called `ident` ("namespace/name", or "name"
+        for cluster-scoped ones) on the cluster, whatever its Pulumi name."""
+        found = [r for r in self.of_type(type_) if object_id(r) == ident]
+        assert len(found) == 1, f"{type_} {ident}: {len(found)} registrations"
+        return found[0]
+
     def kube_objects(self) -> list[dict]:
         """Every Kubernetes object as the program sent it: apiVersion, kind and its fields."""
         objects = []
@@ -64,6 +77,14 @@ class ProgramRun:
                 continue
             objects.append(dict(r.inputs))
         return objects
+
+
+def object_id(r: Registration) -> str:
+    """"namespace/name" of a Kubernetes object as sent; its Pulumi name for anything else."""
+    meta = r.inputs.get("metadata") if r.type.startswith("kubernetes:") else None
+    if not isinstance(meta, dict) or "name" not in meta:
+        return r.name
+    return f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta["name"]
 
 
 class _Mocks(pulumi.runtime.Mocks):
@@ -90,22 +111,36 @@ class _RecordingMonitor(MockMonitor):
             urn=response.urn, type=request.type, name=request.name,
             inputs=rpc.deserialize_properties(request.object), parent=request.parent,
             provider=request.provider, dependencies=list(request.dependencies),
-            custom=request.custom))
+            custom=request.custom, import_id=request.importId,
+            retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
+            aliases=[a.urn if a.HasField("urn") else (a.spec.name, a.spec.type, a.spec.parentUrn)
+                     for a in request.aliases]))
         return response
 
 
-def run_program(config: dict[str, Any] | None = None,
-                into: ProgramRun | None = None) -> ProgramRun:
-    """Run __main__.py with `config` (short keys, values as `pulumi config set` stores them).
+def run_program(config: dict[str, Any] | None = None, into: ProgramRun | None = None,
+                project_dir: Path = ROOT, preview: bool = False) -> ProgramRun:
+    """Run `project_dir`'s __main__.py with `config` (short keys, values as `pulumi config
+    set` stores them), as `pulumi up` would (`preview`: as `pulumi preview`).
 
     `into` collects the registrations even when the program raises.
     """
+    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
+    return run_function(lambda: runpy.run_path(str(project_dir), run_name="__main__"),
+                        config, into, project=project, preview=preview)
+
+
+def run_function(program: Callable[[], None], config: dict[str, Any] | None = None,
+                 into: ProgramRun | None = None, project: str = PROJECT,
+                 preview: bool = False) -> ProgramRun:
+    """Run `program` as a whole Pulumi program; what it registers and exports is recorded."""
     run = into if into is not None else ProgramRun()
     settings = {k: str(v) for k, v in (config or {}).items()}
-    return contextvars.Context().run(_run, settings, run)
+    return contextvars.Context().run(_run, program, settings, run, project, preview)
 
 
-def _run(config: dict[str, str], run: ProgramRun) -> ProgramRun:
+def _run(body: Callable[[], None], config: dict[str, str], run: ProgramRun, project: str,
+         preview: bool) -> ProgramRun:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     path_added = str(ROOT) not in sys.path
@@ -113,16 +148,16 @@ def _run(config: dict[str, str], run: ProgramRun) -> ProgramRun:
         sys.path.insert(0, str(ROOT))
     try:
         mocks = _Mocks()
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=False,
+        pulumi.runtime.set_mocks(mocks, project=project, stack=STACK, preview=preview,
                                  monitor=_RecordingMonitor(mocks, run))
         # set_mocks registers a root stack; the language host makes its own in run_in_stack.
         pulumi.runtime.settings.set_root_resource(None)
-        pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in config.items()})
+        pulumi.runtime.set_all_config({f"{project}:{k}": v for k, v in config.items()})
         stacks: list[Any] = []
 
         def program() -> None:
             stacks.append(pulumi.runtime.settings.get_root_resource())
-            runpy.run_path(str(ROOT), run_name="__main__")
+            body()
 
         loop.run_until_complete(run_in_stack(program))
         stack = stacks[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from tests.infra.harness import ProgramRun, run_program
+from tests.infra.harness import ProgramRun, object_id, run_program
 from topology import DEFAULT
 from topology.kube import groups, relay_conf
 
@@ -26,15 +26,15 @@ def default() -> ProgramRun:
 
 
 def _names(run: ProgramRun, type_: str) -> set[str]:
-    return {r.name for r in run.of_type(type_)}
+    return {object_id(r) for r in run.of_type(type_)}
 
 
 def _pod(run: ProgramRun, name: str) -> dict:
-    return run.one(DEPLOYMENT, name).inputs["spec"]["template"]["spec"]
+    return run.kube(DEPLOYMENT, name).inputs["spec"]["template"]["spec"]
 
 
 def _dep_names(run: ProgramRun, urns: list[str]) -> set[str]:
-    return {run.by_urn(u).name for u in urns}
+    return {object_id(run.by_urn(u)) for u in urns}
 
 
 def _key(obj: dict) -> tuple:
@@ -67,18 +67,58 @@ def test_every_resource(default):
 
 
 def test_components_are_typed_and_parent_their_objects(default):
-    components = {r.name: r.type for r in default.resources if r.type.startswith("mirrordemo:")}
+    components = {r.name: r.type for r in default.resources
+                  if r.type.startswith(("mirrordemo:", "mirrordiff:"))}
     assert components == {
         "istio": "mirrordemo:index:IstioInstall", "namespaces": "mirrordemo:index:Namespaces",
-        "backends": "mirrordemo:index:HttpbinBackends", "diffproxy": "mirrordemo:index:DiffProxy",
-        "relay": "mirrordemo:index:Relay", "sleep": "mirrordemo:index:SleepClient",
-        "mirror-rule": "mirrordemo:index:MirrorRule"}
-    parent_of = {r.name: default.by_urn(r.parent).name for r in default.resources
-                 if r.type in (DEPLOYMENT, DR, VS, RELEASE, CONFIGMAP)}
-    assert parent_of[f"{DIFFY}/httpbin-diffy"] == "diffproxy"
-    assert parent_of[f"{APP}/mirrorservice-sample-v2"] == "relay"
+        "production": "mirrordemo:index:HttpbinApp", "sleep": "mirrordemo:index:SleepClient",
+        "mirrorservice-sample": "mirrordiff:index:MirroredRelease"}
+    parent_of = {object_id(r): default.by_urn(r.parent).name for r in default.resources
+                 if r.type in (DEPLOYMENT, SERVICE, RELEASE, CONFIGMAP)}
+    release = "mirrorservice-sample"
     assert parent_of["istiod"] == "istio"
-    assert {parent_of[f"{DIFFY}/httpbin-v1"], parent_of[f"{DIFFY}/httpbin-v2"]} == {"backends"}
+    # The demo's production app is its own; everything mirroring it is the release's.
+    assert {parent_of[f"{APP}/mirrorservice-sample-v1"], parent_of[f"{APP}/mirrorservice-sample"],
+            parent_of[f"{DIFFY}/httpbin-v1"]} == {"production"}
+    assert {parent_of[f"{DIFFY}/{n}"] for n in (
+        "httpbin-v2", "httpbin-master", "httpbin-candidate", "httpbin-diffy")} == {release}
+    assert parent_of[f"{APP}/mirrorservice-sample-v2"] == release
+    assert parent_of[f"{APP}/mirrorservice-sample-relay"] == release
+    for kind in (DR, VS):
+        assert default.by_urn(default.kube(kind, f"{APP}/mirrorservice-sample").parent).name == release
+    # The release's children are named from the release, whatever their object names.
+    children = [r for r in default.resources if r.parent and default.by_urn(r.parent).name == release]
+    assert len(children) == 9
+    assert all(r.name.startswith(f"{release}-") for r in children)
+
+
+def test_stacks_made_before_mirrored_release_keep_their_objects(default):
+    # Then each manifests/ group was a top-level component and its objects were named
+    # "namespace/name"; every moved object carries an alias to that identity.
+    before = {"backends": "mirrordemo:index:HttpbinBackends::backends",
+              "diffproxy": "mirrordemo:index:DiffProxy::diffproxy",
+              "app": "mirrordemo:index:Relay::relay",
+              "mirror-rule": "mirrordemo:index:MirrorRule::mirror-rule"}
+    moved = 0
+    for group, objects in groups(DEFAULT).items():
+        for obj in objects:
+            meta = obj["metadata"]
+            ident = f"{meta['namespace']}/{meta['name']}" if "namespace" in meta else meta["name"]
+            r = default.kube(f"kubernetes:{_api(obj)}:{obj['kind']}", ident)
+            # (pulumi-kubernetes adds aliases of its own for older API versions' types)
+            renamed = [a for a in r.aliases if a[0]]
+            if group in before:
+                parent = f"urn:pulumi:test::mirror-diff::{before[group]}"
+                assert renamed == [(ident, "", parent)], ident
+                moved += 1
+            else:
+                assert renamed == [], ident  # namespaces and sleep never moved
+    assert moved == 12
+
+
+def _api(obj: dict) -> str:
+    group_version = obj["apiVersion"]
+    return f"core/{group_version}" if "/" not in group_version else group_version
 
 
 def test_every_kubernetes_resource_uses_the_stack_provider(default):
@@ -99,13 +139,13 @@ def test_app_v1_is_httpbin_on_the_demo_port(default):
         "gunicorn", "--access-logfile", "-", "--no-control-socket", "-b", "0.0.0.0:44134", "httpbin:app"]
     assert container["image"] == DEFAULT.images.httpbin
     assert container["ports"] == [{"name": "http", "containerPort": 44134, "protocol": "TCP"}]
-    labels = default.one(DEPLOYMENT, f"{APP}/mirrorservice-sample-v1").inputs["spec"][
+    labels = default.kube(DEPLOYMENT, f"{APP}/mirrorservice-sample-v1").inputs["spec"][
         "template"]["metadata"]["labels"]
     assert labels == {"app": "mirrorservice-sample", "version": "v1"}
 
 
 def test_relay_serves_the_rendered_nginx_conf_from_a_configmap(default):
-    data = default.one(CONFIGMAP, f"{APP}/mirrorservice-sample-relay").inputs["data"]
+    data = default.kube(CONFIGMAP, f"{APP}/mirrorservice-sample-relay").inputs["data"]
     assert data == {"default.conf": relay_conf(DEFAULT)}
     conf = data["default.conf"]
     assert "listen 44134;" in conf
@@ -120,11 +160,11 @@ def test_relay_serves_the_rendered_nginx_conf_from_a_configmap(default):
     assert relay["image"] == DEFAULT.images.relay
     # The relay waits for its ConfigMap.
     assert f"{APP}/mirrorservice-sample-relay" in _dep_names(
-        default, default.one(DEPLOYMENT, f"{APP}/mirrorservice-sample-v2").dependencies)
+        default, default.kube(DEPLOYMENT, f"{APP}/mirrorservice-sample-v2").dependencies)
 
 
 def test_app_service_port_named_http_selects_both_versions(default):
-    spec = default.one(SERVICE, f"{APP}/mirrorservice-sample").inputs["spec"]
+    spec = default.kube(SERVICE, f"{APP}/mirrorservice-sample").inputs["spec"]
     assert spec["selector"] == {"app": "mirrorservice-sample"}
     assert spec["ports"] == [{"name": "http", "port": 44134, "targetPort": "http",
                               "protocol": "TCP", "appProtocol": "http"}]
@@ -132,10 +172,10 @@ def test_app_service_port_named_http_selects_both_versions(default):
 
 def test_backends_behind_master_and_candidate_services(default):
     for service, version in (("httpbin-master", "v1"), ("httpbin-candidate", "v2")):
-        spec = default.one(SERVICE, f"{DIFFY}/{service}").inputs["spec"]
+        spec = default.kube(SERVICE, f"{DIFFY}/{service}").inputs["spec"]
         assert spec["selector"] == {"app": "httpbin", "version": version}
         assert [(p["name"], p["port"]) for p in spec["ports"]] == [("http", 8080)]
-        pod_labels = default.one(DEPLOYMENT, f"{DIFFY}/httpbin-{version}").inputs["spec"][
+        pod_labels = default.kube(DEPLOYMENT, f"{DIFFY}/httpbin-{version}").inputs["spec"][
             "template"]["metadata"]["labels"]
         assert pod_labels == spec["selector"]
     v1, = _pod(default, f"{DIFFY}/httpbin-v1")["containers"]
@@ -175,7 +215,7 @@ def test_diffproxy_deployment(default):
 
 
 def test_diffproxy_service_ports(default):
-    spec = default.one(SERVICE, f"{DIFFY}/httpbin-diffy").inputs["spec"]
+    spec = default.kube(SERVICE, f"{DIFFY}/httpbin-diffy").inputs["spec"]
     assert spec["selector"] == {"app": "httpbin-diffy"}
     assert [(p["name"], p["port"], p["targetPort"], p["appProtocol"]) for p in spec["ports"]] == [
         ("http-proxy", 8880, "http-proxy", "http"), ("http-admin", 8881, "http-admin", "http"),
@@ -191,11 +231,11 @@ def test_sleep_client(default):
 
 def test_mirror_rule(default):
     host = "mirrorservice-sample.mirror-demo.svc.cluster.local"
-    dr = default.one(DR, f"{APP}/mirrorservice-sample").inputs
+    dr = default.kube(DR, f"{APP}/mirrorservice-sample").inputs
     assert dr["apiVersion"] == "networking.istio.io/v1"
     assert dr["spec"] == {"host": host, "subsets": [
         {"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]}
-    vs = default.one(VS, f"{APP}/mirrorservice-sample").inputs
+    vs = default.kube(VS, f"{APP}/mirrorservice-sample").inputs
     assert vs["apiVersion"] == "networking.istio.io/v1"
     route, = vs["spec"]["http"]
     assert route["route"] == [{"destination": {"host": host, "subset": "v1",
@@ -207,16 +247,16 @@ def test_mirror_rule(default):
 
 def test_relay_starts_after_the_diff_proxy_service(default):
     # nginx resolves proxy_pass's host once at start and exits while it cannot.
-    relay = default.one(DEPLOYMENT, f"{APP}/mirrorservice-sample-v2")
+    relay = default.kube(DEPLOYMENT, f"{APP}/mirrorservice-sample-v2")
     assert f"{DIFFY}/httpbin-diffy" in {
-        default.by_urn(u).name for u in relay.dependencies if default.by_urn(u).type == SERVICE}
+        object_id(default.by_urn(u)) for u in relay.dependencies if default.by_urn(u).type == SERVICE}
     # ... and still waits for istiod and its namespaces, as every workload does.
-    assert default.one(RELEASE, "istiod").urn in relay.dependencies
+    assert "istiod" in _dep_names(default, relay.dependencies)
 
 
 def test_virtual_service_depends_on_destination_rule(default):
-    vs = default.one(VS, f"{APP}/mirrorservice-sample")
-    dr = default.one(DR, f"{APP}/mirrorservice-sample")
+    vs = default.kube(VS, f"{APP}/mirrorservice-sample")
+    dr = default.kube(DR, f"{APP}/mirrorservice-sample")
     assert dr.urn in vs.dependencies
     assert vs.urn not in dr.dependencies
 
@@ -271,19 +311,19 @@ def test_no_image_is_latest_or_untagged(default):
 
 def test_mirror_percentage_50():
     run = run_program({"mirrorPercentage": "50"})
-    route, = run.one(VS, f"{APP}/mirrorservice-sample").inputs["spec"]["http"]
+    route, = run.kube(VS, f"{APP}/mirrorservice-sample").inputs["spec"]["http"]
     assert route["mirrorPercentage"] == {"value": 50.0}
     assert run.outputs["mirrorPercentage"] == 50.0
 
 
 def test_relay_false_mirrors_straight_to_the_diff_proxy():
     run = run_program({"relay": "false"})
-    route, = run.one(VS, f"{APP}/mirrorservice-sample").inputs["spec"]["http"]
+    route, = run.kube(VS, f"{APP}/mirrorservice-sample").inputs["spec"]["http"]
     assert route["mirror"] == {"host": "httpbin-diffy.diffy.svc.cluster.local",
                                "port": {"number": 8880}}
     assert f"{APP}/mirrorservice-sample-v2" not in _names(run, DEPLOYMENT)
     assert _names(run, CONFIGMAP) == set()
-    subsets = run.one(DR, f"{APP}/mirrorservice-sample").inputs["spec"]["subsets"]
+    subsets = run.kube(DR, f"{APP}/mirrorservice-sample").inputs["spec"]["subsets"]
     assert [s["name"] for s in subsets] == ["v1"]
     assert run.outputs["mirrorTarget"] == "httpbin-diffy.diffy.svc.cluster.local:8880"
     assert f"{APP}/mirrorservice-sample-v1" in _names(run, DEPLOYMENT)
@@ -342,7 +382,7 @@ def test_namespace_and_image_knobs():
     v1, = _pod(run, "shop/mirrorservice-sample-v1")["containers"]
     assert v1["image"] == "docker.io/kong/httpbin:0.2.2"
     assert v1["command"][:3] == ["pipenv", "run", "gunicorn"]
-    conf = run.one(CONFIGMAP, "shop/mirrorservice-sample-relay").inputs["data"]["default.conf"]
+    conf = run.kube(CONFIGMAP, "shop/mirrorservice-sample-relay").inputs["data"]["default.conf"]
     assert "proxy_pass http://httpbin-diffy.diffs.svc.cluster.local:8880;" in conf
     assert run.outputs["sendTraffic"].startswith("kubectl -n shop exec deploy/sleep")
     assert run.outputs["consolePortForward"].startswith("kubectl -n diffs port-forward")
@@ -357,10 +397,10 @@ def test_thresholds_reach_the_diff_proxy_args():
 
 def test_pvc_storage():
     run = run_program({"storage": "pvc", "storageSize": "2Gi", "storageClass": "standard"})
-    claim = run.one(PVC, f"{DIFFY}/httpbin-diffy-results").inputs
+    claim = run.kube(PVC, f"{DIFFY}/httpbin-diffy-results").inputs
     assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
                              "resources": {"requests": {"storage": "2Gi"}}}
-    deployment = run.one(DEPLOYMENT, f"{DIFFY}/httpbin-diffy")
+    deployment = run.kube(DEPLOYMENT, f"{DIFFY}/httpbin-diffy")
     spec = deployment.inputs["spec"]
     results = next(v for v in spec["template"]["spec"]["volumes"] if v["name"] == "results")
     assert results == {"name": "results",

@@ -1,0 +1,343 @@
+"""MirroredRelease, the reusable component, under Pulumi's mock engine and the schemas."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+
+import kubernetes_validate
+import pulumi
+import pytest
+
+from components import (
+    Candidate,
+    DiffProxy,
+    ExistingService,
+    MirroredRelease,
+    MirroredReleaseArgs,
+    Relay,
+    ReleaseNames,
+    ServicePort,
+)
+from components.mirrored_release import TYPE
+from diffproxy import settings as cli
+from tests.infra.harness import ProgramRun, object_id, run_function
+from tests.infra.test_manifests import KUBERNETES_VERSIONS, validate_istio
+from topology import DEFAULT, Thresholds
+from topology.kube import ClusterSettings, demo_release, groups, release_objects
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+DR = "kubernetes:networking.istio.io/v1:DestinationRule"
+VS = "kubernetes:networking.istio.io/v1:VirtualService"
+VS_PATCH = "kubernetes:networking.istio.io/v1:VirtualServicePatch"
+
+CHECKOUT = ExistingService(name="checkout", namespace="shop", selector={"app": "checkout"},
+                           ports=(ServicePort(port=8080), ServicePort(port=9090, name="metrics")))
+PAYMENTS = ExistingService(name="payments", namespace="shop", selector={"app": "payments"},
+                           ports=(ServicePort(port=80, name="http-api", target_port=8000),))
+
+
+def _checkout(**changes) -> MirroredReleaseArgs:
+    base = MirroredReleaseArgs(service=CHECKOUT, port=8080,
+                               candidate=Candidate(image="registry.example.com/checkout:2.4.0"))
+    return dataclasses.replace(base, **changes)
+
+
+def _payments(**changes) -> MirroredReleaseArgs:
+    base = MirroredReleaseArgs(service=PAYMENTS, port=80,
+                               candidate=Candidate(image="registry.example.com/payments:7.1", port=8000))
+    return dataclasses.replace(base, **changes)
+
+
+def _run(*releases: tuple[str, MirroredReleaseArgs], preview: bool = False,
+         into: ProgramRun | None = None) -> ProgramRun:
+    def program() -> None:
+        for name, args in releases:
+            MirroredRelease(name, args)
+
+    return run_function(program, preview=preview, into=into)
+
+
+def _children(run: ProgramRun, release: str) -> list:
+    component = next(r for r in run.resources if r.type == TYPE and r.name == release)
+    return [r for r in run.resources if r.parent == component.urn]
+
+
+def _kube_id(r) -> tuple[str, str]:
+    return r.inputs.get("kind", r.type), object_id(r)
+
+
+def _args_of(run: ProgramRun, ident: str) -> list[str]:
+    container, = run.kube(DEPLOYMENT, ident).inputs["spec"]["template"]["spec"]["containers"]
+    return container["args"]
+
+
+# Two releases in one stack ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two() -> ProgramRun:
+    return _run(("checkout-next", _checkout()), ("payments-next", _payments()))
+
+
+def test_two_releases_each_create_their_full_set(two):
+    for release in ("checkout-next", "payments-next"):
+        kinds = sorted(r.type.split(":")[-1] for r in _children(two, release))
+        # Primary, candidate and diff proxy Services; candidate and diff proxy Deployments.
+        assert kinds == ["Deployment", "Deployment", "DestinationRule", "Service", "Service",
+                         "Service", "VirtualService"], release
+        # Children are named from the release and parented to it.
+        assert all(r.name.startswith(f"{release}-") for r in _children(two, release))
+    assert {object_id(r) for r in two.of_type(DEPLOYMENT)} == {
+        "shop/checkout-next-candidate", "shop/checkout-next-diffproxy",
+        "shop/payments-next-candidate", "shop/payments-next-diffproxy"}
+
+
+def test_two_releases_share_no_name(two):
+    urns = [r.urn for r in two.resources if r.type != "pulumi:pulumi:Stack"]
+    assert len(urns) == len(set(urns)) == 2 + 14
+    kube = [_kube_id(r) for r in two.resources if r.custom]
+    assert len(kube) == len(set(kube)) == 14
+
+
+def test_each_virtual_service_mirrors_to_its_own_diff_proxy(two):
+    for release, service in (("checkout-next", CHECKOUT), ("payments-next", PAYMENTS)):
+        vs, = [r for r in _children(two, release) if r.type == VS]
+        route, = vs.inputs["spec"]["http"]
+        assert vs.inputs["spec"]["hosts"] == [service.host]
+        assert route["mirror"] == {"host": f"{release}-diffproxy.shop.svc.cluster.local",
+                                   "port": {"number": 8880}}
+        proxy = two.kube(SERVICE, f"shop/{release}-diffproxy")
+        assert proxy.parent == vs.parent
+        assert proxy.urn in vs.dependencies  # copies sent before the target exists are lost
+        # ...whose own targets are this release's primary and candidate.
+        args = _args_of(two, f"shop/{release}-diffproxy")
+        port = service.ports[0].port
+        assert f"-master.primary={release}-primary:{port}" in args
+        assert f"-candidate={release}-candidate:{8080 if release == 'checkout-next' else 8000}" in args
+
+
+def test_primary_service_selects_the_production_pods_on_the_same_target_port(two):
+    spec = two.kube(SERVICE, "shop/checkout-next-primary").inputs["spec"]
+    assert spec["selector"] == {"app": "checkout"}
+    assert spec["ports"] == [{"name": "http", "port": 8080, "targetPort": 8080,
+                              "protocol": "TCP", "appProtocol": "http"}]
+    payments = two.kube(SERVICE, "shop/payments-next-primary").inputs["spec"]
+    assert payments["ports"][0]["port"] == 80 and payments["ports"][0]["targetPort"] == 8000
+
+
+def test_candidate_serves_no_live_traffic(two):
+    for release, service in (("checkout-next", CHECKOUT), ("payments-next", PAYMENTS)):
+        labels = two.kube(DEPLOYMENT, f"shop/{release}-candidate").inputs["spec"]["template"][
+            "metadata"]["labels"]
+        assert labels == {"app": f"{release}-candidate"}
+        assert not all(labels.get(k) == v for k, v in service.selector.items())
+
+
+# Nothing of the user's is touched -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [_checkout(), _checkout(
+    relay=Relay(), production_labels={"track": "stable"}), _checkout(adopt_virtual_service="checkout")],
+    ids=["plain", "relay", "adopt"])
+def test_no_resource_is_the_users_service_or_deployment(args):
+    run = _run(("checkout-next", args))
+    component = run.one(TYPE, "checkout-next")
+    for r in run.resources:
+        if r.type in ("pulumi:pulumi:Stack", TYPE):
+            continue
+        # Everything is the release's child: `pulumi destroy` of it removes just these...
+        assert r.parent == component.urn, r.name
+        # ...none adopts an existing object (an import would delete it on destroy)...
+        assert not r.import_id, r.name
+        # ...and none is the user's Service, or a Deployment or patch of theirs.
+        assert object_id(r) != "shop/checkout" or r.type == VS_PATCH, r.name
+        assert not (r.type.endswith("Patch") and r.type != VS_PATCH), r.name
+    for deployment in run.of_type(DEPLOYMENT):
+        assert object_id(deployment).startswith("shop/checkout-next-")
+        labels = deployment.inputs["spec"]["template"]["metadata"]["labels"]
+        selected = all(labels.get(k) == v for k, v in CHECKOUT.selector.items())
+        # Only a relay joins the user's Service, and never as production.
+        assert not selected or (args.relay and labels["mirror-diff/role"] == "relay")
+
+
+def test_adopting_patches_only_the_http_routes_of_the_users_virtual_service():
+    run = _run(("checkout-next", _checkout(adopt_virtual_service="checkout")))
+    assert run.of_type(VS) == []
+    patch = run.one(VS_PATCH, "checkout-next-mirror")
+    assert patch.inputs["metadata"] == {"name": "checkout", "namespace": "shop",
+                                        "annotations": {"pulumi.com/patchForce": "true"}}
+    assert set(patch.inputs["spec"]) == {"http"}
+    route, = patch.inputs["spec"]["http"]
+    assert route["mirror"]["host"] == "checkout-next-diffproxy.shop.svc.cluster.local"
+    assert run.one(DR, "checkout-next-mirror").urn in patch.dependencies
+
+
+def test_without_adoption_the_release_has_its_own_virtual_service():
+    run = _run(("checkout-next", _checkout()))
+    vs = run.kube(VS, "shop/checkout-next-mirror")
+    assert vs.inputs["spec"]["hosts"] == ["checkout.shop.svc.cluster.local"]
+    assert run.of_type(VS_PATCH) == []
+
+
+# What it creates, argument by argument ------------------------------------------------------
+
+
+def test_candidate_image_env_args_and_resources():
+    resources = {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}
+    run = _run(("checkout-next", _checkout(candidate=Candidate(
+        image="registry.example.com/checkout@sha256:" + "a" * 64, port=9000,
+        args=("--mode", "shadow"), env={"FEATURE_X": "on"}, resources=resources,
+        pull_policy="Always"))))
+    container, = run.kube(DEPLOYMENT, "shop/checkout-next-candidate").inputs["spec"][
+        "template"]["spec"]["containers"]
+    assert container["image"].endswith("a" * 64) and container["imagePullPolicy"] == "Always"
+    assert container["args"] == ["--mode", "shadow"] and "command" not in container
+    assert container["env"] == [{"name": "FEATURE_X", "value": "on"}]
+    assert container["resources"] == resources
+    assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    assert run.kube(SERVICE, "shop/checkout-next-candidate").inputs["spec"]["ports"][0]["port"] == 9000
+    assert "-candidate=checkout-next-candidate:9000" in _args_of(run, "shop/checkout-next-diffproxy")
+
+
+def test_diff_proxy_flags_reach_its_args_and_its_own_parser_accepts_them():
+    run = _run(("checkout-next", _checkout(diffproxy=DiffProxy(
+        thresholds=Thresholds(relative=5, absolute=0.5), ignore_fields=("body.id", "body.at"),
+        ignore_headers=("x-trace",), redact_headers=("x-token",), redact_fields=("body.card",),
+        extra_args=("-samples.latest=20", "-target.timeout=10")), mirror_percentage=12.5)))
+    args = _args_of(run, "shop/checkout-next-diffproxy")
+    parsed = cli.load(args, env={})
+    assert parsed.diff.relative_threshold == 5 and parsed.diff.ignore_fields == ("body.id", "body.at")
+    assert "-redact.headers=x-token" in args and "-redact.fields=body.card" in args
+    assert "-ignore.headers=x-trace" in args
+    assert args[-2:] == ["-samples.latest=20", "-target.timeout=10"]
+    assert parsed.targets.primary.host == parsed.targets.secondary.host == "checkout-next-primary"
+    route, = run.kube(VS, "shop/checkout-next-mirror").inputs["spec"]["http"]
+    assert route["mirrorPercentage"] == {"value": 12.5}
+
+
+def test_relay_joins_the_users_service_as_its_own_subset():
+    run = _run(("checkout-next", _checkout(relay=Relay(), production_labels={"track": "stable"},
+                                           production_subset="stable")))
+    relay = run.kube(DEPLOYMENT, "shop/checkout-next-relay")
+    labels = relay.inputs["spec"]["template"]["metadata"]["labels"]
+    assert labels == {"app": "checkout", "mirror-diff/role": "relay"}
+    assert run.kube(SERVICE, "shop/checkout-next-diffproxy").urn in relay.dependencies
+    assert run.kube(CONFIGMAP, "shop/checkout-next-relay").urn in relay.dependencies
+    conf = run.kube(CONFIGMAP, "shop/checkout-next-relay").inputs["data"]["default.conf"]
+    assert "listen 8080;" in conf and "checkout-next-diffproxy.shop.svc.cluster.local:8880" in conf
+    dr = run.kube(DR, "shop/checkout-next-mirror").inputs["spec"]
+    assert dr["subsets"] == [{"name": "stable", "labels": {"track": "stable"}},
+                             {"name": "relay", "labels": {"mirror-diff/role": "relay"}}]
+    route, = run.kube(VS, "shop/checkout-next-mirror").inputs["spec"]["http"]
+    assert route["route"][0]["destination"]["subset"] == "stable"
+    assert route["mirror"] == {"host": "checkout.shop.svc.cluster.local", "subset": "relay",
+                               "port": {"number": 8080}}
+    # The primary must not include relay pods: it selects production only.
+    assert run.kube(SERVICE, "shop/checkout-next-primary").inputs["spec"]["selector"] == {
+        "app": "checkout", "track": "stable"}
+
+
+def test_a_diff_namespace_takes_the_diff_proxy_while_the_primary_stays_with_production():
+    run = _run(("checkout-next", _checkout(diff_namespace="diffs")))
+    component = run.one(TYPE, "checkout-next")
+    assert component.custom is False
+    assert run.kube(DEPLOYMENT, "diffs/checkout-next-diffproxy")
+    # The primary stays with the production pods (a Service selects in its own namespace).
+    assert run.kube(SERVICE, "shop/checkout-next-primary")
+    assert "-master.primary=checkout-next-primary.shop.svc.cluster.local:8080" in _args_of(
+        run, "diffs/checkout-next-diffproxy")
+
+
+def test_existing_service_from_its_manifest():
+    service = ExistingService.from_manifest({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "checkout", "namespace": "shop"},
+        "spec": {"selector": {"app": "checkout"}, "ports": [
+            {"name": "web", "port": 80, "targetPort": 8080, "appProtocol": "http"},
+            {"name": "metrics", "port": 9090}]}})
+    assert service.ports == (ServicePort(port=80, name="web", target_port=8080, app_protocol="http"),
+                             ServicePort(port=9090, name="metrics"))
+    # appProtocol makes a port named otherwise mirrorable; the primary targets 8080.
+    run = _run(("checkout-next", _checkout(service=service, port=80)))
+    assert run.kube(SERVICE, "shop/checkout-next-primary").inputs["spec"]["ports"][0][
+        "targetPort"] == 8080
+
+
+def test_the_demo_is_one_release():
+    name, args = demo_release(DEFAULT, ClusterSettings())
+    demo = [o for group in groups(DEFAULT).values() for o in group]
+    assert all(o in demo for o in release_objects(name, args).all())
+
+
+# Schemas ----------------------------------------------------------------------------------
+
+
+_VARIANTS = {
+    "plain": _checkout(),
+    "relay": _checkout(relay=Relay(), production_labels={"track": "stable"}),
+    "full": _payments(diff_namespace="diffs", mirror_percentage=0.5, candidate=Candidate(
+        image="r.example/p:1", port=8000, command=("/app/run",), args=("-x",), env={"A": "1"}),
+        diffproxy=DiffProxy(storage="pvc", storage_class="fast", extra_args=("-workers=2",))),
+}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("variant", _VARIANTS)
+def test_release_objects_match_the_schemas_strictly(variant, version):
+    objects = release_objects("rel", _VARIANTS[variant]).all()
+    assert objects
+    for obj in objects:
+        if obj["apiVersion"].startswith("networking.istio.io/"):
+            validate_istio(copy.deepcopy(obj))
+        else:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+# Bad input fails the preview, naming the argument ---------------------------------------------
+
+
+_BAD = [
+    ("port", _checkout(port=8443)),
+    ("port", _checkout(port=9090)),  # in the Service, but not an HTTP port
+    ("candidate.image", _checkout(candidate=Candidate(image=""))),
+    ("candidate.image", _checkout(candidate=Candidate(image="checkout:latest"))),
+    ("mirror_percentage", _checkout(mirror_percentage=150)),
+    ("mirror_percentage", _checkout(mirror_percentage=-0.5)),
+    ("mirror_percentage", _checkout(mirror_percentage=float("nan"))),
+    ("service.name", _checkout(service=dataclasses.replace(CHECKOUT, name="Checkout"))),
+    ("service.namespace", _checkout(service=dataclasses.replace(CHECKOUT, namespace="my_shop"))),
+    ("candidate.port", _checkout(candidate=Candidate(image="c:1", port=70000))),
+    ("candidate.env", _checkout(candidate=Candidate(image="c:1", env={"BAD NAME": "x"}))),
+    ("candidate.labels", _checkout(candidate=Candidate(image="c:1", labels={"app": "checkout"}))),
+    ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("-candidate=x:1",)))),
+    ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("-no.such.flag=1",)))),
+    ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("workers=2",)))),
+    ("diffproxy.thresholds.relative", _checkout(diffproxy=DiffProxy(thresholds=Thresholds(-1, 0)))),
+    ("production_labels", _checkout(relay=Relay())),
+    ("adopt_virtual_service", _checkout(adopt_virtual_service="Checkout VS")),
+    ("names", _checkout(names=ReleaseNames(primary_service="checkout"))),
+    ("names", _checkout(names=ReleaseNames(candidate_service="same", diffproxy="same"))),
+    ("port", _checkout(service=dataclasses.replace(CHECKOUT, ports=(
+        ServicePort(port=8080, name="tcp-main"),)))),
+]
+
+
+@pytest.mark.parametrize(("argument", "args"), _BAD, ids=[f"{a}-{i}" for i, (a, _) in enumerate(_BAD)])
+def test_bad_input_fails_the_preview_naming_the_argument(argument, args):
+    run = ProgramRun()
+    with pytest.raises(pulumi.RunError) as caught:
+        _run(("checkout-next", args), preview=True, into=run)
+    assert re.match(rf"invalid MirroredRelease 'checkout-next': {re.escape(argument)}[ :]",
+                    str(caught.value)), str(caught.value)
+    # Nothing registered, not even the component.
+    assert [r for r in run.resources if r.type != "pulumi:pulumi:Stack"] == []
+
+
+@pytest.mark.parametrize("name", ["Checkout", "checkout_next", "1checkout", "-x", "a" * 46])
+def test_a_name_that_is_not_a_dns_label_fails(name):
+    with pytest.raises(pulumi.RunError, match=r"^invalid MirroredRelease .*: name "):
+        _run((name, _checkout()), preview=True)
