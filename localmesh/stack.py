@@ -168,7 +168,9 @@ class LocalMesh:
         return [self.settings.python, "-m", "gunicorn", "--bind", f"{LOOPBACK}:{port}",
                 "--workers", "1", "--threads", str(self.settings.gunicorn_threads),
                 "--graceful-timeout", "2", "--access-logfile", str(run_dir / f"{name}.access.log"),
-                "--error-logfile", "-", app]
+                # As in the pods (topology/kube.py): several local gunicorns would otherwise
+                # share one control socket under $HOME.
+                "--no-control-socket", "--error-logfile", "-", app]
 
     def _start_all(self, sup: processes.Supervisor, nginx_bin: str, envoy_bin: str, p: LocalPorts,
                    run_dir: Path) -> None:
