@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from topology.istio import Istio
 from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args
+from topology.monitoring import Scope
 from topology.relay import render_relay_conf
 from topology.release import (
     QUANTITY,
@@ -563,3 +564,12 @@ def groups(t: Topology, s: ClusterSettings | None = None) -> dict[str, list[dict
         "sleep": sleep_objects(t),
         "mirror-rule": mirror_rule_objects(t),
     })
+
+
+# Monitoring ---------------------------------------------------------------------------------
+
+
+def release_scope(name: str, a: MirroredReleaseArgs) -> Scope:
+    """The labels a Prometheus puts on this release's diff proxy series (namespace, app)."""
+    return Scope(app=a.names.resolve(name).diffproxy, namespace=a.namespace,
+                 service=a.diffproxy.service_label or a.service.name)
