@@ -6,6 +6,7 @@ nothing else spells out a name or a port.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from topology.istio import Istio
@@ -48,6 +49,29 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class LatencyThresholds:
+    """When the candidate counts as slower (or faster) than primary, at p50 and p99: by more
+    than the secondary-vs-primary noise plus max(absolute, relative x primary). The diff
+    proxy's -latency.relative (percent), -latency.absolute (ms), -latency.minSamples."""
+
+    relative: float = 20.0
+    absolute_ms: float = 10.0
+    min_samples: int = 20
+
+    def check(self, key: str = "latency") -> None:
+        for name, value in (("relative", self.relative), ("absolute_ms", self.absolute_ms)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise TopologyError(f"{key}.{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(self.min_samples, int) or self.min_samples < 1:
+            raise TopologyError(f"{key}.min_samples must be an integer >= 1, "
+                                f"got {self.min_samples!r}")
+
+    def flags(self) -> list[str]:
+        return [f"-latency.relative={self.relative:g}", f"-latency.absolute={self.absolute_ms:g}",
+                f"-latency.minSamples={self.min_samples}"]
+
+
+@dataclass(frozen=True)
 class Topology:
     app_namespace: str = "mirror-demo"
     diffy_namespace: str = "diffy"
@@ -66,6 +90,7 @@ class Topology:
     ports: Ports = field(default_factory=Ports)
     images: Images = field(default_factory=Images)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    latency: LatencyThresholds = field(default_factory=LatencyThresholds)
     # httpbin's /headers echoes the Host it was called with. The proxy forwards each
     # target's own host, and primary and secondary share one host while the candidate has
     # another, so the echo would be a difference noise can never cancel.
@@ -92,6 +117,7 @@ class Topology:
             raise TopologyError(
                 f"imagePullPolicy must be Always, IfNotPresent or Never, got {self.images.pull_policy!r}"
             )
+        self.latency.check()
         for key, value in (("thresholds.relative", self.thresholds.relative),
                            ("thresholds.absolute", self.thresholds.absolute)):
             if value < 0:

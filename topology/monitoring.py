@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from topology.model import LatencyThresholds, TopologyError
+
 # The diff proxy's series (diffproxy/metrics.py) the rules and the dashboard read.
 LATENCY = "diffproxy_target_latency_seconds"
 # A quantile is judged only when this many samples lie above it, per target.
@@ -33,31 +35,6 @@ ALERT_SEVERITY = {"DiffProxyCandidateSignal": "warning", "DiffProxyCandidateSlow
                   "DiffProxyTargetFailing": "critical", "DiffProxyComparisonsDropped": "warning"}
 MODES = ("off", "annotations", "operator")
 DASHBOARD_LABELS = {"grafana_dashboard": "1"}
-
-
-@dataclass(frozen=True)
-class LatencyThresholds:
-    """When the candidate counts as slower (or faster) than primary, at p50 and p99: by more
-    than the secondary-vs-primary noise plus max(absolute, relative x primary). The diff
-    proxy's -latency.relative (percent), -latency.absolute (ms), -latency.minSamples."""
-
-    relative: float = 20.0
-    absolute_ms: float = 10.0
-    min_samples: int = 20
-
-    def check(self, key: str = "latency") -> None:
-        from topology.model import TopologyError
-
-        for name, value in (("relative", self.relative), ("absolute_ms", self.absolute_ms)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise TopologyError(f"{key}.{name} must be a finite number >= 0, got {value!r}")
-        if not isinstance(self.min_samples, int) or self.min_samples < 1:
-            raise TopologyError(f"{key}.min_samples must be an integer >= 1, "
-                                f"got {self.min_samples!r}")
-
-    def flags(self) -> list[str]:
-        return [f"-latency.relative={self.relative:g}", f"-latency.absolute={self.absolute_ms:g}",
-                f"-latency.minSamples={self.min_samples}"]
 
 
 @dataclass(frozen=True)
@@ -96,8 +73,6 @@ class Monitoring:
         return self.mode != "off"
 
     def check(self, key: str = "monitoring") -> None:
-        from topology.model import TopologyError
-
         if self.mode not in MODES:
             raise TopologyError(f"{key}.mode must be {', '.join(MODES)}, got {self.mode!r}")
         if not _DURATION_OK(self.scrape_interval):
