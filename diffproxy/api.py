@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import __version__
 from .endpoints import OVERFLOW_ENDPOINT
-from .forward import TargetHealth
+from .model import TargetHealth
 from .noise import classify
 from .settings import Settings
 from .store import OVERFLOW_FIELD, Store, StoreError

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from . import endpoints
+from .model import Target
 
 ENV_PREFIX = "DIFFPROXY_"
 RESPONSE_MODES = ("primary", "secondary", "candidate", "empty")
@@ -35,33 +36,6 @@ class HelpRequested(Exception):
 
 
 # Value types -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one of primary, secondary and candidate lives."""
-
-    scheme: str
-    host: str
-    port: int
-    base_path: str = ""
-
-    @property
-    def _host_in_url(self) -> str:
-        return f"[{self.host}]" if ":" in self.host else self.host
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{self._host_in_url}:{self.port}{self.base_path}"
-
-    @property
-    def authority(self) -> str:
-        """The Host header the target expects: its own name, port only when not default."""
-        default = 443 if self.scheme == "https" else 80
-        return self._host_in_url if self.port == default else f"{self._host_in_url}:{self.port}"
-
-    def __str__(self) -> str:
-        return self.base_url
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import json
 import sqlite3
 import threading
 import time
@@ -15,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from diffproxy.store import Record, Store
+from diffproxy.model import Record
+from diffproxy.store import Store
 from tests.support import diffapi, procs
 from tests.support.diffapi import get_json
 
@@ -134,7 +136,7 @@ async def _written_store(path) -> None:
     for n in range(60):
         store.add(Record(id=f"r{n}", endpoint=f"GET /e{n % 6}",
                          raw={"body.x": {"type": "changed", "left": 1, "right": 2}}, noise={},
-                         doc={"id": f"r{n}", "pad": "p" * 2000}))
+                         document=json.dumps({"id": f"r{n}", "pad": "p" * 2000})))
     await store.close()
 
 
@@ -176,7 +178,7 @@ async def test_api_answers_503_while_the_store_is_closed(tmp_path, faults):
     async with running(s) as (proxy, client):
         api = _url(s.listeners.http) + "/api/1"
         await client.get(_url(s.listeners.proxy) + "/echo-headers")
-        await proxy.comparisons.queue.join()
+        await proxy.pipeline.queue.join()
         await proxy.store.close()  # what a stop does before the http port goes away
         r = await client.get(api + "/requests/x")
         assert r.status_code == 503 and "store" in r.json()["error"]
@@ -186,5 +188,5 @@ async def test_api_answers_503_while_the_store_is_closed(tmp_path, faults):
         # mirrored traffic still gets its answer; the comparison fails and is counted
         r = await client.get(_url(s.listeners.proxy) + "/ok")
         assert r.status_code == 200
-        await proxy.comparisons.queue.join()
+        await proxy.pipeline.queue.join()
         assert proxy.metrics.failed.get() == 1

@@ -9,10 +9,11 @@ import socket
 
 import pytest
 
-from diffproxy.forward import (Forwarder, TargetHealth, new_session, probe, strip_hop_by_hop,
-                               strip_shadow)
+from diffproxy.forward import Forwarder, new_session, probe
+from diffproxy.headers import strip_hop_by_hop, strip_shadow
 from diffproxy.metrics import Metrics
-from diffproxy.settings import ProxySettings, Target
+from diffproxy.model import Target, TargetHealth
+from diffproxy.settings import ProxySettings
 from tests.support.procs import free_port
 
 

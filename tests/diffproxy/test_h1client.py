@@ -13,8 +13,9 @@ import subprocess
 
 import pytest
 
-from diffproxy.h1client import ClientError, ClientSettings, H1Client, encode_headers
-from diffproxy.settings import Target
+from diffproxy.h1client import ClientSettings, H1Client
+from diffproxy.model import Target
+from diffproxy.transport import ClientError, encode_headers
 from tests.support.procs import free_port
 
 
