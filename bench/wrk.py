@@ -72,10 +72,6 @@ class WrkResult:
     connections: int
     threads: int
 
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
 
 def parse(output: str, connections: int, threads: int) -> WrkResult:
     for line in output.splitlines():

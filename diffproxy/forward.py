@@ -67,12 +67,6 @@ class Forwarder:
         self.health = health
         self._by_target: dict[str, _TargetSeries] = {}
 
-    async def send(self, name: str, target: Target, method: str, path_qs: str,
-                   headers: Iterable[tuple[str, str]], body: bytes,
-                   caller_host: str | None = None) -> Response:
-        return (await self.fan_out(((name, target),), method, path_qs, headers, body,
-                                   caller_host))[0]
-
     async def fan_out(self, targets: Sequence[tuple[str, Target]], method: str, path_qs: str,
                       headers: Iterable[tuple[str, str]], body: bytes,
                       caller_host: str | None = None) -> list[Response]:

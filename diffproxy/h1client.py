@@ -343,14 +343,6 @@ class H1Client:
             self._ssl = self.settings.ssl_context or ssl.create_default_context()
         return self._ssl
 
-    def idle_connections(self, target: Target) -> int:
-        pool = self._pools.get((target.scheme, target.host, target.port))
-        return 0 if pool is None else sum(1 for c in pool.idle if not c.closed)
-
-    def open_connections(self, target: Target) -> int:
-        pool = self._pools.get((target.scheme, target.host, target.port))
-        return 0 if pool is None else pool.open
-
     async def close(self) -> None:
         self._closed = True
         for pool in self._pools.values():

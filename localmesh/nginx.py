@@ -96,6 +96,3 @@ http {{
         # -e: nginx would otherwise try its compiled-in error log before reading the config.
         return [self.binary, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log),
                 "-g", "daemon off;"]
-
-    def test_argv(self) -> list[str]:
-        return [*self.argv()[:-2], "-t", "-q"]

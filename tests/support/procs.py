@@ -59,7 +59,6 @@ class Proc:
     popen: subprocess.Popen
     log_path: Path
     port: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def address(self) -> str:
