@@ -10,7 +10,7 @@ import pytest
 
 from localmesh import accesslog, kind, nginx, ports
 from localmesh.errors import MeshError
-from localmesh.processes import PROBE_USER_AGENT
+from toolbox.ready import PROBE_USER_AGENT
 from localmesh.sidecar import render_sidecar_conf, shadow_host
 from topology import DEFAULT
 
