@@ -23,6 +23,7 @@ demo: venv sysdeps
 	$(PY) -m localmesh demo --backend $(BACKEND)
 
 test: venv sysdeps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv sysdeps

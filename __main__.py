@@ -7,9 +7,22 @@ topology/kube.py, the same dicts `manifests/` is rendered from.
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import (DiffProxy, DiffProxyArgs, HttpbinBackends, HttpbinBackendsArgs,
-                        IstioInstall, IstioInstallArgs, MirrorRule, MirrorRuleArgs, Namespaces,
-                        NamespacesArgs, Relay, RelayArgs, SleepClient, SleepClientArgs)
+from components import (
+    DiffProxy,
+    DiffProxyArgs,
+    HttpbinBackends,
+    HttpbinBackendsArgs,
+    IstioInstall,
+    IstioInstallArgs,
+    MirrorRule,
+    MirrorRuleArgs,
+    Namespaces,
+    NamespacesArgs,
+    Relay,
+    RelayArgs,
+    SleepClient,
+    SleepClientArgs,
+)
 from components.settings import load
 from topology.kube import console_command
 

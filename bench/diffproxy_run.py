@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from bench.procs import BenchError, running, wait_for_port
 from bench.settings import REPO
@@ -35,7 +34,7 @@ class Counts:
     failed: float
     depth: float
 
-    def minus(self, before: "Counts") -> "Counts":
+    def minus(self, before: Counts) -> Counts:
         return Counts(self.requests - before.requests, self.queued - before.queued,
                       self.completed - before.completed, self.dropped - before.dropped,
                       self.failed - before.failed, self.depth)

@@ -7,17 +7,16 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 from bench import diffproxy_run, machine, nginx, profile, wrk
 from bench.bodies import candidate_body, primary_body
 from bench.diffproxy_run import Counts, ProxyUnderTest
 from bench.procs import BenchError, running, usage, wait_for_port
-from bench.results import (MB, TITLES, Comparisons, MemoryResult, ProfileResult, RunResult,
-                           ScenarioResult)
+from bench.results import MB, TITLES, Comparisons, MemoryResult, ProfileResult, RunResult, ScenarioResult
 from bench.settings import REPO, BenchSettings
 from toolbox.ports import free_port
 

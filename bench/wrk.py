@@ -6,9 +6,9 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 WRK = "/usr/bin/wrk"
 MARK = "BENCH_JSON "

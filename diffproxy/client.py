@@ -50,7 +50,7 @@ class ApiClient:
         req = urllib.request.Request(url, method=method, headers={
             "Accept": "application/json", "User-Agent": self.user_agent})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             detail = ""
@@ -67,7 +67,7 @@ class ApiClient:
                                f"{self.timeout:g}s") from None
             text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
             raise ApiError(f"cannot reach the diff proxy at {self.base}: {text}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise ApiError(f"the diff proxy at {self.base} did not answer within "
                            f"{self.timeout:g}s") from None
         except OSError as exc:

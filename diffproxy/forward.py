@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .h1client import ClientSettings, H1Client
 from .headers import NOT_FORWARDED, strip_hop_by_hop, strip_shadow
@@ -164,7 +164,7 @@ async def probe(target: Target, timeout: float) -> str | None:
         except OSError:
             pass
         return None
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         kind = "timeout" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else "refused"
         detail = " ".join(str(exc).split()) or type(exc).__name__
         return f"{kind}: {detail}"

@@ -16,7 +16,6 @@ import asyncio
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
 
 import httptools
 

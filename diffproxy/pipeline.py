@@ -151,7 +151,7 @@ class Pipeline:
                 record, job = out[i], named[i][0]
                 try:
                     out[i] = dataclasses.replace(record, document=self.document(job, record))
-                except Exception:  # noqa: BLE001 - counted without an example
+                except Exception:  # counted without an example
                     log.exception("building result %s failed; it is not kept as an example",
                                   record.id)
         return out
@@ -208,7 +208,7 @@ class Pipeline:
         """Finish what is queued (bounded wait), then stop the worker."""
         try:
             await asyncio.wait_for(self.queue.join(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("stopping with %d comparisons not done", self.queue.qsize())
         if self._worker is not None:
             self._worker.cancel()

@@ -10,12 +10,12 @@ endpoint with signal), and exits 1 with `--fail-on-signal` when any endpoint has
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .client import ApiClient, ApiError
@@ -147,7 +147,8 @@ def _target_line(info: dict[str, Any]) -> str:
             continue
         state = "healthy" if t.get("healthy") else "unhealthy"
         error = t.get("last_error")
-        parts.append(f"{role} {t.get('address', '?')} ({state}{': ' + str(error) if error and not t.get('healthy') else ''})")
+        why = f": {error}" if error and not t.get("healthy") else ""
+        parts.append(f"{role} {t.get('address', '?')} ({state}{why})")
     return "targets: " + ", ".join(parts) if parts else ""
 
 

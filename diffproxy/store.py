@@ -24,7 +24,7 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ class Store:
     @classmethod
     async def open(cls, path: str, *, samples_first: int = 5, samples_latest: int = 5,
                    max_fields: int = 200, flush_interval: float = 0.2,
-                   on_flush=None, on_error=None) -> "Store":
+                   on_flush=None, on_error=None) -> Store:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-store")
         loop = asyncio.get_running_loop()
 
@@ -348,12 +348,12 @@ class Store:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - keep flushing; the error is logged and counted
+            except Exception:  # keep flushing; the error is logged and counted
                 log.exception("writing results failed")
 
     async def flush(self) -> None:
@@ -464,7 +464,7 @@ class Store:
                 conn.execute("BEGIN")
                 try:
                     for table in ("endpoints", "fields", "results", "samples"):
-                        conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                        conn.execute(f"DELETE FROM {table}")  # fixed names, no input
                     conn.execute("INSERT OR REPLACE INTO meta VALUES('last_reset', ?)", (str(now),))
                     conn.execute("COMMIT")
                 except BaseException:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from topology import DEFAULT, TopologyError
 
 from localmesh import traffic
 from localmesh.errors import MeshError
 from localmesh.sidecar import DEFAULT_HOST_FORM, HOST_FORMS
+from topology import DEFAULT, TopologyError
 
 BACKENDS = ("local", "kind")
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from diffproxy import report
 from diffproxy.client import ApiClient, ApiError
-
 from localmesh import traffic
 from localmesh.stack import LocalMesh, MeshSettings
 

@@ -15,17 +15,15 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-from topology import DEFAULT, Topology
-from topology import kube
 
 from localmesh import accesslog, processes, traffic
 from localmesh.errors import MeshError
 from localmesh.ports import pick
 from localmesh.stack import PROJECT_ROOT, Received, default_run_dir
+from topology import DEFAULT, Topology, kube
 
 PULUMI_STACK = "kind"
 # Istio before 1.28 sends mirrored copies with `-shadow` appended to the host.

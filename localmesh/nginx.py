@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from localmesh.errors import MeshError
 

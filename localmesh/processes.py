@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from localmesh.errors import MeshError
 from toolbox import procs, ready

@@ -9,9 +9,8 @@ from 1.28 the Host is left as the caller sent it.
 
 from __future__ import annotations
 
-from topology import Topology
-
 from localmesh.errors import MeshError
+from topology import Topology
 
 HOST_FORMS = ("shadow", "plain")
 DEFAULT_HOST_FORM = "plain"

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
-
-from topology import DEFAULT, Ports, Topology, render_relay_conf
 
 from localmesh import accesslog, nginx, ports, processes, traffic
 from localmesh.errors import MeshError
 from localmesh.sidecar import DEFAULT_HOST_FORM, HOST_FORMS, render_sidecar_conf
+from topology import DEFAULT, Ports, Topology, render_relay_conf
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ports.LOOPBACK
@@ -42,7 +41,7 @@ class LocalPorts:
     admin: int | None = None
     console: int | None = None
 
-    def resolve(self) -> "LocalPorts":
+    def resolve(self) -> LocalPorts:
         return LocalPorts(**ports.pick({f.name: getattr(self, f.name) for f in fields(self)}))
 
 
@@ -111,7 +110,7 @@ class LocalMesh:
 
     # Lifecycle -----------------------------------------------------------------------------
 
-    def __enter__(self) -> "LocalMesh":
+    def __enter__(self) -> LocalMesh:
         self.start()
         return self
 

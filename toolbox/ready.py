@@ -42,7 +42,7 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
     """Status of a GET (error statuses included), or None when nothing answers."""
     request = urllib.request.Request(url, headers={"User-Agent": PROBE_USER_AGENT})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code

@@ -88,7 +88,7 @@ class Topology:
             if value < 0:
                 raise TopologyError(f"{key} must not be negative, got {value}")
 
-    def with_(self, **changes) -> "Topology":
+    def with_(self, **changes) -> Topology:
         return replace(self, **changes)
 
     # Labels -----------------------------------------------------------------

@@ -78,7 +78,7 @@ class WorkerPool:
         channel.write(writer, self.settings)
         try:
             reply = await asyncio.wait_for(channel.read(reader), START_TIMEOUT)
-        except (asyncio.TimeoutError, channel.ChannelClosed) as exc:
+        except (TimeoutError, channel.ChannelClosed) as exc:
             await self._kill(child)
             raise WorkerError(f"a worker process did not start ({type(exc).__name__}: {exc}); "
                               "see its log above") from None
@@ -95,7 +95,7 @@ class WorkerPool:
                 break
             try:
                 self._apply(child, message)
-            except Exception:  # noqa: BLE001 - one bad message must not stop the others
+            except Exception:  # one bad message must not stop the others
                 log.exception("applying a message from worker %d failed", child.proc.pid)
         child.depth = 0
         code = await asyncio.get_running_loop().run_in_executor(None, child.proc.wait)
@@ -120,7 +120,7 @@ class WorkerPool:
             try:
                 self.store.add(Record(id=rid, endpoint=endpoint, raw=dict.fromkeys(raw, {}),
                                       noise=dict.fromkeys(noise, {}), document=doc))
-            except Exception:  # noqa: BLE001 - counted, like a failed comparison
+            except Exception:  # counted, like a failed comparison
                 self.metrics.failed.inc()
                 log.exception("recording result %s from worker %d failed", rid, child.proc.pid)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench import profile, publish
-from toolbox import prom
 from bench.scenarios import _late_slope
 from bench.settings import REPO, SCENARIOS, parse_args
+from toolbox import prom
 
 pytestmark = pytest.mark.timeout(120)
 

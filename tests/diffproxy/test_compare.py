@@ -6,7 +6,7 @@ import zlib
 import pytest
 from httpbin import app as httpbin_app
 
-from diffproxy.compare import MAX_VALUE_CHARS, CompareSettings, Comparator, Comparison, truncate_value
+from diffproxy.compare import MAX_VALUE_CHARS, Comparator, CompareSettings, Comparison, truncate_value
 from diffproxy.headers import DEFAULT_IGNORED_HEADERS
 from diffproxy.lift import lift, parse_body
 from diffproxy.model import DIFF_TYPES, Difference, Response

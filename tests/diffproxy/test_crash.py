@@ -4,9 +4,9 @@ nothing, and a damaged store is refused without being touched."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
-import json
 import sqlite3
 import threading
 import time
@@ -18,11 +18,11 @@ import pytest
 
 from diffproxy.model import Record
 from diffproxy.store import Store
-from tests.support import diffapi, procs
+from tests.support import procs
 from tests.support.diffapi import get_json
 
 from .conftest import start_fault_proxy
-from .faultserver import ROLES, SLOW_OK
+from .faultserver import SLOW_OK
 
 FLUSH_INTERVAL = 0.2
 MARGIN = 1.0  # queueing and scheduling on a busy CI machine, on top of the flush interval

@@ -7,9 +7,9 @@ import contextlib
 
 import httpx
 
-from diffproxy.service import ProxyService
 from diffproxy.endpoints import OVERFLOW_ENDPOINT
 from diffproxy.model import Job, Response
+from diffproxy.service import ProxyService
 from diffproxy.settings import load
 from tests.support.procs import free_port
 

@@ -27,8 +27,8 @@ def test_headers_are_masked_case_insensitively():
 
 def test_lifted_httpbin_headers_echo():
     # without a cookie jar so the Cookie header reaches httpbin as sent
-    resp = Client(httpbin_app, use_cookies=False).get("/headers", headers={"Authorization": "Bearer s3cret", "Cookie": "sid=abc",
-                                            "X-Keep": "visible"})
+    resp = Client(httpbin_app, use_cookies=False).get(
+        "/headers", headers={"Authorization": "Bearer s3cret", "Cookie": "sid=abc", "X-Keep": "visible"})
     response = Response(resp.status_code, tuple(resp.headers.items()) + (("Set-Cookie", "sid=abc"),),
                         resp.data)
     lifted = lift(response, CompareSettings().max_body_bytes)

@@ -10,8 +10,8 @@ import pytest
 
 from localmesh import accesslog, kind, nginx, ports
 from localmesh.errors import MeshError
-from toolbox.ready import PROBE_USER_AGENT
 from localmesh.sidecar import render_sidecar_conf, shadow_host
+from toolbox.ready import PROBE_USER_AGENT
 from topology import DEFAULT
 
 

@@ -27,7 +27,7 @@ def parse_metrics(text: str) -> Samples:
 def fetch(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     """(status, headers with lower-case names, body) of a GET; HTTP errors are answers too."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
