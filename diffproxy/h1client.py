@@ -6,8 +6,8 @@ Why not aiohttp's client: on the proxy's request path it was three quarters of t
 writes per request). This client does one `transport.write` per request and keeps only what
 a proxy needs: the status, the headers exactly as sent (case and order), the raw body.
 
-Every failure is a `ClientError` whose `kind` is one of `compare.ERROR_KINDS`; the caller
-bounds the time (cancelling a request closes its connection, never pools it).
+The real `transport.Transport`. Every failure is a `ClientError` whose `kind` is one of
+`model.ERROR_KINDS`; the caller bounds the time (cancelling a request closes its connection, never pools it).
 """
 
 from __future__ import annotations

@@ -200,12 +200,6 @@ def inspect(headers: tuple[tuple[str, str], ...], body: bytes,
     return None, decoded
 
 
-def content_fault(headers: tuple[tuple[str, str], ...], body: bytes,
-                  limit: int) -> tuple[str, str] | None:
-    """Only the fault of `inspect`."""
-    return inspect(headers, body, limit)[0]
-
-
 def body_of(r: Response, limit: int) -> Any:
     """The parsed body of one response (None for a failed one)."""
     if r.error is not None:
