@@ -33,6 +33,8 @@ log = logging.getLogger("diffproxy.pipeline")
 
 MAX_STORED_REQUEST_BODY = 64 * 1024
 BATCH_SIZE = 256  # comparisons per executor call
+DOCUMENT_WINDOW = 0.1  # seconds of differing records the sampling policy chooses among
+MAX_HELD = 4096  # ... or this many, whichever comes first: bounds memory under load
 
 
 class RecordSink(Protocol):
@@ -91,12 +93,28 @@ class Pipeline:
     async def _run(self) -> None:
         # Jobs are taken in batches: one executor round trip per job costs a full event-loop
         # iteration, which under load (milliseconds each) capped comparisons at ~150/s.
+        # Records with differences are held for one window (`DOCUMENT_WINDOW`) before the
+        # sampling policy picks whose documents to build: over a window of batches only the
+        # newest few per field are wanted, where a batch of a few jobs would want them all.
         loop = asyncio.get_running_loop()
         queue = self.queue
+        held: list[tuple[Job, Record]] = []  # their task_done() waits until they are stored
+        window_end = 0.0
         while True:
-            jobs = [await queue.get()]
+            try:
+                if held:
+                    async with asyncio.timeout_at(window_end):
+                        first = await queue.get()
+                else:
+                    first = await queue.get()
+            except TimeoutError:
+                await self._release(held)
+                held = []
+                continue
+            jobs = [first]
             while len(jobs) < BATCH_SIZE and not queue.empty():
                 jobs.append(queue.get_nowait())
+            done_now = len(jobs)
             try:
                 named: list[tuple[Job, str | None]] = []
                 name = self.namer.name if self.endpoint_cap else self.namer.candidate
@@ -112,20 +130,42 @@ class Pipeline:
                         continue
                     if isinstance(outcome, BaseException):
                         self._failed(job, outcome)
-                        continue
-                    try:
-                        self.store.add(outcome)
-                    except Exception as exc:  # noqa: BLE001
-                        self._failed(job, exc)
-                        continue
-                    self.metrics.completed.inc()
-                    if outcome.raw:
-                        self.metrics.differences.inc()
-                    if outcome.noise:
-                        self.metrics.noise.inc()
+                    elif outcome.raw or outcome.noise:
+                        if not held:
+                            window_end = loop.time() + DOCUMENT_WINDOW
+                        held.append((job, outcome))
+                        done_now -= 1
+                    else:
+                        self._store(job, outcome)
             finally:
-                for _ in jobs:
+                for _ in range(done_now):
                     queue.task_done()
+            if len(held) >= MAX_HELD:
+                await self._release(held)
+                held = []
+
+    async def _release(self, held: list[tuple[Job, Record]]) -> None:
+        """Build the documents the sampling policy wants of the held records, store them all."""
+        try:
+            records = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._with_documents, held)
+            for (job, _), record in zip(held, records):
+                self._store(job, record)
+        finally:
+            for _ in range(len(held)):
+                self.queue.task_done()
+
+    def _store(self, job: Job, record: Record) -> None:
+        try:
+            self.store.add(record)
+        except Exception as exc:  # noqa: BLE001 - counted, the pipeline goes on
+            self._failed(job, exc)
+            return
+        self.metrics.completed.inc()
+        if record.raw:
+            self.metrics.differences.inc()
+        if record.noise:
+            self.metrics.noise.inc()
 
     def _failed(self, job: Job, exc: BaseException | None = None) -> None:
         self.metrics.failed.inc()
@@ -133,8 +173,7 @@ class Pipeline:
                   exc_info=exc if exc is not None else True)
 
     def _analyse_batch(self, named: list[tuple[Job, str | None]]) -> list[Record | BaseException | None]:
-        """Compare and redact a batch, then build the documents of the records the sampling
-        policy may keep. Runs in the comparison thread."""
+        """Compare and redact a batch. Runs in the comparison thread."""
         out: list[Record | BaseException | None] = []
         for job, endpoint in named:
             if endpoint is None:
@@ -144,11 +183,16 @@ class Pipeline:
                 out.append(self.analyse(job, endpoint))
             except Exception as exc:  # noqa: BLE001 - reported per job by the caller
                 out.append(exc)
-        keys = [((r.endpoint, path) for path in (*r.raw, *r.noise)) if isinstance(r, Record) else ()
-                for r in out]
+        return out
+
+    def _with_documents(self, held: list[tuple[Job, Record]]) -> list[Record]:
+        """The held records, with documents for those the sampling policy may keep. Runs in
+        the comparison thread."""
+        keys = [[(r.endpoint, path) for path in (*r.raw, *r.noise)] for _, r in held]
+        out = [record for _, record in held]
         for i, keep in enumerate(self.sampler.select(keys)):
             if keep:
-                record, job = out[i], named[i][0]
+                job, record = held[i]
                 try:
                     out[i] = dataclasses.replace(record, document=self.document(job, record))
                 except Exception:  # counted without an example
