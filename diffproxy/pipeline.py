@@ -140,7 +140,8 @@ class Pipeline:
             finally:
                 for _ in range(done_now):
                     queue.task_done()
-            if len(held) >= MAX_HELD:
+            # Under load the queue is never empty, so the timeout above never fires.
+            if held and (loop.time() >= window_end or len(held) >= MAX_HELD):
                 await self._release(held)
                 held = []
 
