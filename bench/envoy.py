@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from bench.procs import BenchError, free_port, running, wait_for_port
 from localmesh.sidecar import find_envoy
