@@ -18,15 +18,14 @@ import json
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
-
-from topology import DEFAULT, Istio, Ports, Topology, render_relay_conf
-from topology.monitoring import Scope
 
 from localmesh import accesslog, nginx, ports, processes, prometheus, sidecar, traffic
 from localmesh.errors import MeshError
+from topology import DEFAULT, Istio, Ports, Topology, render_relay_conf
+from topology.monitoring import Scope
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ports.LOOPBACK
@@ -47,7 +46,7 @@ class LocalPorts:
     console: int | None = None
     prometheus: int | None = None
 
-    def resolve(self) -> "LocalPorts":
+    def resolve(self) -> LocalPorts:
         return LocalPorts(**ports.pick({f.name: getattr(self, f.name) for f in fields(self)}))
 
 
@@ -149,7 +148,7 @@ class LocalMesh:
 
     # Lifecycle -----------------------------------------------------------------------------
 
-    def __enter__(self) -> "LocalMesh":
+    def __enter__(self) -> LocalMesh:
         self.start()
         return self
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 
 from topology.istio import Istio
 
-
 STORE_PATH = "/var/lib/diffproxy/results.sqlite"
 
 
@@ -123,7 +122,7 @@ class Topology:
             if value < 0:
                 raise TopologyError(f"{key} must not be negative, got {value}")
 
-    def with_(self, **changes) -> "Topology":
+    def with_(self, **changes) -> Topology:
         return replace(self, **changes)
 
     # Labels -----------------------------------------------------------------
