@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import __version__
 from .endpoints import OVERFLOW_ENDPOINT
+from .latency import Thresholds as LatencyThresholds
 from .model import TargetHealth
 from .noise import classify
 from .settings import Settings
@@ -110,6 +111,9 @@ class Api:
             if len(seg) >= 3 and seg[-1] == "stats":
                 self._allow(request, "GET")
                 return self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise"))
+            if len(seg) >= 3 and seg[-1] == "latency":  # issue 14
+                self._allow(request, "GET")
+                return self.latency("/".join(seg[1:-1]))
             if len(seg) >= 5 and "results" in seg[-2:]:
                 index: str | None = None
                 if seg[-1] != "results":
@@ -145,8 +149,22 @@ class Api:
     # resources ----------------------------------------------------------------------------
 
     def endpoints(self) -> dict:
-        return {name: {"total": c.total, "differences": c.differences}
+        book, t = self.store.latency, self._latency_thresholds()
+        return {name: {"total": c.total, "differences": c.differences,
+                       "latency_verdict": book.verdict_of(name, t)}
                 for name, c in sorted(self.store.endpoints.items())}
+
+    def _latency_thresholds(self) -> LatencyThresholds:
+        s = self.settings.latency
+        return LatencyThresholds(relative=s.relative, absolute_ms=s.absolute_ms,
+                                 min_samples=s.min_samples)
+
+    def latency(self, endpoint: str) -> dict:
+        """Each target's count and p50/p90/p99 (ms) for the endpoint, and its verdict."""
+        self._counts(endpoint)
+        report = self.store.latency.report(endpoint, self._latency_thresholds())
+        report["thresholds"] = dataclasses.asdict(self._latency_thresholds())
+        return report
 
     def _counts(self, endpoint: str):
         counts = self.store.endpoints.get(endpoint)

@@ -99,6 +99,9 @@ class Record:
     raw: dict[str, dict]
     noise: dict[str, dict]
     document: str | None = None
+    # Each target's time to its full response (primary, secondary, candidate); None when it
+    # gave no HTTP response. The store's latency sketches (latency.py) take them.
+    latency_ms: tuple[float | None, float | None, float | None] = (None, None, None)
 
 
 @dataclass

@@ -204,12 +204,13 @@ class Pipeline:
     def analyse(self, job: Job, endpoint: str) -> Record:
         """Compare, then redact everything that will be stored."""
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
+        latency = (_elapsed(job.primary), _elapsed(job.secondary), _elapsed(job.candidate))
         if result.identical or not (result.raw or result.noise):
-            return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
+            return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, latency_ms=latency)
         r = self.redactor
         raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
         noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
-        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise)
+        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise, latency_ms=latency)
 
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds
@@ -262,6 +263,11 @@ class Pipeline:
             except asyncio.CancelledError:
                 pass
         self._executor.shutdown(wait=True)
+
+
+def _elapsed(response) -> float | None:
+    """Time to the full response; None when the target gave none (its error is counted)."""
+    return None if response.status is None or response.error else response.elapsed_ms
 
 
 def _difference(d: Difference) -> dict:

@@ -113,13 +113,14 @@ class WorkerPool:
                 health.record(healthy, error)
                 self.metrics.target_up.set(1 if healthy else 0, target=name)
         namer = self.pipeline.namer
-        for rid, candidate, raw, noise, doc in message["results"]:
+        for rid, candidate, raw, noise, doc, latency in message["results"]:
             # The document has no endpoint: the store adds the admitted one, which may be
             # the overflow endpoint.
             endpoint = namer.admit(candidate)
             try:
                 self.store.add(Record(id=rid, endpoint=endpoint, raw=dict.fromkeys(raw, {}),
-                                      noise=dict.fromkeys(noise, {}), document=doc))
+                                      noise=dict.fromkeys(noise, {}), document=doc,
+                                      latency_ms=tuple(latency)))
             except Exception:  # counted, like a failed comparison
                 self.metrics.failed.inc()
                 log.exception("recording result %s from worker %d failed", rid, child.proc.pid)

@@ -106,8 +106,8 @@ async def test_endpoint_cap_and_clear(tmp_path):
                 await client.get(base + path)
             await proxy.pipeline.queue.join()
             assert (await client.get(api + "/endpoints")).json() == {
-                "GET /a": {"total": 1, "differences": 0},
-                OVERFLOW_ENDPOINT: {"total": 2, "differences": 0}}
+                "GET /a": {"total": 1, "differences": 0, "latency_verdict": "insufficient"},
+                OVERFLOW_ENDPOINT: {"total": 2, "differences": 0, "latency_verdict": "insufficient"}}
             denied = await client.post(api + "/clear")
             assert denied.status_code == 401 and "admin token" in denied.json()["error"]
             cleared = await client.post(api + "/clear", headers={"Authorization": "Bearer t0k"})

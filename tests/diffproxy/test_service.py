@@ -34,9 +34,9 @@ def test_counts_noise_and_signal(proxy, client):
     diffapi.wait_idle(proxy.admin_url)
 
     endpoints = get_json(proxy.api_url, "endpoints")
-    assert endpoints[JSON_EP] == {"total": 4, "differences": 4}
+    assert endpoints[JSON_EP] == {"total": 4, "differences": 4, "latency_verdict": "insufficient"}
     assert endpoints["GET /uuid"]["total"] == 4
-    assert endpoints["GET /headers"] == {"total": 2, "differences": 0}
+    assert endpoints["GET /headers"] == {"total": 2, "differences": 0, "latency_verdict": "insufficient"}
 
     author = stats(proxy.api_url, JSON_EP)["fields"][AUTHOR]
     assert (author["differences"], author["noise"], author["signal"]) == (4, 0, True)
@@ -184,9 +184,9 @@ def test_metrics_and_health(proxy, client):
     assert headers["content-type"].startswith("text/plain")
     lines = body.decode().splitlines()
     buckets = [float(line.rsplit(" ", 1)[1]) for line in lines
-               if line.startswith('diffproxy_target_latency_seconds_bucket{target="primary"')]
+               if line.startswith('diffproxy_target_latency_seconds_bucket{target="primary",endpoint="GET /json"')]
     assert buckets == sorted(buckets) and buckets[-1] >= 1
-    count = [line for line in lines if line.startswith('diffproxy_target_latency_seconds_count{target="primary"')]
+    count = [line for line in lines if line.startswith('diffproxy_target_latency_seconds_count{target="primary",endpoint="GET /json"')]
     assert float(count[0].rsplit(" ", 1)[1]) == buckets[-1]
     assert diffapi.fetch(proxy.admin_url + "/healthz")[0] == 200
     assert json.loads(diffapi.fetch(proxy.admin_url + "/readyz")[2]) == {"status": "ready"}
@@ -322,7 +322,7 @@ def test_results_survive_stop_and_kill(backends, tmp_path, client):
     proxy = start_proxy(backends, store, log_dir=tmp_path)
     try:
         after = get_json(proxy.api_url, "endpoints")
-        assert after[JSON_EP] == {"total": 4, "differences": 4}
+        assert after[JSON_EP] == {"total": 4, "differences": 4, "latency_verdict": "insufficient"}
         assert after["GET /uuid"] == before["GET /uuid"]
     finally:
         proxy.stop()
