@@ -101,8 +101,8 @@ The mirroring demo is running on loopback (mirror {mesh.mirror_percentage:g}%, {
 Send more traffic (what the sleep pod does):
   {py} -m localmesh traffic --url {e.entry_url} -n 20
   curl -H 'Host: {mesh.entry_host}' {e.entry_url}/headers
-See the report (CI gate; exit 1 on signal):
-  {py} -m diffproxy report --url {e.console_url} --fail-on-signal
+See the report (CI gate; exit 1 on signal, or on an endpoint the candidate made slower):
+  {py} -m diffproxy report --url {e.console_url} --fail-on-signal --fail-on-latency
 Logs of every process: {run}/
 
 Press Ctrl-C to stop everything.
@@ -131,6 +131,7 @@ def run_local(settings: MeshSettings, out: TextIO = sys.stdout, state_file: Path
             print(envoy_counters(mesh), file=out)
             try:
                 out.write("\n" + report.render(report.fetch(mesh.api_url, 10.0)))
+                out.write(report.render_latency(report.latency_verdicts(mesh.api_url, 10.0)))
             except report.ReportError as exc:
                 print(f"(report not available yet: {exc})", file=out)
             if state_file is not None:
