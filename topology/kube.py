@@ -290,7 +290,7 @@ def release_diffproxy_args(name: str, a: MirroredReleaseArgs) -> list[str]:
         candidate=f"{n.candidate_service}:{a.candidate.port}",
         service_label=d.service_label or a.service.name, proxy_port=d.proxy_port,
         admin_port=d.admin_port, console_port=d.console_port, thresholds=d.thresholds,
-        store_path=STORE_PATH, ignore_fields=d.ignore_fields)
+        store_path=STORE_PATH, ignore_fields=d.ignore_fields, latency=d.latency)
     for flag, values in (("ignore.headers", d.ignore_headers),
                          ("redact.headers", d.redact_headers),
                          ("redact.fields", d.redact_fields)):
@@ -474,7 +474,7 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
                         port=port, target_port="http", labels=t.backend_labels("v1")),
         diffproxy=DiffProxy(
             image=t.images.diffproxy, pull_policy=t.images.pull_policy,
-            service_label=t.service_label, thresholds=t.thresholds,
+            service_label=t.service_label, thresholds=t.thresholds, latency=t.latency,
             ignore_fields=t.ignore_fields, proxy_port=t.ports.proxy, admin_port=t.ports.admin,
             console_port=t.ports.console, storage=s.storage, storage_size=s.storage_size,
             storage_class=s.storage_class),

@@ -165,7 +165,7 @@ class Topology:
             service_label=self.service_label, proxy_port=p.proxy, admin_port=p.admin,
             console_port=p.console, thresholds=self.thresholds, store_path=store_path,
             ignore_fields=self.ignore_fields, listen_host=listen_host,
-            allow_http_side_effects=self.allow_http_side_effects)
+            allow_http_side_effects=self.allow_http_side_effects, latency=self.latency)
 
     def cluster_diffproxy_args(self) -> list[str]:
         target = lambda svc: f"{svc}:{self.ports.backend}"  # noqa: E731 - Diffy's host:port form
@@ -182,7 +182,8 @@ DEFAULT = Topology()
 def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_label: str,
                    proxy_port: int, admin_port: int, console_port: int, thresholds: Thresholds,
                    store_path: str = STORE_PATH, ignore_fields: tuple[str, ...] = (),
-                   listen_host: str = "", allow_http_side_effects: bool = False) -> list[str]:
+                   listen_host: str = "", allow_http_side_effects: bool = False,
+                   latency: LatencyThresholds | None = None) -> list[str]:
     """Diffy's flags exactly as the original demo passes them, then ours: every diff proxy
     the project starts (cluster demo, any MirroredRelease, local stack) is configured here."""
     args = [
@@ -203,4 +204,4 @@ def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_labe
         args.append("-allowHttpSideEffects=true")
     if ignore_fields:
         args.append(f"-ignore.fields={','.join(ignore_fields)}")
-    return args
+    return args + (latency or LatencyThresholds()).flags()

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from topology.model import Thresholds, TopologyError
+from topology.model import LatencyThresholds, Thresholds, TopologyError
 
 # Service names must be RFC 1035 labels (a letter first); the release's name prefixes them.
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -32,7 +32,8 @@ _LONGEST_SUFFIX = len("-diffproxy-results")
 MANAGED_FLAGS = ("candidate", "master.primary", "master.secondary", "service.protocol",
                  "serviceName", "proxy.port", "admin.port", "http.port", "rootUrl",
                  "threshold.relative", "threshold.absolute", "store.path", "ignore.fields",
-                 "ignore.headers", "redact.headers", "redact.fields")
+                 "ignore.headers", "redact.headers", "redact.fields", "latency.relative",
+                 "latency.absolute", "latency.minSamples")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class DiffProxy:
     pull_policy: str = "IfNotPresent"
     service_label: str | None = None  # -serviceName; None: the user's Service name
     thresholds: Thresholds = field(default_factory=Thresholds)
+    latency: LatencyThresholds = field(default_factory=LatencyThresholds)  # candidate slower?
     ignore_fields: tuple[str, ...] = ()
     ignore_headers: tuple[str, ...] = ()
     redact_headers: tuple[str, ...] = ()
@@ -313,6 +315,7 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
         if not math.isfinite(value) or value < 0:
             raise TopologyError(f"diffproxy.thresholds.{key} must be a finite number >= 0, "
                                 f"got {value!r}")
+    d.latency.check("diffproxy.latency")
     for key in ("ignore_fields", "ignore_headers", "redact_headers", "redact_fields"):
         values = getattr(d, key)
         if isinstance(values, str) or any(not v or "," in v for v in values):
