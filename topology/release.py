@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from topology.model import LatencyThresholds, Thresholds, TopologyError
+from topology.monitoring import Monitoring
 
 # Service names must be RFC 1035 labels (a letter first); the release's name prefixes them.
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -178,6 +179,8 @@ class MirroredReleaseArgs:
     # second one (docs/cluster.md "Try your own release" explains the trade-off).
     adopt_virtual_service: str | None = None
     names: ReleaseNames = field(default_factory=ReleaseNames)
+    # Prometheus and Grafana (issue 14): off, scrape annotations, or Prometheus Operator objects.
+    monitoring: Monitoring = field(default_factory=Monitoring)
 
     # Derived ----------------------------------------------------------------------------
 
@@ -353,6 +356,9 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
                 f"(which carry {a.relay_labels}); e.g. {{'version': 'v1'}}")
     if a.adopt_virtual_service is not None:
         _label("adopt_virtual_service", a.adopt_virtual_service, _DNS_1123)
+    a.monitoring.check("monitoring")
+    if a.monitoring.dashboard_namespace is not None:
+        _label("monitoring.dashboard_namespace", a.monitoring.dashboard_namespace, _DNS_1123)
 
 
 def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
