@@ -114,6 +114,9 @@ class ProxyService:
                  "candidate %s; store %s", __version__, listeners.proxy, listeners.http,
                  listeners.admin, s.targets.primary, s.targets.secondary, s.targets.candidate,
                  s.store.path)
+        if s.ignored_flags:
+            log.warning("ignored Diffy flags (no meaning in diffproxy; see docs/diffproxy.md): %s",
+                        ", ".join(f"-{k}" for k in s.ignored_flags))
 
     def _cleared(self) -> None:
         self.pipeline.reset()
