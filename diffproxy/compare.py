@@ -64,9 +64,16 @@ class CompareSettings:
 
 @dataclass(frozen=True)
 class Comparison:
-    raw: dict[str, Difference]  # primary vs candidate
+    raw: dict[str, Difference]  # primary vs candidate (secondary vs candidate: see below)
     noise: dict[str, Difference]  # primary vs secondary
     identical: bool  # fast path: bytes identical, deepdiff skipped
+    failed: tuple[str, ...] = ()  # targets that failed on their own (see `failed`)
+    baseline_failed: bool = False  # primary or secondary failed, the candidate did not
+
+
+def failed(r: Response) -> bool:
+    """A target's own failure: no HTTP answer at all, or a 5xx."""
+    return r.error is not None or (r.status is not None and r.status >= 500)
 
 
 # Bounding values ---------------------------------------------------------------------
@@ -332,6 +339,22 @@ class Comparator:
             if ph == self._compared_headers(secondary) == self._compared_headers(candidate):
                 return Comparison(raw={}, noise={}, identical=True)
         bodies: dict[int, Any] = {}
-        noise = self._diff(primary, secondary, bodies)
-        raw = self._diff(primary, candidate, bodies)
-        return Comparison(raw=raw, noise=noise, identical=False)
+        fp, fs, fc = failed(primary), failed(secondary), failed(candidate)
+        if not (fp or fs) or fc:
+            # The baseline answered (or everyone failed alike): Diffy's comparison. A
+            # failing candidate is the candidate's own signal.
+            noise = self._diff(primary, secondary, bodies)
+            raw = self._diff(primary, candidate, bodies)
+            who = () if fp and fs and fc else tuple(
+                n for n, f in (("primary", fp), ("secondary", fs), ("candidate", fc)) if f)
+            return Comparison(raw=raw, noise=noise, identical=False, failed=who)
+        # The baseline failed on its own and the candidate answered: the candidate is judged
+        # against the healthy master if there is one; noise is unknown for this request.
+        who = tuple(n for n, f in (("primary", fp), ("secondary", fs)) if f)
+        if fp and not fs:
+            raw = self._diff(secondary, candidate, bodies)
+        elif fs and not fp:
+            raw = self._diff(primary, candidate, bodies)
+        else:
+            raw = {}
+        return Comparison(raw=raw, noise={}, identical=False, failed=who, baseline_failed=True)

@@ -205,11 +205,14 @@ class Pipeline:
         """Compare, then redact everything that will be stored."""
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
         if result.identical or not (result.raw or result.noise):
-            return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
+            return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, failed=result.failed,
+                          baseline_failed=result.baseline_failed)
         r = self.redactor
-        raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
-        noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
-        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise)
+        raw = {p: _difference(d, result.raw.get(p, d)) for p, d in r.differences(result.raw).items()}
+        noise = {p: _difference(d, result.noise.get(p, d))
+                 for p, d in r.differences(result.noise).items()}
+        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise, failed=result.failed,
+                      baseline_failed=result.baseline_failed)
 
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds
@@ -264,5 +267,12 @@ class Pipeline:
         self._executor.shutdown(wait=True)
 
 
-def _difference(d: Difference) -> dict:
-    return {"type": d.type, "left": d.left, "right": d.right}
+def _difference(d: Difference, original: Difference) -> dict:
+    """`d` redacted as stored; the subtree facts (leaf count, where it moved) come from the
+    comparison's own `original` (paths, not values: nothing to redact)."""
+    out = {"type": d.type, "left": d.left, "right": d.right}
+    if original.leaves is not None:
+        out["leaves"] = original.leaves
+    if original.to is not None:
+        out["to"] = original.to
+    return out

@@ -147,7 +147,7 @@ class ProxyService:
                     continue
                 error = await probe(target, min(2.0, self.settings.proxy.timeout))
                 health.record(error is None, error)
-                self.metrics.target_up.set(1 if error is None else 0, target=name)
+                self.metrics.target_up.set(1 if health.healthy else 0, target=name)
             await asyncio.sleep(PROBE_INTERVAL)
 
     async def stop(self) -> None:
