@@ -62,6 +62,8 @@ def result_view(doc: dict, include_request: bool) -> dict:
     """A stored result as the API shows it; Diffy's `left`/`right` alias primary/candidate."""
     out = {k: doc.get(k) for k in ("id", "trace_id", "timestamp_msec", "endpoint", "method",
                                    "uri", "differences", "noise")}
+    out["failed"] = doc.get("failed", [])
+    out["baseline_failed"] = doc.get("baseline_failed", False)
     if include_request:
         for key in ("request", "primary", "secondary", "candidate"):
             out[key] = doc.get(key)
@@ -209,6 +211,10 @@ class Api:
         if path not in self.store.fields.get(endpoint, {}):
             raise ApiError(404, f"endpoint {endpoint!r} has no field {path!r}")
         docs = await self.store.results(endpoint, path)
+        # Examples where the field differs between primary and candidate first (oldest
+        # first within each group), so results/0 - what a reader or the report shows as
+        # "the example" - explains the field; noise-only examples follow.
+        docs.sort(key=lambda d: path not in (d.get("differences") or {}))
         if index is None:
             return {"endpoint": endpoint, "path": path,
                     "requests": [result_view(d, include_request) for d in docs]}

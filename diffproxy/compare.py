@@ -499,12 +499,14 @@ class Comparator:
                 n for n, f in (("primary", fp), ("secondary", fs), ("candidate", fc)) if f)
             return Comparison(raw=raw, noise=noise, identical=False, failed=who)
         # The baseline failed on its own and the candidate answered: the candidate is judged
-        # against the healthy master if there is one; noise is unknown for this request.
+        # against the healthy master if there is one (none: nothing to judge). The masters'
+        # disagreement (the failure itself: `error`, `status`) is noise, as in Diffy.
         who = tuple(n for n, f in (("primary", fp), ("secondary", fs)) if f)
+        noise = self._diff(primary, secondary, bodies)
         if fp and not fs:
             raw = self._diff(secondary, candidate, bodies)
         elif fs and not fp:
             raw = self._diff(primary, candidate, bodies)
         else:
             raw = {}
-        return Comparison(raw=raw, noise={}, identical=False, failed=who, baseline_failed=True)
+        return Comparison(raw=raw, noise=noise, identical=False, failed=who, baseline_failed=True)

@@ -2,8 +2,10 @@
 
 For each case: the caller gets what -responseMode=primary promises (the primary's failure
 -> 502/504 JSON; anyone else's -> the primary's normal answer), the failure is recorded as
-an `error` difference on the right side, /metrics counts it for that target and kind only,
-and the next 100 requests are served normally.
+an `error` difference on the right side (a master's failure is noise: the candidate is
+judged against the healthy master), the endpoint attributes the failure to that target,
+/metrics counts it for that target and kind only, and the next 100 requests are served
+normally.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from .faultserver import FAULTS, ROLES
 
 FOLLOW_UPS = 100
 ERRORS = "diffproxy_target_errors_total"
-# (raw, noise) counts of the `error` field when this role fails: raw is primary vs
-# candidate, noise is primary vs secondary.
-ERROR_COUNTS = {"primary": (1, 1), "secondary": (0, 1), "candidate": (1, 0)}
+# (raw, noise) counts of the `error` field when this role fails: noise is primary vs
+# secondary; raw is primary vs candidate, or secondary vs candidate when the primary failed.
+ERROR_COUNTS = {"primary": (0, 1), "secondary": (0, 1), "candidate": (1, 0)}
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +76,16 @@ def test_fault_is_answered_recorded_counted_and_survived(role, fault, faults, fa
     fields = stats(proxy.api_url, endpoint)["fields"]
     assert (fields["error"]["differences"], fields["error"]["noise"]) == ERROR_COUNTS[role]
     example = diffapi.results(proxy.api_url, endpoint, "error")["requests"][0]
-    side = example["noise"] if role == "secondary" else example["differences"]
+    side = example["differences"] if role == "candidate" else example["noise"]
     left, right = (kind, None) if role == "primary" else (None, kind)
     assert side["error"] == {"type": "error", "left": left, "right": right}
+    assert example["failed"] == [role]
+    assert example["baseline_failed"] is (role != "candidate")
+    entry = get_json(proxy.api_url, "endpoints")[endpoint]
+    assert entry["failures"] == {r: int(r == role) for r in ROLES}
+    assert entry["baseline_failures"] == int(role != "candidate")
+    # one request: a master's failure is the whole evidence, the candidate's is signal
+    assert entry["verdict"] == ("signal" if role == "candidate" else "baseline_failure")
     assert example[role]["error"] == kind and example[role]["body"] is None
     target = get_json(proxy.api_url, "info")["targets"][role]
     assert target["last_error"].startswith(f"{kind}: ")
@@ -87,8 +96,9 @@ def test_fault_is_answered_recorded_counted_and_survived(role, fault, faults, fa
     assert [(a.status_code, a.json()) for a in answers] == [(200, {"ok": True})] * FOLLOW_UPS
     settled = diffapi.wait_idle(proxy.admin_url)
     assert _errors(settled) == after  # the follow-ups failed nowhere
-    assert get_json(proxy.api_url, "endpoints")[f"GET {follow}"] == {
-        "total": FOLLOW_UPS, "differences": 0}
+    follow_entry = get_json(proxy.api_url, "endpoints")[f"GET {follow}"]
+    assert (follow_entry["total"], follow_entry["differences"], follow_entry["verdict"]) == (
+        FOLLOW_UPS, 0, "same")
     assert get_json(proxy.api_url, "info")["targets"][role]["healthy"] is True
 
 
