@@ -43,7 +43,7 @@ from deepdiff import DeepDiff
 from deepdiff.helper import NotPresent
 
 from .headers import DEFAULT_IGNORED_HEADERS
-from .lift import DEFAULT_MAX_BODY_BYTES, Lines, LiftSettings, Records, body_of
+from .lift import DEFAULT_MAX_BODY_BYTES, LiftSettings, Lines, Records, body_of
 from .model import Difference, Response
 
 MAX_VALUE_CHARS = 1000  # longer strings in a Difference are cut here

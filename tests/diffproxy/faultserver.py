@@ -27,7 +27,6 @@ connections) until `accept(role)`.
 from __future__ import annotations
 
 import asyncio
-import brotlicffi
 import gzip
 import hashlib
 import json
@@ -35,6 +34,8 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
+
+import brotlicffi
 
 ROLES = ("primary", "secondary", "candidate")
 SLOW_OK = 0.4
