@@ -118,3 +118,73 @@ def test_unstorable_field_name_does_not_jam_the_store(fault_proxy, client):
     assert metric(after, "diffproxy_store_errors_total") == metric(before, "diffproxy_store_errors_total")
     assert metric(after, "diffproxy_store_flushes_total") > metric(before, "diffproxy_store_flushes_total")
     assert get_json(proxy.api_url, "endpoints")["GET /after-surrogate"]["total"] == 1
+
+
+# Body kinds and who failed, through the real proxy (issue 12) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def kinds_proxy(faults, tmp_path_factory):
+    """Its own store, so verdicts are not mixed with the fault cases; started with Diffy
+    flags that mean nothing here."""
+    tmp = tmp_path_factory.mktemp("kinds")
+    proxy = start_fault_proxy(faults, tmp / "kinds.sqlite", log_dir=tmp,
+                              extra=["-dc=smf1", "-enableThriftMux", "-notifications.delay=4.hours"])
+    yield proxy
+    proxy.stop()
+
+
+def _send(client, proxy, path: str, n: int = 1) -> None:
+    for _ in range(n):
+        client.get(proxy.proxy_url + path)
+    diffapi.wait_idle(proxy.admin_url)
+
+
+def test_ignored_diffy_flags_logged_once(kinds_proxy):
+    log = kinds_proxy.log(tail=100_000)
+    lines = [line for line in log.splitlines() if "ignored Diffy flags" in line]
+    assert len(lines) == 1 and "-dc" in lines[0] and "-notifications.delay" in lines[0], log[-2000:]
+
+
+def test_brotli_candidate_compared_by_field(kinds_proxy, client):
+    _send(client, kinds_proxy, "/brotli", 3)
+    fields = stats(kinds_proxy.api_url, "GET /brotli")["fields"]
+    assert set(fields) == {"body.version"} and fields["body.version"]["signal"] is True
+    example = diffapi.results(kinds_proxy.api_url, "GET /brotli", "body.version")["requests"][0]
+    assert example["differences"]["body.version"] == {"type": "changed", "left": 1, "right": 2}
+
+
+def test_ndjson_and_event_stream_record_paths(kinds_proxy, client):
+    _send(client, kinds_proxy, "/ndjson", 3)
+    _send(client, kinds_proxy, "/events", 3)
+    assert set(stats(kinds_proxy.api_url, "GET /ndjson")["fields"]) == {"body[1].n"}
+    assert set(stats(kinds_proxy.api_url, "GET /events")["fields"]) == {"body[1].data.tag"}
+
+
+def test_dropped_wrapper_is_one_moved_field(kinds_proxy, client):
+    _send(client, kinds_proxy, "/wrapped", 3)
+    fields = stats(kinds_proxy.api_url, "GET /wrapped")["fields"]
+    assert set(fields) == {"body.data"} and fields["body.data"]["differences"] == 3
+    example = diffapi.results(kinds_proxy.api_url, "GET /wrapped", "body.data")["requests"][0]
+    assert example["differences"]["body.data"] == {
+        "type": "moved", "left": "body.data.*", "right": "body.*", "leaves": 5, "to": "body"}
+
+
+def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, client):
+    """The primary answers 500, secondary and candidate agree: the endpoint's verdict says
+    the baseline failed, and no field is candidate signal. The candidate answering 500
+    alone is signal and attributed to it."""
+    _send(client, kinds_proxy, "/status500/primary", 4)
+    _send(client, kinds_proxy, "/status500/candidate", 4)
+    entries = get_json(kinds_proxy.api_url, "endpoints")
+    base = entries["GET /status500/primary"]
+    assert base["failures"] == {"primary": 4, "secondary": 0, "candidate": 0}
+    assert (base["verdict"], base["baseline_failures"], base["differences"]) == (
+        "baseline_failure", 4, 0)
+    assert stats(kinds_proxy.api_url, "GET /status500/primary", exclude_noise=True)["fields"] == {}
+    cand = entries["GET /status500/candidate"]
+    assert cand["failures"] == {"primary": 0, "secondary": 0, "candidate": 4}
+    assert (cand["verdict"], cand["baseline_failures"]) == ("signal", 0)
+    assert stats(kinds_proxy.api_url, "GET /status500/candidate", exclude_noise=True)["fields"]["status"]["differences"] == 4
+    # a 5xx is an answer: it is attributed, but the target is reachable, so healthy
+    assert get_json(kinds_proxy.api_url, "info")["targets"]["primary"]["healthy"] is True
