@@ -185,6 +185,7 @@ def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, c
     cand = entries["GET /status500/candidate"]
     assert cand["failures"] == {"primary": 0, "secondary": 0, "candidate": 4}
     assert (cand["verdict"], cand["baseline_failures"]) == ("signal", 0)
-    assert stats(kinds_proxy.api_url, "GET /status500/candidate", exclude_noise=True)["fields"]["status"]["differences"] == 4
+    signal = stats(kinds_proxy.api_url, "GET /status500/candidate", exclude_noise=True)["fields"]
+    assert signal["status"]["differences"] == 4
     # a 5xx is an answer: it is attributed, but the target is reachable, so healthy
     assert get_json(kinds_proxy.api_url, "info")["targets"]["primary"]["healthy"] is True
