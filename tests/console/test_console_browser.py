@@ -398,3 +398,40 @@ def test_screenshot_script_renders_both_views(page, stack, traffic, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width = int.from_bytes(data[16:20], "big")
         assert width == screenshots.WIDTH
+
+
+def test_moved_wrapper_and_baseline_failure_are_shown_as_such(browser, tmp_path):
+    """A candidate that drops a wrapper object shows one `moved` line, not one per field;
+    an endpoint where only the primary failed is labelled as the baseline's failure."""
+    from tests.diffproxy.faultserver import FaultServer
+    from tests.support import diffapi, procs
+
+    with FaultServer(limit=64 * 1024) as faults:
+        proxy = procs.start_diffproxy(
+            primary=faults.address("primary"), secondary=faults.address("secondary"),
+            candidate=faults.address("candidate"), store_path=tmp_path / "moved.sqlite",
+            log_dir=tmp_path)
+        try:
+            with httpx.Client(timeout=10.0) as client:
+                for path in ("/wrapped", "/wrapped", "/status500/primary"):
+                    client.get(proxy.proxy_url + path)
+            diffapi.wait_idle(proxy.admin_url)
+            context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                          base_url=proxy.api_url)
+            try:
+                page = context.new_page()
+                page.goto("/")
+                failed = page.locator("#endpoint-list li", has_text="GET /status500/primary")
+                expect(failed.locator(".badge")).to_have_text("baseline failed", ignore_case=True)
+                page.goto(f"/#/endpoint/{enc('GET /wrapped')}/field/{enc('body.data')}")
+                example = page.locator(".examples-table tbody tr").first
+                expect(example.locator(".moved-line")).to_have_text("moved body.data.* -> body.*")
+                example.locator("a").click()
+                rows = page.locator("article.example .diff-table tbody tr")
+                expect(rows).to_have_count(1)  # one change, one line
+                expect(rows.first.locator(".chip")).to_have_text("moved (5 fields)")
+                expect(rows.first.locator(".moved-line")).to_have_text("moved body.data.* -> body.*")
+            finally:
+                context.close()
+        finally:
+            proxy.stop()
