@@ -304,6 +304,7 @@ class Comparator:
         self._ignored_header_field = _Glob(
             tuple(g for g in settings.ignore_fields if g.lower().startswith("headers.")), True)
         self._header_verdicts: dict[str, bool] = {}
+        self._sorted_headers = settings.header_values == "sorted"
 
     # compared headers ---------------------------------------------------------------------------
 
@@ -320,7 +321,7 @@ class Comparator:
         if self.settings.exclude_headers:
             return {}
         out: dict[str, Any] = {}
-        if self.settings.header_values == "sorted":
+        if self._sorted_headers:
             for name, value in r.headers:
                 lower = name.lower()
                 if self._keep_header(lower):
@@ -358,6 +359,9 @@ class Comparator:
         if _strict_equal(lb, rb):
             return
         lt, rt = type(lb), type(rb)
+        if lt is rt and lt is dict:  # the common case first: two JSON objects
+            self._diff_tree(lb, rb, out, "body")
+            return
         if lt is rt and lt in (Records, Lines):
             self._diff_sequence(lb, rb, out)
             return
@@ -461,7 +465,7 @@ class Comparator:
             before = len(out)
             self._diff_bodies(bodies[id(left)], bodies[id(right)], out)
             body_differs = len(out) > before
-        if not body_differs:
+        if not body_differs and out:
             for path in _VALIDATORS:
                 out.pop(path, None)
         return self._drop_ignored(out)
