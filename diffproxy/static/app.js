@@ -756,6 +756,7 @@
 
     let seq = 0;
     function gone() {
+      latency.panel.hidden = true;
       fields.update({}, 0);
       latest.show(null);
       setText(empty, "No results for this endpoint. It has not seen traffic since results were last cleared.");
@@ -765,12 +766,12 @@
     async function refresh() {
       const ep = head.update();
       const mine = ++seq;
-      latency.refresh().catch(reportError);
       // Known to be gone (e.g. cleared from another tab): say so without asking the API.
       if (store.loaded && !ep) {
         gone();
         return;
       }
+      latency.refresh().catch(reportError);
       let stats;
       try {
         stats = await api(`endpoints/${enc(epName)}/stats?exclude_noise=${!store.showNoise}`);
