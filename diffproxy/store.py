@@ -35,6 +35,7 @@ from .sampling import ExampleSampler, newest
 SCHEMA_VERSION = 1
 OVERFLOW_FIELD = "__overflow_fields__"
 FLUSH_ITEMS = 200
+LATENCY_WRITE_INTERVAL = 1.0  # seconds between writes of the latency sketches
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 log = logging.getLogger("diffproxy.store")
@@ -236,6 +237,7 @@ class Store:
         self.fields: dict[str, dict[str, FieldCounts]] = {}
         self.last_reset: int | None = None
         self.latency = LatencyBook()
+        self._latency_written = 0.0
         # Called with (endpoint, latency_ms) for every counted request: the /metrics histogram.
         self._on_latency = on_latency or (lambda _ep, _ms: None)
         self._sampler = ExampleSampler(samples_first, samples_latest, max_keys=None)
@@ -423,7 +425,14 @@ class Store:
                 {k: FieldCounts(v.differences, v.noise, v.weight) for k, v in batch.fields.items()},
                 batch.results, batch.samples, batch.latest_touched)
             # Encoded now, in the event loop: the sketches go on changing while the write runs.
-            sketches = self.latency.take_dirty()
+            # ~30 us per sketch, so at most once a second (a crash loses at most that much,
+            # as the counts' own promise); always on close.
+            now = time.monotonic()
+            if self._closed or now - self._latency_written >= LATENCY_WRITE_INTERVAL:
+                sketches = self.latency.take_dirty()
+                self._latency_written = now
+            else:
+                sketches = []
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(self._executor, self._write, snap, sketches)
