@@ -17,7 +17,6 @@ from localmesh import traffic
 from localmesh.stack import LocalMesh, MeshSettings
 
 
-
 def python_cmd() -> str:
     """How to call this interpreter from the current folder (`.venv/bin/python`)."""
     exe = Path(sys.executable)

@@ -7,13 +7,12 @@ import json
 import shutil
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-from topology.monitoring import LatencyThresholds, Scope, rules_file, scrape_config
 
 from localmesh.errors import MeshError
+from topology.monitoring import LatencyThresholds, Scope, rules_file, scrape_config
 
 
 def find_prometheus(explicit: str | None = None,

@@ -18,7 +18,7 @@ a release test is judged on everything it saw, and a quiet hour must not hide a 
 from __future__ import annotations
 
 import json
-import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -34,6 +34,7 @@ QUANTILES = {"p50": 0.5, "p99": 0.99}
 ALERT_SEVERITY = {"DiffProxyCandidateSignal": "warning", "DiffProxyCandidateSlower": "warning",
                   "DiffProxyTargetFailing": "critical", "DiffProxyComparisonsDropped": "warning"}
 MODES = ("off", "annotations", "operator")
+DURATION = re.compile(r"([0-9]+(ms|s|m|h|d|w|y))+")  # a Prometheus duration
 DASHBOARD_LABELS = {"grafana_dashboard": "1"}
 
 
@@ -75,15 +76,9 @@ class Monitoring:
     def check(self, key: str = "monitoring") -> None:
         if self.mode not in MODES:
             raise TopologyError(f"{key}.mode must be {', '.join(MODES)}, got {self.mode!r}")
-        if not _DURATION_OK(self.scrape_interval):
+        if not DURATION.fullmatch(self.scrape_interval or ""):
             raise TopologyError(f"{key}.scrape_interval must be a Prometheus duration such as "
                                 f"15s, got {self.scrape_interval!r}")
-
-
-def _DURATION_OK(value: str) -> bool:  # noqa: N802 - reads as a predicate constant
-    import re
-
-    return bool(re.fullmatch(r"([0-9]+(ms|s|m|h|d|w|y))+", value or ""))
 
 
 # Rules ---------------------------------------------------------------------------------
@@ -184,7 +179,7 @@ def _slower(scope: Scope, t: LatencyThresholds) -> str:
 
 
 class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data) -> bool:  # noqa: ARG002 - PyYAML's signature
+    def ignore_aliases(self, data) -> bool:
         return True
 
 

@@ -23,11 +23,12 @@ def test_render_parses_and_has_every_series():
     assert metric(values, "diffproxy_blocked_side_effects_total", method="POST") == 1
     assert metric(values, "diffproxy_target_errors_total", target="candidate", kind="refused") == 1
     assert metric(values, "diffproxy_comparisons_dropped_total") == 1
-    assert metric(values, "diffproxy_target_latency_seconds_bucket", target="primary", endpoint="GET /json", le="0.025") == 1
-    assert metric(values, "diffproxy_target_latency_seconds_bucket", target="primary", endpoint="GET /json", le="10") == 2
-    assert metric(values, "diffproxy_target_latency_seconds_bucket", target="primary", endpoint="GET /json", le="+Inf") == 3
-    assert metric(values, "diffproxy_target_latency_seconds_count", target="primary", endpoint="GET /json") == 3
-    assert metric(values, "diffproxy_target_latency_seconds_sum", target="primary", endpoint="GET /json") == pytest.approx(67.02)
+    series = {"target": "primary", "endpoint": "GET /json"}
+    assert metric(values, "diffproxy_target_latency_seconds_bucket", **series, le="0.025") == 1
+    assert metric(values, "diffproxy_target_latency_seconds_bucket", **series, le="10") == 2
+    assert metric(values, "diffproxy_target_latency_seconds_bucket", **series, le="+Inf") == 3
+    assert metric(values, "diffproxy_target_latency_seconds_count", **series) == 3
+    assert metric(values, "diffproxy_target_latency_seconds_sum", **series) == pytest.approx(67.02)
     assert ("diffproxy_comparisons_queued_total", frozenset()) in values  # 0, but present
     for name in ("diffproxy_requests_total", "diffproxy_target_latency_seconds"):
         assert f"# TYPE {name} " in text and f"# HELP {name} " in text

@@ -199,7 +199,8 @@ def test_metrics_and_health(proxy, client):
     buckets = [float(line.rsplit(" ", 1)[1]) for line in lines
                if line.startswith('diffproxy_target_latency_seconds_bucket{target="primary",endpoint="GET /json"')]
     assert buckets == sorted(buckets) and buckets[-1] >= 1
-    count = [line for line in lines if line.startswith('diffproxy_target_latency_seconds_count{target="primary",endpoint="GET /json"')]
+    count = [line for line in lines
+             if line.startswith('diffproxy_target_latency_seconds_count{target="primary",endpoint="GET /json"')]
     assert float(count[0].rsplit(" ", 1)[1]) == buckets[-1]
     assert diffapi.fetch(proxy.admin_url + "/healthz")[0] == 200
     assert json.loads(diffapi.fetch(proxy.admin_url + "/readyz")[2]) == {"status": "ready"}

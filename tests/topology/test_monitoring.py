@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from topology import DEFAULT
-from topology.kube import release_scope, demo_release, ClusterSettings
+from topology.kube import ClusterSettings, demo_release, release_scope
 from topology.monitoring import (
     LatencyThresholds,
     Scope,
@@ -78,7 +78,7 @@ def _alert_labels(alertname: str, **labels: str) -> dict:
     annotations = {}
     for key, text in rule["annotations"].items():
         for name, value in full.items():
-            text = text.replace("{{ $labels.%s }}" % name, value)
+            text = text.replace(f"{{{{ $labels.{name} }}}}", value)
         annotations[key] = text
     return {"labels": full, "annotations": annotations}
 
@@ -164,7 +164,7 @@ def test_candidate_slower_respects_the_absolute_threshold(tmp_path):
 
 @needs_promtool
 def test_target_failing_fires_after_two_minutes_of_errors(tmp_path):
-    sel = lambda **l: _labels(**l)  # noqa: E731
+    sel = _labels
     series = [
         {"series": f"diffproxy_target_requests_total{sel(target='candidate')}", "values": "0+60x20"},
         {"series": f"diffproxy_target_errors_total{sel(target='candidate', kind='connect')}",
@@ -221,8 +221,8 @@ def test_candidate_signal_fires_when_differences_exceed_noise(tmp_path):
 def test_rules_read_only_their_own_release(tmp_path):
     """Another release's diff proxy (another app label) in the same Prometheus fires nothing."""
     other = Scope(app="checkout-next-diffproxy", namespace=SCOPE.namespace, service="checkout")
-    series = [{"series": 'diffproxy_comparisons_dropped_total{namespace="%s",app="%s"}'
-                         % (other.namespace, other.app), "values": "0 5 10 15 20 25"}]
+    series = [{"series": f'diffproxy_comparisons_dropped_total{{namespace="{other.namespace}",'
+                         f'app="{other.app}"}}', "values": "0 5 10 15 20 25"}]
     _run_promtool(tmp_path, [{"interval": "1m", "input_series": series, "alert_rule_test": [
         {"eval_time": "5m", "alertname": "DiffProxyComparisonsDropped", "exp_alerts": []}]}])
 
