@@ -85,6 +85,9 @@ class Job:
     primary: Response
     secondary: Response
     candidate: Response
+    # The results' epoch when the request arrived (`Store.epoch`): a comparison that
+    # finishes after a clear of the results it predates is not recorded.
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Record:
     raw: dict[str, dict]
     noise: dict[str, dict]
     document: str | None = None
+    epoch: int = 0  # from its Job
 
 
 @dataclass

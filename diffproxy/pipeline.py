@@ -41,7 +41,9 @@ class RecordSink(Protocol):
     """Where finished comparisons go: the store, or in a worker process, the channel to
     the owner (`workers.child.Outbox`)."""
 
-    def add(self, record: Record) -> None: ...
+    epoch: int  # bumped by every clear of the results
+
+    def add(self, record: Record) -> bool: ...  # False: the record predates a clear
 
     def known_endpoints(self) -> list[str]: ...
 
@@ -77,6 +79,11 @@ class Pipeline:
         """After the store was cleared: endpoint names and first examples start from scratch."""
         self.namer = self._new_namer()
         self.sampler.reset()
+
+    @property
+    def epoch(self) -> int:
+        """Stamped on each request as it arrives (`Job.epoch`)."""
+        return self.store.epoch
 
     def submit(self, job: Job) -> bool:
         try:
@@ -158,9 +165,12 @@ class Pipeline:
 
     def _store(self, job: Job, record: Record) -> None:
         try:
-            self.store.add(record)
+            added = self.store.add(record)
         except Exception as exc:  # noqa: BLE001 - counted, the pipeline goes on
             self._failed(job, exc)
+            return
+        if added is False:  # it arrived before the results were cleared
+            self.metrics.cleared.inc()
             return
         self.metrics.completed.inc()
         if record.raw:
@@ -205,11 +215,11 @@ class Pipeline:
         """Compare, then redact everything that will be stored."""
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
         if result.identical or not (result.raw or result.noise):
-            return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
+            return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, epoch=job.epoch)
         r = self.redactor
         raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
         noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
-        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise)
+        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise, epoch=job.epoch)
 
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds

@@ -102,6 +102,17 @@ class StoreSettings:
     flush_interval: float = 0.2
 
 
+# issue 13 (hostile edge): slow callers on the proxy port, Host checks on the API/admin ports.
+@dataclass(frozen=True)
+class EdgeSettings:
+    header_timeout: float = 10.0  # a request's head must arrive within this of its first byte
+    body_timeout: float = 30.0    # ... and its body within this of the head
+    idle_timeout: float = 75.0    # an idle keep-alive connection is closed after this
+    # Host names the API and admin ports answer to (beside loopback names, IP literals and
+    # -rootUrl's/-apiRoot's host); "*" answers any. Against DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Settings:
     targets: Targets
@@ -114,6 +125,7 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     diff: DiffSettings = field(default_factory=DiffSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
 
 
 # Value parsers: raw (str, or a native YAML/JSON value) -> typed value, ValueError on bad input.
@@ -336,7 +348,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("apiRoot", _identity, "", "public URL of the API (informational)"),
     Flag("threshold.relative", parse_threshold, "20.0", "relative difference threshold, percent"),
     Flag("threshold.absolute", parse_threshold, "0.03", "absolute difference threshold, percent"),
-    Flag("allowHttpSideEffects", parse_bool, "false", "forward POST/PUT/PATCH/DELETE too", boolean=True),
+    Flag("allowHttpSideEffects", parse_bool, "false", "forward every method, not only GET/HEAD/OPTIONS/TRACE", boolean=True),
     Flag("excludeHttpHeadersComparison", parse_bool, "false", "do not compare headers", boolean=True),
     Flag("responseMode", _choice(*RESPONSE_MODES), "primary",
          "whose response the caller gets: primary|secondary|candidate|empty"),
@@ -363,6 +375,15 @@ FLAGS: tuple[Flag, ...] = (
          "distinct fields per endpoint; more are counted as __overflow_fields__"),
     Flag("admin.token", _identity, "", "if set, clearing results needs 'Authorization: Bearer TOKEN'"),
     Flag("config", _identity, "", "YAML or JSON file with any of these keys"),
+    # issue 13 (hostile edge)
+    Flag("receive.headerTimeout", parse_duration, "10s",
+         "a request's head must arrive within this (else 408, connection closed)"),
+    Flag("receive.bodyTimeout", parse_duration, "30s",
+         "a request's body must arrive within this of its head (else 408)"),
+    Flag("receive.idleTimeout", parse_duration, "75s", "idle keep-alive connections closed after this"),
+    Flag("allowedHosts", parse_list, "",
+         "Host names the API and admin ports answer (besides localhost, IP literals, "
+         "-rootUrl's and -apiRoot's host; '*': any); others get 421"),
 )
 FLAGS_BY_KEY = {f.key: f for f in FLAGS}
 _FLAGS_BY_LOWER = {f.key.lower(): f for f in FLAGS}
@@ -548,6 +569,12 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             samples_first=get("samples.first"),
             samples_latest=get("samples.latest"),
             flush_interval=get("store.flushInterval"),
+        ),
+        edge=EdgeSettings(
+            header_timeout=get("receive.headerTimeout"),
+            body_timeout=get("receive.bodyTimeout"),
+            idle_timeout=get("receive.idleTimeout"),
+            allowed_hosts=get("allowedHosts"),
         ),
     )
 

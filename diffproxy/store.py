@@ -199,6 +199,7 @@ class Store:
         self.endpoints: dict[str, EndpointCounts] = {}
         self.fields: dict[str, dict[str, FieldCounts]] = {}
         self.last_reset: int | None = None
+        self.epoch = 0  # bumped by `clear`; see `Record.epoch`
         self._sampler = ExampleSampler(samples_first, samples_latest, max_keys=None)
         self._seq = 0
         self._pending: _Batch = self._new_batch()
@@ -287,11 +288,14 @@ class Store:
             known.setdefault(path, FieldCounts())
         return path
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record) -> bool:
         """Count one comparison and keep it as an example where it is among the first or
-        latest for a field. Cheap and synchronous: the disk write happens in the next flush."""
+        latest for a field. Cheap and synchronous: the disk write happens in the next flush.
+        False (and nothing counted) when the record's request arrived before the last clear."""
         if self._closed:
             raise StoreError("store is closed")
+        if record.epoch != self.epoch:
+            return False
         ep = _storable(record.endpoint)
         counts = self.endpoints.setdefault(ep, EndpointCounts())
         counts.total += 1
@@ -310,7 +314,7 @@ class Store:
             touched.setdefault(self._field(ep, _storable(path)), [False, False])[1] = True
         if not touched:
             self._maybe_wake()
-            return
+            return True
         if record.document is None:
             for path, (raw, noise) in touched.items():
                 fc = fields[path]
@@ -318,7 +322,7 @@ class Store:
                 fc.noise += noise
                 batch.fields[(ep, path)] = fc
             self._maybe_wake()
-            return
+            return True
         self._seq += 1
         seq = self._seq
         keep = False
@@ -337,6 +341,7 @@ class Store:
         if keep:
             batch.results.append((record.id, seq, ep, record.document))
         self._maybe_wake()
+        return True
 
     def _maybe_wake(self) -> None:
         if len(self._pending.results) + len(self._pending.endpoints) >= FLUSH_ITEMS:
@@ -455,8 +460,14 @@ class Store:
 
     async def clear(self) -> int:
         """Forget every count and example; returns the reset time (msec)."""
-        async with self._lock:
-            self._pending = self._new_batch()
+        # At once, before any await: from here on, comparisons of earlier requests are
+        # refused by `add` rather than counted into the results being wiped.
+        self.epoch += 1
+        self._pending = self._new_batch()
+        self.endpoints.clear()
+        self.fields.clear()
+        self._sampler.reset()
+        async with self._lock:  # a flush in progress writes old rows first: wiped below
             now = int(time.time() * 1000)
 
             def wipe() -> None:
@@ -472,9 +483,6 @@ class Store:
                     raise
 
             await asyncio.get_running_loop().run_in_executor(self._executor, wipe)
-            self.endpoints.clear()
-            self.fields.clear()
-            self._sampler.reset()
             self.last_reset = now
             return now
 

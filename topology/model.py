@@ -60,7 +60,7 @@ class Topology:
     relay: bool = True  # False: Istio mirrors straight to the diff proxy
     # Which Istio's sidecars do the mirroring; decides the copies' Host (topology/istio.py).
     istio: Istio = field(default_factory=Istio)
-    # Diffy's -allowHttpSideEffects: also fan out POST/PUT/PATCH/DELETE copies.
+    # Diffy's -allowHttpSideEffects: fan out every method, not only GET/HEAD/OPTIONS/TRACE.
     allow_http_side_effects: bool = False
     ports: Ports = field(default_factory=Ports)
     images: Images = field(default_factory=Images)

@@ -177,7 +177,7 @@ def test_binary_bodies_are_forwarded_intact(bad_proxy, client, faults, method):
 def test_distinct_paths_and_header_names_stay_capped_and_bounded(bad_proxy, client):
     proxy = bad_proxy
     diffapi.wait_idle(proxy.admin_url)
-    client.post(proxy.api_url + "/api/1/clear").raise_for_status()
+    client.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT).raise_for_status()
     pid = proxy.popen.pid
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: client.get(proxy.proxy_url + "/warm-up"), range(300)))

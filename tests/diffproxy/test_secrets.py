@@ -148,11 +148,14 @@ def test_clear_needs_post_and_the_token(secret_proxy, traffic):
         got = client.get(api + "/clear")
         assert got.status_code == 405 and got.headers["allow"] == "POST"
         assert "POST" in got.json()["error"]
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Admin-Token": "wrong"}):
-            denied = client.post(api + "/clear", headers=headers)
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Admin-Token": "wrong"},
+                        {"Authorization": b"Bearer caf\xe9\xff"},  # not UTF-8: still a 401
+                        {"X-Admin-Token": b"\xc3\x28"}):
+            denied = client.post(api + "/clear", headers={**diffapi.CLIENT, **headers})
             assert denied.status_code == 401 and "admin token" in denied.json()["error"]
         assert get_json(secret_proxy.api_url, "endpoints"), "a refused clear cleared anyway"
-        cleared = client.post(api + "/clear", headers={"Authorization": f"Bearer {TOKEN}"})
+        cleared = client.post(api + "/clear", headers={**diffapi.CLIENT,
+                                                        "Authorization": f"Bearer {TOKEN}"})
         assert cleared.json() == {"success": "Diffs cleared"}
         assert get_json(secret_proxy.api_url, "endpoints") == {}
 
@@ -168,7 +171,7 @@ API_URLS = [
     ("GET", "/api/1/endpoints/" + "a" * 4000 + "/stats", 404),
     ("GET", "/api/1/requests/nope", 404), ("GET", "/api/1/requests/", 404),
     ("GET", "/api/1/clear", 405), ("PUT", "/api/1/clear", 405),
-    ("POST", "/api/1/clear", 401), ("DELETE", "/api/1/endpoints", 405),
+    ("POST", "/api/1/clear", 403), ("DELETE", "/api/1/endpoints", 405),
     ("POST", "/api/1/info", 405),
 ]
 

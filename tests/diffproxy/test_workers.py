@@ -167,7 +167,7 @@ def test_sigterm_ships_every_worker_result_before_exit(backends, tmp_path, proc_
 
 def test_clear_with_workers_starts_counts_and_examples_afresh(traffic):
     proxy, _, _ = traffic
-    r = httpx.post(proxy.api_url + "/api/1/clear", timeout=10.0)
+    r = httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT, timeout=10.0)
     assert r.status_code == 200
     ids = send_fresh_connections(proxy, "/json", 6)
     settled(proxy, N_JSON + N_UUID + 6)
