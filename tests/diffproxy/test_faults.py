@@ -8,6 +8,7 @@ and the next 100 requests are served normally.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -108,3 +109,66 @@ def test_unstorable_field_name_does_not_jam_the_store(fault_proxy, client):
     assert metric(after, "diffproxy_store_errors_total") == metric(before, "diffproxy_store_errors_total")
     assert metric(after, "diffproxy_store_flushes_total") > metric(before, "diffproxy_store_flushes_total")
     assert get_json(proxy.api_url, "endpoints")["GET /after-surrogate"]["total"] == 1
+
+
+@pytest.fixture(scope="module")
+def patient_proxy(faults, tmp_path_factory):
+    """A proxy that gives targets 15 s: longer than any caller here waits."""
+    tmp = tmp_path_factory.mktemp("patient")
+    proxy = start_fault_proxy(faults, tmp / "patient.sqlite", log_dir=tmp,
+                              extra=["-target.timeout=15s"])
+    yield proxy
+    assert proxy.alive(), proxy.log()
+    proxy.stop()
+
+
+CALLER_DEADLINE = 10.0  # the candidate holds for up to HOLD_MAX (20 s), the targets get 15 s
+
+
+def still_held(faults, role: str) -> bool:
+    """The role holds the request (it only lets go on `release`, or after HOLD_MAX)."""
+    deadline = time.monotonic() + CALLER_DEADLINE
+    while faults.holding(role) != 1:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_caller_waits_only_for_the_target_it_is_answered_from(faults, patient_proxy):
+    proxy = patient_proxy
+    before = diffapi.wait_idle(proxy.admin_url)
+    try:
+        r = httpx.get(proxy.proxy_url + "/hold/candidate", timeout=CALLER_DEADLINE)
+        assert (r.status_code, r.json()) == (200, {"ok": True})
+        # The order that proves it: answered while the candidate still holds the request
+        # (it may still be on its way there: the primary can answer first).
+        assert still_held(faults, "candidate")
+        m = diffapi.metrics(proxy.admin_url)
+        assert metric(m, "diffproxy_comparisons_queued_total") == \
+            metric(before, "diffproxy_comparisons_queued_total")  # not compared yet...
+        assert metric(m, "diffproxy_comparison_queue_depth") == 1  # ...but waited for
+    finally:
+        faults.release("candidate")
+    diffapi.wait_idle(proxy.admin_url, timeout=30)
+    # ...then compared with the candidate's real answer, once it came.
+    assert get_json(proxy.api_url, "endpoints")["GET /hold/candidate"] == {
+        "total": 1, "differences": 0}
+
+
+def test_comparisons_in_flight_during_a_clear_are_not_recorded(faults, patient_proxy):
+    proxy = patient_proxy
+    before = diffapi.wait_idle(proxy.admin_url)
+    try:
+        r = httpx.get(proxy.proxy_url + "/hold/candidate?before-clear", timeout=CALLER_DEADLINE)
+        assert r.status_code == 200 and still_held(faults, "candidate")
+        httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT,
+                   timeout=10).raise_for_status()
+    finally:
+        faults.release("candidate")
+    assert httpx.get(proxy.proxy_url + "/after-clear", timeout=10).status_code == 200
+    after = diffapi.wait_idle(proxy.admin_url, timeout=30)
+    assert get_json(proxy.api_url, "endpoints") == {"GET /after-clear": {"total": 1,
+                                                                         "differences": 0}}
+    assert metric(after, "diffproxy_comparisons_cleared_total") == \
+        metric(before, "diffproxy_comparisons_cleared_total") + 1  # counted, not recorded
