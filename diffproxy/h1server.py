@@ -93,6 +93,10 @@ def json_reply(status: int, message: str, close: bool = False, **extra) -> Reply
                           ("X-Content-Type-Options", "nosniff")), body, close)
 
 
+_HTTP09 = json_reply(400, "the request line has no HTTP version (HTTP/0.9 is not supported): "
+                          "send HTTP/1.1", True)
+
+
 class _Refuse(Exception):
     """Raised in a parser callback: the request is answered by `reply`, then the connection
     closes (what follows on it cannot be framed, or is not wanted)."""
@@ -133,6 +137,13 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.reading:
             return
+        if not self.in_head and self.current is None:
+            # An HTTP/0.9 line ("GET /path" CRLF) has no version; llhttp would wait for
+            # headers a 0.9 client never sends.
+            end = data.find(b"\n")
+            if end != -1 and data[:end].strip() and b" HTTP/" not in data[:end]:
+                self._refuse(_HTTP09, "malformed")
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
