@@ -185,3 +185,31 @@ def test_every_api_answer_is_json_and_nosniff(secret_proxy, method, path, status
     if method != "HEAD":
         body = r.json()
         assert ("error" in body) == (status >= 400)
+
+
+UNPARSABLE = {  # requests the HTTP parser rejects, each carrying a secret
+    "query with a control byte": "GET /x?access_token={s}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "header with a NUL": "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s}\x00\r\n\r\n",
+    "header with a bare CR": "GET / HTTP/1.1\r\nHost: x\r\nCookie: sid={s}\rx\r\n\r\n",
+    "secret in a broken request line": "GET /{s} HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("port", ["proxy", "api", "admin"])
+@pytest.mark.parametrize("template", UNPARSABLE.values(), ids=UNPARSABLE.keys())
+def test_requests_the_parser_rejects_are_not_logged(secret_proxy, template, port):
+    import socket
+
+    secret = _secret("unparsed")
+    number = {"proxy": secret_proxy.port, "api": secret_proxy.http_port,
+              "admin": secret_proxy.admin_port}[port]
+    with socket.create_connection(("127.0.0.1", number), timeout=10) as sock:
+        sock.sendall(template.format(s=secret).encode("latin-1"))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.split(b"\r\n", 1)[0].split(b" ")[1] == b"400", answer[:200]
+    assert httpx.get(secret_proxy.admin_url + "/healthz", timeout=10).status_code == 200
+    log = secret_proxy.log_path.read_bytes()
+    for form in _forms(secret):
+        assert form not in log, f"the secret reached the proxy's log:\n{log.decode(errors='replace')[-2000:]}"
