@@ -123,6 +123,13 @@ class ProxyService:
                  listeners.admin, s.targets.primary, s.targets.secondary, s.targets.candidate,
                  s.store.path)
 
+    async def settled(self) -> None:
+        """Every request answered so far is compared (or dropped, counted)."""
+        if self._handler is not None:
+            while self._handler.pending:
+                await self._handler.drain(self.settings.proxy.timeout + 1.0)
+        await self.pipeline.queue.join()
+
     def _cleared(self) -> None:
         self.pipeline.reset()
         if self.workers is not None:

@@ -106,7 +106,7 @@ async def test_endpoint_cap_and_clear(tmp_path):
             base, api = _url(s.listeners.proxy), _url(s.listeners.http) + "/api/1"
             for path in ("/a", "/b", "/c"):
                 await client.get(base + path)
-            await proxy.pipeline.queue.join()
+            await proxy.settled()
             assert (await client.get(api + "/endpoints")).json() == {
                 "GET /a": {"total": 1, "differences": 0},
                 OVERFLOW_ENDPOINT: {"total": 2, "differences": 0}}
@@ -116,7 +116,7 @@ async def test_endpoint_cap_and_clear(tmp_path):
                                                                  "Authorization": "Bearer t0k"})
             assert cleared.json() == {"success": "Diffs cleared"}
             await client.get(base + "/b")
-            await proxy.pipeline.queue.join()
+            await proxy.settled()
             assert list((await client.get(api + "/endpoints")).json()) == ["GET /b"]
             assert (await client.get(api + "/info")).json()["last_reset"] is not None
 
@@ -146,7 +146,7 @@ async def test_state_changes_refuse_what_a_cross_site_page_can_send(tmp_path):
             async with running(s) as (proxy, client):
                 http = _url(s.listeners.http)
                 await client.get(_url(s.listeners.proxy) + "/kept")
-                await proxy.pipeline.queue.join()
+                await proxy.settled()
                 for case, headers in CSRF.items():
                     r = await client.post(http + "/api/1/clear", content=b"x=1",
                                           headers={**headers, **auth})
@@ -159,7 +159,7 @@ async def test_state_changes_refuse_what_a_cross_site_page_can_send(tmp_path):
                 r = await client.post(http + "/api/1/clear", headers={**console, **auth})
                 assert r.json() == {"success": "Diffs cleared"}, r.text
                 await client.get(_url(s.listeners.proxy) + "/again")
-                await proxy.pipeline.queue.join()
+                await proxy.settled()
                 if not token:  # diffproxy.client, as the report and the demo use it
                     assert await asyncio.to_thread(ApiClient(http).clear) == {
                         "success": "Diffs cleared"}
