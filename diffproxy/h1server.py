@@ -147,8 +147,14 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # The request is whole; what follows is another protocol we do not speak.
+            # What follows is another protocol (or CONNECT's tunnel), which we do not
+            # speak: answer the request (the head is all of it), then close.
+            pending = self.current
             self._stop_reading()
+            if pending is not None:
+                self._enqueue(pending)
+            elif self.task is None and not self.queue:
+                self.transport.close()
         except httptools.HttpParserCallbackError as exc:
             refuse = exc.__context__ if isinstance(exc.__context__, _Refuse) else None
             if refuse is None:

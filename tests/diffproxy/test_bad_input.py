@@ -412,3 +412,14 @@ def test_slow_clients_get_408_and_are_closed(edge_proxy, client):
     assert metric(after, "diffproxy_requests_rejected_total", reason="slow_client") == \
         metric(before, "diffproxy_requests_rejected_total", reason="slow_client") + len(slow)
     assert client.get(edge_proxy.proxy_url + "/still-ok").json() == {"ok": True}
+
+
+@pytest.mark.parametrize("data", [
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x85",
+    b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n\x00\x00",
+])
+def test_upgrades_and_connect_are_answered_then_closed(edge_proxy, data):
+    with socket.create_connection(("127.0.0.1", edge_proxy.port), timeout=30) as sock:
+        sock.sendall(data)
+        answer = read_all(sock)  # the proxy closes: it speaks no other protocol
+    assert status_of(answer) in (200, 403), answer[:200]
