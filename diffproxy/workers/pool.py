@@ -107,7 +107,7 @@ class WorkerPool:
 
     def _apply(self, child: _Child, message: dict) -> None:
         results = message["results"]
-        fresh = [r for r in results if r[5] == child.resets]
+        fresh = [r for r in results if r[-1] == child.resets]
         stale = len(results) - len(fresh)
         if stale:  # counted completed by the worker; they reached here after the clear
             counters = message["metrics"].setdefault("counters", {})
@@ -122,15 +122,16 @@ class WorkerPool:
             health = self.health.get(name)
             if health is not None:
                 health.record(healthy, error)
-                self.metrics.target_up.set(1 if healthy else 0, target=name)
+                self.metrics.target_up.set(1 if health.healthy else 0, target=name)
         namer = self.pipeline.namer
-        for rid, candidate, raw, noise, doc, _epoch in fresh:
+        for rid, candidate, raw, noise, doc, failed, baseline_failed, _epoch in fresh:
             # The document has no endpoint: the store adds the admitted one, which may be
             # the overflow endpoint.
             endpoint = namer.admit(candidate)
             try:
                 self.store.add(Record(id=rid, endpoint=endpoint, raw=dict.fromkeys(raw, {}),
                                       noise=dict.fromkeys(noise, {}), document=doc,
+                                      failed=failed, baseline_failed=baseline_failed,
                                       epoch=self.store.epoch))
             except Exception:  # counted, like a failed comparison
                 self.metrics.failed.inc()
