@@ -145,7 +145,7 @@ class _ServerLog:
     def info(self, *args, **kwargs) -> None:
         log.info(*args, **kwargs)
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging.Logger's name
+    def isEnabledFor(self, level: int) -> bool:
         return log.isEnabledFor(level)
 
 

@@ -316,7 +316,7 @@ class _Connection(asyncio.Protocol):
                 if reply is None:
                     try:
                         reply = await self.server.handler(request)
-                    except Exception:  # noqa: BLE001 - the caller gets a 500, the port goes on
+                    except Exception:
                         log.exception("handling a %s request failed", request.method[:16])
                         reply = json_reply(500, "internal error (logged)")
                 close = reply.close or not request.keep_alive or (
@@ -423,10 +423,6 @@ class ProxyServer:
         self._server = await self.loop.create_server(
             lambda: _Connection(self), host, port, reuse_address=True,
             reuse_port=reuse_port or None, backlog=1024)
-
-    @property
-    def port(self) -> int:
-        return self._server.sockets[0].getsockname()[1]
 
     async def close(self, timeout: float) -> None:
         if self._server is not None:

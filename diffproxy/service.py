@@ -19,12 +19,12 @@ from aiohttp import web
 from . import __version__
 from .admin import admin_app
 from .api import Api, add_nosniff, http_middleware
-from .edge import host_guard, server_log
 from .console import add_console_routes
+from .edge import host_guard, server_log
 from .forward import Forwarder, new_session, probe
+from .h1server import ProxyServer
 from .metrics import Metrics
 from .model import TargetHealth
-from .h1server import ProxyServer
 from .pipeline import Pipeline
 from .receive import ProxyHandler, proxy_server
 from .runtime import loop_factory

@@ -4,9 +4,9 @@
 The owner keeps everything that must be single: the store, the API and console, the admin
 port, the endpoint cap and the metrics. Every `SHIP_INTERVAL` a worker sends one message:
 its metric increments since the last one, its queue depth, the health of the targets it
-talked to, and its finished comparisons as (id, endpoint, differing fields, noisy fields,
-document or None, epoch: the clears it had been told of when the request arrived). Documents are built only where the owner can keep them, as the
-sampling policy (`sampling`) says, by the worker's own comparison pipeline.
+talked to, and its finished comparisons as `Shipped` tuples (the epoch: how many clears it
+had been told of when the request arrived). Documents are built only where the owner can
+keep them, as the sampling policy (`sampling`) says, by the worker's own comparison pipeline.
 
 A worker dies with its owner: Linux's parent-death signal (SIGKILL), and, as a second line,
 end of file on the channel. Run by the owner as `python -m diffproxy.workers.child FD OWNER_PID`.
@@ -24,10 +24,10 @@ import sys
 import time
 
 from ..forward import Forwarder, new_session
+from ..h1server import ProxyServer
 from ..metrics import Metrics
 from ..model import Record, TargetHealth
 from ..pipeline import Pipeline
-from ..h1server import ProxyServer
 from ..receive import ProxyHandler, proxy_server
 from ..runtime import die_with_parent, loop_factory
 from ..settings import Settings

@@ -12,8 +12,8 @@ from diffproxy.endpoints import OVERFLOW_ENDPOINT
 from diffproxy.model import Job, Response
 from diffproxy.service import ProxyService
 from diffproxy.settings import load
-from tests.support.diffapi import CLIENT
 from tests.support import diffapi
+from tests.support.diffapi import CLIENT
 from tests.support.procs import free_port
 
 from .test_forward import http_reply, raw_server
