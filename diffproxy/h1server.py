@@ -21,7 +21,11 @@ no header or body read timeout (slowloris sockets stayed open). Here:
 - a reply's headers are written as the Latin-1 strings they were read as (the bytes the
   target sent); HEAD and 304 replies keep the Content-Length they were given.
 
-Measured with `python -m bench --scenarios b,c,d`: see the issue 13 note in docs/diffproxy.md.
+Not slower for it: `python -m bench --duration 5 --warmup 1 --scenarios b,c,d`, run
+alternately against this server and the aiohttp one (2 cores, load average 5-6 from other
+work, so throughput is noise), CPU per 1,000 requests of the diff proxy: identical bodies
+0.217-0.266 s here vs 0.269-0.292 s, differing bodies 0.468-0.657 s vs 0.580-0.775 s;
+RSS 111 MB vs 123 MB.
 """
 
 from __future__ import annotations
