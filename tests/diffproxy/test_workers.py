@@ -191,3 +191,35 @@ def test_owner_keeps_serving_when_a_worker_dies(backends, tmp_path, proc_logs):
         assert proxy.alive()
     finally:
         proxy.stop()
+
+
+def test_comparisons_in_flight_in_workers_during_a_clear_are_not_recorded(faults, tmp_path):
+    """Requests answered by any process before a clear, whose candidate answers after it:
+    counted as cleared, never recorded (a worker's results reach the owner late)."""
+    from tests.diffproxy.conftest import start_fault_proxy
+
+    held = 6
+    proxy = start_fault_proxy(faults, tmp_path / "w.sqlite", log_dir=tmp_path,
+                              extra=["-workers=2", "-target.timeout=15s"])
+    try:
+        before = diffapi.wait_idle(proxy.admin_url)
+        try:
+            for i in range(held):  # a fresh connection each: both processes take some
+                r = httpx.get(f"{proxy.proxy_url}/hold/candidate?n={i}", timeout=10)
+                assert r.status_code == 200
+            deadline = time.monotonic() + 10
+            while faults.holding("candidate") < held and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert faults.holding("candidate") == held
+            httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT,
+                       timeout=10).raise_for_status()
+        finally:
+            faults.release("candidate")
+        after = diffapi.wait_idle(proxy.admin_url, timeout=30)
+        assert "GET /hold/candidate" not in diffapi.get_json(proxy.api_url, "endpoints")
+        assert diffapi.metric(after, "diffproxy_comparisons_cleared_total") == \
+            diffapi.metric(before, "diffproxy_comparisons_cleared_total") + held
+        assert diffapi.metric(after, "diffproxy_comparisons_completed_total") == \
+            diffapi.metric(before, "diffproxy_comparisons_completed_total")
+    finally:
+        proxy.stop()
