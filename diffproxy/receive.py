@@ -105,6 +105,7 @@ class ProxyHandler:
         self._chosen = None if mode == "empty" else TARGET_ORDER.index(mode)
         # Fan-outs whose caller was answered before every target was (see `_finish`).
         self._background: set[asyncio.Task] = set()
+        self._max_background = settings.proxy.queue_size
 
     async def handle(self, request: Request) -> Reply:
         method = request.method.upper()
@@ -134,6 +135,10 @@ class ProxyHandler:
         job_id = self._ids.next()
         job = (job_id, trace_id(headers, job_id), int(time.time() * 1000), method, path_qs,
                tuple(headers), request.body, epoch)
+        if len(self._background) >= self._max_background:
+            # Targets slower than the caller's pace: answered early, their fan-outs would pile
+            # up without bound. So this caller waits for all three, as a bound on memory.
+            await fan.all()
         if self._chosen is None:
             self._finish(fan, job)
             return Reply(200, ((REQUEST_ID_HEADER, job_id),))

@@ -206,6 +206,7 @@ def patient_proxy(faults, tmp_path_factory):
     proxy.stop()
 
 
+HOLD_WAIT = 30.0  # a caller that must wait for the hold to end
 CALLER_DEADLINE = 10.0  # the candidate holds for up to HOLD_MAX (20 s), the targets get 15 s
 
 
@@ -256,3 +257,31 @@ def test_comparisons_in_flight_during_a_clear_are_not_recorded(faults, patient_p
         "GET /after-clear": {"total": 1, "differences": 0}}
     assert metric(after, "diffproxy_comparisons_cleared_total") == \
         metric(before, "diffproxy_comparisons_cleared_total") + 1  # counted, not recorded
+
+
+def test_fan_outs_waiting_off_the_path_are_bounded(faults, tmp_path):
+    """Beyond -queue.size fan-outs awaited off the callers' paths, a caller waits for all
+    three targets again: slow targets cannot pile up unbounded work."""
+    proxy = start_fault_proxy(faults, tmp_path / "bounded.sqlite", log_dir=tmp_path,
+                              extra=["-target.timeout=15s", "-queue.size=2"])
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                for i in range(2):  # answered early: two fan-outs wait off the path
+                    r = httpx.get(f"{proxy.proxy_url}/hold/candidate?n={i}", timeout=CALLER_DEADLINE)
+                    assert r.status_code == 200
+                third = pool.submit(httpx.get, proxy.proxy_url + "/hold/candidate?n=2",
+                                    timeout=HOLD_WAIT)
+                deadline = time.monotonic() + CALLER_DEADLINE
+                while faults.holding("candidate") < 3 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert faults.holding("candidate") == 3
+                assert not third.done()  # this caller waits for the candidate
+            finally:
+                faults.release("candidate")
+            assert third.result().status_code == 200
+        diffapi.wait_idle(proxy.admin_url, timeout=30)
+        assert diffapi.counts(get_json(proxy.api_url, "endpoints"))["GET /hold/candidate"] == {
+            "total": 3, "differences": 0}
+    finally:
+        proxy.stop()
