@@ -10,8 +10,10 @@ from .api import json_response
 from .metrics import CONTENT_TYPE, Metrics
 
 
-def admin_app(metrics: Metrics, readiness: Callable[[], str | None]) -> web.Application:
-    """`readiness()` returns None when ready, else why not (shown in /readyz's 503)."""
+def admin_app(metrics: Metrics, readiness: Callable[[], str | None],
+              guard: Callable | None = None) -> web.Application:
+    """`readiness()` returns None when ready, else why not (shown in /readyz's 503);
+    `guard`, a middleware: the Host check (`edge.host_guard`)."""
 
     async def healthz(_request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
@@ -27,7 +29,7 @@ def admin_app(metrics: Metrics, readiness: Callable[[], str | None]) -> web.Appl
                             headers={"Content-Type": CONTENT_TYPE,
                                      "X-Content-Type-Options": "nosniff"})
 
-    app = web.Application()
+    app = web.Application(middlewares=[guard] if guard else [])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", prometheus)

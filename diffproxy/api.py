@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from . import __version__
+from .edge import cross_site
 from .endpoints import OVERFLOW_ENDPOINT
 from .latency import Thresholds as LatencyThresholds
 from .model import TargetHealth
@@ -250,13 +251,18 @@ class Api:
         return result_view(doc, True)
 
     async def clear(self, request: web.Request) -> dict:
+        refused = cross_site(request)
+        if refused is not None:
+            raise ApiError(403, refused)
         token = self.settings.admin_token
         if token:
             given = request.headers.get("X-Admin-Token", "")
             auth = request.headers.get("Authorization", "")
             if auth.lower().startswith("bearer "):
                 given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), token.encode()):
+            # aiohttp keeps undecodable bytes as surrogates: compare the bytes that came.
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                       token.encode("utf-8", "surrogateescape")):
                 raise ApiError(401, "clearing results needs the admin token "
                                     "(Authorization: Bearer TOKEN, see -admin.token)",
                                {"WWW-Authenticate": "Bearer"})

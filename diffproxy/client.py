@@ -48,7 +48,9 @@ class ApiClient:
         """`path` below /api/1 ("info", "endpoints/GET%20%2Fa/stats"); the parsed JSON answer."""
         url = f"{self.base}{API_PREFIX}/{path.lstrip('/')}"
         req = urllib.request.Request(url, method=method, headers={
-            "Accept": "application/json", "User-Agent": self.user_agent})
+            "Accept": "application/json", "User-Agent": self.user_agent,
+            # State-changing calls need it (the API's CSRF guard); harmless on reads.
+            "X-Diffproxy-Client": self.user_agent})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 raw = response.read()

@@ -48,6 +48,36 @@ class _TargetSeries:
     requests: CounterSeries
 
 
+class FanOut:
+    """The requests of one fan-out, in target order; each ends by the shared deadline."""
+
+    __slots__ = ("tasks", "_timer")
+
+    def __init__(self, tasks: list[asyncio.Task], timer: asyncio.TimerHandle) -> None:
+        self.tasks = tasks
+        self._timer = timer
+
+    @property
+    def done(self) -> bool:
+        return all(task.done() for task in self.tasks)
+
+    async def one(self, index: int) -> Response:
+        """One target's answer; the others go on (wait for them with `all`)."""
+        return await asyncio.shield(self.tasks[index])
+
+    def results(self) -> list[Response]:
+        """Every answer, once `done`."""
+        self._timer.cancel()
+        return [task.result() for task in self.tasks]
+
+    async def all(self) -> list[Response]:
+        try:
+            return await asyncio.gather(*self.tasks)
+        finally:
+            if self.done:
+                self._timer.cancel()
+
+
 def new_session(settings: ProxySettings) -> H1Client:
     """One client for all targets: a keep-alive pool per target, nothing added to the
     caller's headers but Host and Content-Length, no decompression."""
@@ -69,7 +99,14 @@ class Forwarder:
     async def fan_out(self, targets: Sequence[tuple[str, Target]], method: str, path_qs: str,
                       headers: Iterable[tuple[str, str]], body: bytes,
                       caller_host: str | None = None) -> list[Response]:
-        """The same request to every target at once, one `Response` each, in order.
+        """The same request to every target at once, one `Response` each, in order."""
+        return await self.start(targets, method, path_qs, headers, body, caller_host).all()
+
+    def start(self, targets: Sequence[tuple[str, Target]], method: str, path_qs: str,
+              headers: Iterable[tuple[str, str]], body: bytes,
+              caller_host: str | None = None) -> FanOut:
+        """Send the request to every target at once; the `FanOut` gives each answer as it
+        comes (`one`) or all of them (`all`).
 
         One timer bounds the whole fan-out (a timeout context per target cost 5-7 % of the
         request path); when it fires, the targets still busy are cancelled and answer
@@ -89,11 +126,7 @@ class Forwarder:
         tasks = [loop.create_task(self._send(name, target, method, path_qs,
                                              host or target.authority, block, body, deadline))
                  for name, target in targets]
-        timer = loop.call_later(self.settings.timeout, deadline.expire, tasks)
-        try:
-            return await asyncio.gather(*tasks)
-        finally:
-            timer.cancel()
+        return FanOut(tasks, loop.call_later(self.settings.timeout, deadline.expire, tasks))
 
     def _series(self, name: str) -> _TargetSeries:
         series = self._by_target.get(name)

@@ -191,8 +191,8 @@ class Metrics:
         self.rejected = Counter("diffproxy_requests_rejected_total",
                                 "Requests answered without forwarding, by reason.", ("reason",))
         self.blocked = Counter("diffproxy_blocked_side_effects_total",
-                               "POST/PUT/PATCH/DELETE requests not forwarded "
-                               "(-allowHttpSideEffects is off).", ("method",))
+                               "Requests with a method other than GET/HEAD/OPTIONS/TRACE not "
+                               "forwarded (-allowHttpSideEffects is off).", ("method",))
         self.target_requests = Counter("diffproxy_target_requests_total",
                                        "Requests sent to each target.", ("target",))
         self.target_errors = Counter("diffproxy_target_errors_total",
@@ -216,6 +216,9 @@ class Metrics:
                                  "Comparisons finished and recorded.")
         self.failed = Counter("diffproxy_comparisons_failed_total",
                               "Comparisons that raised an error (logged).")
+        self.cleared = Counter("diffproxy_comparisons_cleared_total",
+                               "Comparisons of requests that arrived before a clear of the "
+                               "results, finished after it: not recorded.")
         self.differences = Counter("diffproxy_differences_total",
                                    "Compared requests where primary and candidate differ.")
         self.noise = Counter("diffproxy_noise_total",
@@ -225,14 +228,15 @@ class Metrics:
         self.store_errors = Counter("diffproxy_store_errors_total",
                                     "Batches the results store failed to write.")
         self.queue_depth = Gauge("diffproxy_comparison_queue_depth",
-                                 "Comparisons waiting on the queue.")
+                                 "Comparisons waiting: on the queue, or for the targets the "
+                                 "caller was not answered from.")
         self.workers = Gauge("diffproxy_workers",
                              "Processes serving the proxy port (this one included).")
         self.workers.set(1)
-        for name in (self.queued, self.dropped, self.completed, self.failed,
+        for name in (self.queued, self.dropped, self.completed, self.failed, self.cleared,
                      self.differences, self.noise, self.store_flushes, self.store_errors):
             name.touch()
-        for reason in ("side_effect", "too_large"):
+        for reason in ("side_effect", "too_large", "malformed", "slow_client"):
             self.rejected.touch(reason=reason)
         for target in targets:
             self.target_requests.touch(target=target)
@@ -308,7 +312,7 @@ class Metrics:
         lines: list[str] = []
         for metric in (self.requests, self.rejected, self.blocked, self.target_requests,
                        self.target_errors, self.target_latency, self.target_up, self.queued,
-                       self.dropped, self.completed, self.failed, self.queue_depth,
+                       self.dropped, self.completed, self.failed, self.cleared, self.queue_depth,
                        self.differences, self.noise, self.store_flushes, self.store_errors,
                        self.workers):
             lines += metric.render()

@@ -93,6 +93,9 @@ class Job:
     primary: Response
     secondary: Response
     candidate: Response
+    # The results' epoch when the request arrived (`Store.epoch`): a comparison that
+    # finishes after a clear of the results it predates is not recorded.
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class Record:
     # Each target's time to its full response (primary, secondary, candidate); None when it
     # gave no HTTP response. The store's latency sketches (latency.py) take them.
     latency_ms: tuple[float | None, float | None, float | None] = (None, None, None)
+    epoch: int = 0  # from its Job
 
 
 @dataclass

@@ -41,7 +41,9 @@ class RecordSink(Protocol):
     """Where finished comparisons go: the store, or in a worker process, the channel to
     the owner (`workers.child.Outbox`)."""
 
-    def add(self, record: Record) -> None: ...
+    epoch: int  # bumped by every clear of the results
+
+    def add(self, record: Record) -> bool: ...  # False: the record predates a clear
 
     def known_endpoints(self) -> list[str]: ...
 
@@ -79,6 +81,11 @@ class Pipeline:
         """After the store was cleared: endpoint names and first examples start from scratch."""
         self.namer = self._new_namer()
         self.sampler.reset()
+
+    @property
+    def epoch(self) -> int:
+        """Stamped on each request as it arrives (`Job.epoch`)."""
+        return self.store.epoch
 
     def submit(self, job: Job) -> bool:
         try:
@@ -160,9 +167,12 @@ class Pipeline:
 
     def _store(self, job: Job, record: Record) -> None:
         try:
-            self.store.add(record)
+            added = self.store.add(record)
         except Exception as exc:  # noqa: BLE001 - counted, the pipeline goes on
             self._failed(job, exc)
+            return
+        if added is False:  # it arrived before the results were cleared
+            self.metrics.cleared.inc()
             return
         self.metrics.completed.inc()
         if record.raw:
@@ -209,13 +219,14 @@ class Pipeline:
         latency = (_elapsed(job.primary), _elapsed(job.secondary), _elapsed(job.candidate))
         if result.identical or not (result.raw or result.noise):
             return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, failed=result.failed,
-                          baseline_failed=result.baseline_failed, latency_ms=latency)
+                          baseline_failed=result.baseline_failed, latency_ms=latency,
+                          epoch=job.epoch)
         r = self.redactor
         raw = {p: _difference(d, result.raw.get(p, d)) for p, d in r.differences(result.raw).items()}
         noise = {p: _difference(d, result.noise.get(p, d))
                  for p, d in r.differences(result.noise).items()}
         return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise, failed=result.failed,
-                      baseline_failed=result.baseline_failed, latency_ms=latency)
+                      baseline_failed=result.baseline_failed, latency_ms=latency, epoch=job.epoch)
 
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds

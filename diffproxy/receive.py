@@ -5,45 +5,70 @@ the comparison pipeline, and answer the caller as -responseMode says.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import json
+import re
 import secrets
 import time
+from collections.abc import Iterable
 
-from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
-
-from .forward import Forwarder
+from .forward import FanOut, Forwarder
+from .h1server import ProxyServer, Reply, Request, ServerSettings, json_reply
 from .headers import strip_hop_by_hop
 from .metrics import KNOWN_METHODS, Metrics
 from .model import TARGET_ORDER, Job, Response
 from .pipeline import Pipeline
 from .settings import Settings
 
-SIDE_EFFECT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# An allow-list: any other method (POST, PUT, WebDAV's MKCOL/PROPPATCH/MOVE/LOCK, a
+# cache's PURGE, whatever a client invents) may change data on the targets.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 REQUEST_ID_HEADER = "X-Diffproxy-Request-Id"
 _TRACE_HEADERS = ("x-request-id", "x-b3-traceid", "traceparent", "x-cloud-trace-context")
 
 
-def json_error(status: int, message: str, **extra) -> web.Response:
-    return web.Response(status=status, text=json.dumps({"error": message, **extra}),
-                        content_type="application/json",
-                        headers={"X-Content-Type-Options": "nosniff"})
+def json_error(status: int, message: str, **extra) -> Reply:
+    return json_reply(status, message, **extra)
 
 
-def trace_id(headers: CIMultiDictProxy[str] | CIMultiDict[str], fallback: str) -> str:
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+MAX_TRACE_ID = 128
+
+
+def trace_id(headers: Iterable[tuple[str, str]], fallback: str) -> str:
+    """The caller's trace id, from the first tracing header present; the request id when
+    none is usable. Bounded: a W3C traceparent must be well formed (32 hex digits, not all
+    zero), any other id is cut to `MAX_TRACE_ID` characters."""
+    found: dict[str, str] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _TRACE_HEADERS and lower not in found:
+            found[lower] = value
     for name in _TRACE_HEADERS:
-        value = headers.get(name)
+        value = found.get(name)
+        if not value:
+            continue
+        if name == "traceparent":  # version-traceid-spanid-flags
+            match = _TRACEPARENT.match(value.strip().lower())
+            if match is None or match.group(1) == "0" * 32:
+                continue
+            return match.group(1)
+        value = value.split("/")[0].strip()[:MAX_TRACE_ID]
         if value:
-            if name == "traceparent":  # version-traceid-spanid-flags
-                parts = value.split("-")
-                return parts[1] if len(parts) >= 2 else value
-            return value.split("/")[0].strip()[:128]
+            return value
     return fallback
 
 
-def _path_qs(request: web.Request) -> str:
-    raw = request.raw_path
+# RFC 9110 7.2 / RFC 3986 3.2.2: reg-name or IP literal, then an optional port; ASCII only.
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+(?:%25[0-9A-Za-z._~-]+)?\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)"
+                   r"(?::[0-9]{0,5})?$")
+
+
+def valid_host(value: str) -> bool:
+    return bool(value) and _HOST.match(value) is not None
+
+
+def _path_qs(raw: str) -> str:
     if "://" in raw.split("?", 1)[0]:  # absolute-form request target, as sent to a forward proxy
         after = raw.split("://", 1)[1]
         slash = after.find("/")
@@ -64,7 +89,7 @@ class RequestIds:
 
 
 class ProxyHandler:
-    """The only route on the proxy port."""
+    """Every request on the proxy port."""
 
     def __init__(self, settings: Settings, forwarder: Forwarder, pipeline: Pipeline,
                  metrics: Metrics) -> None:
@@ -76,84 +101,101 @@ class ProxyHandler:
         self._requests = {label: metrics.requests.series(method=label)
                           for label in (*KNOWN_METHODS, "OTHER")}
         self._ids = RequestIds()
+        mode = settings.proxy.response_mode
+        self._chosen = None if mode == "empty" else TARGET_ORDER.index(mode)
+        # Fan-outs whose caller was answered before every target was (see `_finish`).
+        self._background: set[asyncio.Task] = set()
+        self._max_background = settings.proxy.queue_size
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Reply:
         method = request.method.upper()
         self._requests[Metrics.method_label(method)].inc()
         proxy = self.settings.proxy
-        if method in SIDE_EFFECT_METHODS and not proxy.allow_http_side_effects:
-            self.metrics.blocked.inc(method=method)
+        if method not in SAFE_METHODS and not proxy.allow_http_side_effects:
+            self.metrics.blocked.inc(method=Metrics.method_label(method))
             self.metrics.rejected.inc(reason="side_effect")
             return json_error(
                 403, f"{method} requests are not forwarded: they could change data on the "
                      "targets. Start diffproxy with -allowHttpSideEffects to forward them.",
-                flag="-allowHttpSideEffects", method=method)
+                flag="-allowHttpSideEffects", method=method[:32])
 
-        body = await self._read_body(request, proxy.max_request_size)
-        if body is None:
-            self.metrics.rejected.inc(reason="too_large")
-            rejected = json_error(413, f"request body larger than -maxRequestSize "
-                                       f"({proxy.max_request_size} bytes)",
-                                  limit=proxy.max_request_size)
-            # The rest of the body is unread: close rather than make the caller send (and
-            # us swallow) all of it before the connection could be used again.
-            rejected.force_close()
-            return rejected
+        headers = request.headers
+        hosts = [v for k, v in headers if k.lower() == "host"]
+        caller_host = hosts[0] if hosts else None
+        if proxy.forward_host == "caller" and (len(hosts) > 1 or (hosts and not valid_host(hosts[0]))):
+            # It would be sent on to the targets: only a well-formed ASCII host[:port].
+            self.metrics.rejected.inc(reason="malformed")
+            return json_error(400, "invalid Host header: want one host[:port] in ASCII "
+                                   "(-forward.host=caller sends it to the targets)")
 
-        path_qs = _path_qs(request)
-        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
-        caller_host = request.headers.get("Host")
-        responses = await self.forwarder.fan_out(self._targets, method, path_qs, headers, body,
-                                                 caller_host)
-        primary, secondary, candidate = responses
-
+        path_qs = _path_qs(request.target)
+        epoch = self.pipeline.epoch
+        fan = self.forwarder.start(self._targets, method, path_qs, headers, request.body,
+                                   caller_host)
         job_id = self._ids.next()
-        self.pipeline.submit(Job(
-            id=job_id, trace_id=trace_id(request.headers, job_id),
-            timestamp_msec=int(time.time() * 1000), method=method, path_qs=path_qs,
-            headers=headers, body=body, primary=primary, secondary=secondary,
-            candidate=candidate))
-
-        if proxy.response_mode == "empty":
-            return web.Response(status=200, body=b"", headers={REQUEST_ID_HEADER: job_id})
-        chosen = dict(zip(TARGET_ORDER, responses))[proxy.response_mode]
+        job = (job_id, trace_id(headers, job_id), int(time.time() * 1000), method, path_qs,
+               tuple(headers), request.body, epoch)
+        if len(self._background) >= self._max_background:
+            # Targets slower than the caller's pace: answered early, their fan-outs would pile
+            # up without bound. So this caller waits for all three, as a bound on memory.
+            await fan.all()
+        if self._chosen is None:
+            self._finish(fan, job)
+            return Reply(200, ((REQUEST_ID_HEADER, job_id),))
+        chosen = await fan.one(self._chosen)
+        self._finish(fan, job)
         if chosen.error is not None:
+            mode = proxy.response_mode
             status = 504 if chosen.error == "timeout" else 502
-            return json_error(status, f"the {proxy.response_mode} target failed: {chosen.error}",
-                              target=proxy.response_mode, kind=chosen.error,
-                              detail=chosen.error_detail)
+            return json_error(status, f"the {mode} target failed: {chosen.error}",
+                              target=mode, kind=chosen.error, detail=chosen.error_detail)
         return self._to_caller(chosen, job_id)
 
-    @staticmethod
-    async def _read_body(request: web.Request, limit: int) -> bytes | None:
-        """The whole request body, or None when it is larger than `limit`."""
-        if request.content_length is not None and request.content_length > limit:
-            return None
-        if not request.body_exists:  # most mirrored traffic: GETs without a body
-            return b""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def _finish(self, fan: FanOut, job: tuple) -> None:
+        """Queue the comparison once every target has answered: now if they have, else off
+        the caller's path (each target within -target.timeout)."""
+        if fan.done:
+            self._submit(job, fan.results())
+            return
+        task = asyncio.get_running_loop().create_task(self._gather(fan, job))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _gather(self, fan: FanOut, job: tuple) -> None:
+        self._submit(job, await fan.all())
+
+    def _submit(self, job: tuple, responses: list[Response]) -> None:
+        job_id, trace, stamp, method, path_qs, headers, body, epoch = job
+        primary, secondary, candidate = responses
+        self.pipeline.submit(Job(
+            id=job_id, trace_id=trace, timestamp_msec=stamp, method=method, path_qs=path_qs,
+            headers=headers, body=body, primary=primary, secondary=secondary,
+            candidate=candidate, epoch=epoch))
+
+    @property
+    def pending(self) -> int:
+        """Fan-outs whose comparison is not queued yet (their caller was answered)."""
+        return len(self._background)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for fan-outs still running off the callers' paths."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
 
     @staticmethod
-    def _to_caller(response: Response, job_id: str) -> web.Response:
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in strip_hop_by_hop(response.headers):
-            if name.lower() != "content-length":  # aiohttp frames the body itself
-                headers.add(name, value)
-        headers[REQUEST_ID_HEADER] = job_id
-        return web.Response(status=response.status or 502, body=response.body, headers=headers)
+    def _to_caller(response: Response, job_id: str) -> Reply:
+        # Content-Length stays: the server drops it (and frames the body itself) except
+        # for HEAD and 304, whose length describes a body that is not sent.
+        headers = strip_hop_by_hop(response.headers)
+        headers.append((REQUEST_ID_HEADER, job_id))
+        return Reply(response.status or 502, headers, response.body)
 
 
-def proxy_runner(handler: ProxyHandler, max_header_size: int) -> web.AppRunner:
-    """The proxy port's server (the owner's and every worker's): one catch-all route."""
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler.handle)
-    header_limit = max(8190, max_header_size)
-    return web.AppRunner(app, access_log=None, handle_signals=False,
-                         max_line_size=header_limit, max_field_size=header_limit)
+def proxy_server(handler: ProxyHandler, settings: Settings, metrics: Metrics) -> ProxyServer:
+    """The proxy port's server (the owner's and every worker's)."""
+    limit = max(8190, settings.proxy.max_header_size)
+    edge = settings.edge
+    return ProxyServer(handler.handle, ServerSettings(
+        max_line=limit, max_field=limit, max_body=settings.proxy.max_request_size,
+        header_timeout=edge.header_timeout, body_timeout=edge.body_timeout,
+        idle_timeout=edge.idle_timeout), on_rejected=lambda reason: metrics.rejected.inc(reason=reason))

@@ -20,11 +20,13 @@ from . import __version__
 from .admin import admin_app
 from .api import Api, add_nosniff, http_middleware
 from .console import add_console_routes
+from .edge import host_guard, server_log
 from .forward import Forwarder, new_session, probe
+from .h1server import ProxyServer
 from .metrics import Metrics
 from .model import TargetHealth
 from .pipeline import Pipeline
-from .receive import ProxyHandler, proxy_runner
+from .receive import ProxyHandler, proxy_server
 from .runtime import loop_factory
 from .settings import Settings, fail
 from .store import Store, StoreError
@@ -49,6 +51,8 @@ class ProxyService:
         self.pipeline: Pipeline | None = None
         self._session = None
         self._runners: dict[str, web.BaseRunner] = {}
+        self._proxy: ProxyServer | None = None
+        self._handler: ProxyHandler | None = None
         self._tasks: list[asyncio.Task] = []
         self._ready = False
         self.workers: WorkerPool | None = None
@@ -74,11 +78,9 @@ class ProxyService:
         self.pipeline.start()
         if s.proxy.workers > 1:
             self.workers = WorkerPool(s, self.store, self.pipeline, self.metrics, self.health)
-            own_depth = self.pipeline.queue.qsize
-            self.metrics.queue_depth.callback = lambda: own_depth() + self.workers.depth()
 
 
-        http_app = web.Application(middlewares=[http_middleware])
+        http_app = web.Application(middlewares=[host_guard(s), http_middleware])
         add_nosniff(http_app)
         Api(s, self.store, self.health, on_clear=self._cleared,
             extra_info=self._extra_info).register(http_app)
@@ -86,24 +88,30 @@ class ProxyService:
 
         listeners = s.listeners
         header_limit = max(8190, s.proxy.max_header_size)
-        proxy = proxy_runner(ProxyHandler(s, forwarder, self.pipeline, self.metrics),
-                             s.proxy.max_header_size)
-        for name, app, listen in (("admin", admin_app(self.metrics, self.readiness), listeners.admin),
-                                  ("http", http_app, listeners.http),
-                                  ("proxy", None, listeners.proxy)):
-            runner = proxy if app is None else web.AppRunner(
-                app, access_log=None, handle_signals=False,
-                max_line_size=header_limit, max_field_size=header_limit)
+        guard = host_guard(s)
+        for name, app, listen in (("admin", admin_app(self.metrics, self.readiness, guard), listeners.admin),
+                                  ("http", http_app, listeners.http)):
+            runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                   max_line_size=header_limit, max_field_size=header_limit,
+                                   logger=server_log)
             await runner.setup()
             self._runners[name] = runner
-            # The proxy port is shared with the worker processes, if any.
-            shared = name == "proxy" and self.workers is not None
             try:
-                await web.TCPSite(runner, listen.host, listen.port, reuse_address=True,
-                                  reuse_port=shared or None).start()
+                await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
             except OSError as exc:
                 raise StartError(f"cannot listen on {listen} (-{name}.port): "
                                  f"{exc.strerror or exc}") from None
+        self._handler = ProxyHandler(s, forwarder, self.pipeline, self.metrics)
+        self._proxy = proxy_server(self._handler, s, self.metrics)
+        own_depth, handler, workers = self.pipeline.queue.qsize, self._handler, self.workers
+        self.metrics.queue_depth.callback = lambda: (own_depth() + handler.pending
+                                                     + (workers.depth() if workers else 0))
+        try:  # the proxy port is shared with the worker processes, if any
+            await self._proxy.start(listeners.proxy.host, listeners.proxy.port,
+                                    reuse_port=self.workers is not None)
+        except OSError as exc:
+            raise StartError(f"cannot listen on {listeners.proxy} (-proxy.port): "
+                             f"{exc.strerror or exc}") from None
         if self.workers is not None:
             try:
                 await self.workers.start(s.proxy.workers - 1)
@@ -118,6 +126,13 @@ class ProxyService:
         if s.ignored_flags:
             log.warning("ignored Diffy flags (no meaning in diffproxy; see docs/diffproxy.md): %s",
                         ", ".join(f"-{k}" for k in s.ignored_flags))
+
+    async def settled(self) -> None:
+        """Every request answered so far is compared (or dropped, counted)."""
+        if self._handler is not None:
+            while self._handler.pending:
+                await self._handler.drain(self.settings.proxy.timeout + 1.0)
+        await self.pipeline.queue.join()
 
     def _cleared(self) -> None:
         self.pipeline.reset()
@@ -158,8 +173,11 @@ class ProxyService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if "proxy" in self._runners:  # no new mirrored traffic; in-flight requests finish
-            await self._runners.pop("proxy").cleanup()
+        if self._proxy is not None:  # no new mirrored traffic; in-flight requests finish
+            await self._proxy.close(self.settings.proxy.timeout + 1.0)
+            self._proxy = None
+        if self._handler is not None:  # fan-outs answered early, finishing off the path
+            await self._handler.drain(self.settings.proxy.timeout + 1.0)
         if self.workers is not None:  # they finish and ship their comparisons first
             await self.workers.stop(DRAIN_TIMEOUT + 5.0)
         if self.pipeline is not None:

@@ -118,6 +118,17 @@ class LatencySettings:
     min_samples: int = 20
 
 
+# issue 13 (hostile edge): slow callers on the proxy port, Host checks on the API/admin ports.
+@dataclass(frozen=True)
+class EdgeSettings:
+    header_timeout: float = 10.0  # a request's head must arrive within this of its first byte
+    body_timeout: float = 30.0    # ... and its body within this of the head
+    idle_timeout: float = 75.0    # an idle keep-alive connection is closed after this
+    # Host names the API and admin ports answer to (beside loopback names, IP literals and
+    # -rootUrl's/-apiRoot's host); "*" answers any. Against DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Settings:
     targets: Targets
@@ -130,6 +141,7 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     diff: DiffSettings = field(default_factory=DiffSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
     # issue 12: Diffy flags given on the command line that have no meaning here, logged
     # once at start as ignored
     ignored_flags: tuple[str, ...] = ()
@@ -367,7 +379,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("apiRoot", _identity, "", "public URL of the API (informational)"),
     Flag("threshold.relative", parse_threshold, "20.0", "relative difference threshold, percent"),
     Flag("threshold.absolute", parse_threshold, "0.03", "absolute difference threshold, percent"),
-    Flag("allowHttpSideEffects", parse_bool, "false", "forward POST/PUT/PATCH/DELETE too", boolean=True),
+    Flag("allowHttpSideEffects", parse_bool, "false",
+         "forward every method, not only GET/HEAD/OPTIONS/TRACE", boolean=True),
     Flag("excludeHttpHeadersComparison", parse_bool, "false", "do not compare headers", boolean=True),
     Flag("responseMode", _choice(*RESPONSE_MODES), "primary",
          "whose response the caller gets: primary|secondary|candidate|empty"),
@@ -401,6 +414,15 @@ FLAGS: tuple[Flag, ...] = (
     Flag("latency.minSamples", _int_at_least(1), "20",
          "latency verdict: compared requests per target before an endpoint is judged"),
     Flag("config", _identity, "", "YAML or JSON file with any of these keys"),
+    # issue 13 (hostile edge)
+    Flag("receive.headerTimeout", parse_duration, "10s",
+         "a request's head must arrive within this (else 408, connection closed)"),
+    Flag("receive.bodyTimeout", parse_duration, "30s",
+         "a request's body must arrive within this of its head (else 408)"),
+    Flag("receive.idleTimeout", parse_duration, "75s", "idle keep-alive connections closed after this"),
+    Flag("allowedHosts", parse_list, "",
+         "Host names the API and admin ports answer (besides localhost, IP literals, "
+         "-rootUrl's and -apiRoot's host; '*': any); others get 421"),
     # issue 12 (trust-verdicts): how bodies are lifted, when an endpoint has a verdict
     Flag("compare.jsonInStrings", parse_bool, "false",
          "parse string fields holding a JSON object/array and compare them field by field",
@@ -630,6 +652,12 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             samples_first=get("samples.first"),
             samples_latest=get("samples.latest"),
             flush_interval=get("store.flushInterval"),
+        ),
+        edge=EdgeSettings(
+            header_timeout=get("receive.headerTimeout"),
+            body_timeout=get("receive.bodyTimeout"),
+            idle_timeout=get("receive.idleTimeout"),
+            allowed_hosts=get("allowedHosts"),
         ),
         ignored_flags=ignored,
         latency=LatencySettings(  # issue 14

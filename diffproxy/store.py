@@ -240,6 +240,7 @@ class Store:
         self._latency_written = 0.0
         # Called with (endpoint, latency_ms) for every counted request: the /metrics histogram.
         self._on_latency = on_latency or (lambda _ep, _ms: None)
+        self.epoch = 0  # bumped by `clear`; see `Record.epoch`
         self._sampler = ExampleSampler(samples_first, samples_latest, max_keys=None)
         self._seq = 0
         self._pending: _Batch = self._new_batch()
@@ -331,11 +332,14 @@ class Store:
             known.setdefault(path, FieldCounts())
         return path
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record) -> bool:
         """Count one comparison and keep it as an example where it is among the first or
-        latest for a field. Cheap and synchronous: the disk write happens in the next flush."""
+        latest for a field. Cheap and synchronous: the disk write happens in the next flush.
+        False (and nothing counted) when the record's request arrived before the last clear."""
         if self._closed:
             raise StoreError("store is closed")
+        if record.epoch != self.epoch:
+            return False
         ep = _storable(record.endpoint)
         counts = self.endpoints.setdefault(ep, EndpointCounts())
         counts.total += 1
@@ -361,7 +365,7 @@ class Store:
             touched.setdefault(self._field(ep, _storable(path)), [False, False])[1] = True
         if not touched:
             self._maybe_wake()
-            return
+            return True
         siblings = len(record.raw)
         if record.document is None:
             for path, (raw, noise) in touched.items():
@@ -372,7 +376,7 @@ class Store:
                     fc.weight += siblings
                 batch.fields[(ep, path)] = fc
             self._maybe_wake()
-            return
+            return True
         self._seq += 1
         seq = self._seq
         keep = False
@@ -393,6 +397,7 @@ class Store:
         if keep:
             batch.results.append((record.id, seq, ep, record.document))
         self._maybe_wake()
+        return True
 
     def _maybe_wake(self) -> None:
         if len(self._pending.results) + len(self._pending.endpoints) >= FLUSH_ITEMS:
@@ -527,8 +532,15 @@ class Store:
 
     async def clear(self) -> int:
         """Forget every count and example; returns the reset time (msec)."""
-        async with self._lock:
-            self._pending = self._new_batch()
+        # At once, before any await: from here on, comparisons of earlier requests are
+        # refused by `add` rather than counted into the results being wiped.
+        self.epoch += 1
+        self._pending = self._new_batch()
+        self.endpoints.clear()
+        self.fields.clear()
+        self.latency.clear()
+        self._sampler.reset()
+        async with self._lock:  # a flush in progress writes old rows first: wiped below
             now = int(time.time() * 1000)
 
             def wipe() -> None:
@@ -544,10 +556,6 @@ class Store:
                     raise
 
             await asyncio.get_running_loop().run_in_executor(self._executor, wipe)
-            self.endpoints.clear()
-            self.fields.clear()
-            self.latency.clear()
-            self._sampler.reset()
             self.last_reset = now
             return now
 

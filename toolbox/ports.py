@@ -21,8 +21,18 @@ def bound_socket(port: int, host: str = LOOPBACK) -> socket.socket:
     return sock
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on right now; the race until the caller's child
-    binds it is acceptable on a loopback-only machine."""
-    with bound_socket(0) as sock:
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on right now, and not handed out before by this
+    process: with SO_REUSEADDR the kernel may give `bind(0)` the port it just released, so
+    two calls in a row (one process's proxy and http ports) could get the same one. The
+    race until the caller's child binds it is acceptable on a loopback-only machine."""
+    for _ in range(100):
+        with bound_socket(0) as sock:
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    return port

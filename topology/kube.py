@@ -18,7 +18,7 @@ import posixpath
 from dataclasses import dataclass
 
 from topology.istio import Istio
-from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args
+from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args, service_names
 from topology.monitoring import Monitoring, Scope, dashboard_json, rule_groups
 from topology.relay import render_relay_conf
 from topology.release import (
@@ -297,7 +297,8 @@ def release_diffproxy_args(name: str, a: MirroredReleaseArgs) -> list[str]:
         candidate=f"{n.candidate_service}:{a.candidate.port}",
         service_label=d.service_label or a.service.name, proxy_port=d.proxy_port,
         admin_port=d.admin_port, console_port=d.console_port, thresholds=d.thresholds,
-        store_path=STORE_PATH, ignore_fields=d.ignore_fields, latency=d.latency)
+        store_path=STORE_PATH, ignore_fields=d.ignore_fields, latency=d.latency,
+        allowed_hosts=service_names(n.diffproxy, a.namespace))
     for flag, values in (("ignore.headers", d.ignore_headers),
                          ("redact.headers", d.redact_headers),
                          ("redact.fields", d.redact_fields)):

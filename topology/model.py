@@ -84,7 +84,7 @@ class Topology:
     relay: bool = True  # False: Istio mirrors straight to the diff proxy
     # Which Istio's sidecars do the mirroring; decides the copies' Host (topology/istio.py).
     istio: Istio = field(default_factory=Istio)
-    # Diffy's -allowHttpSideEffects: also fan out POST/PUT/PATCH/DELETE copies.
+    # Diffy's -allowHttpSideEffects: fan out every method, not only GET/HEAD/OPTIONS/TRACE.
     allow_http_side_effects: bool = False
     ports: Ports = field(default_factory=Ports)
     images: Images = field(default_factory=Images)
@@ -165,7 +165,8 @@ class Topology:
             service_label=self.service_label, proxy_port=p.proxy, admin_port=p.admin,
             console_port=p.console, thresholds=self.thresholds, store_path=store_path,
             ignore_fields=self.ignore_fields, listen_host=listen_host,
-            allow_http_side_effects=self.allow_http_side_effects, latency=self.latency)
+            allow_http_side_effects=self.allow_http_side_effects, latency=self.latency,
+            allowed_hosts=service_names(self.diffproxy_name, self.diffy_namespace))
 
     def cluster_diffproxy_args(self) -> list[str]:
         target = lambda svc: f"{svc}:{self.ports.backend}"  # noqa: E731 - Diffy's host:port form
@@ -179,11 +180,19 @@ class Topology:
 DEFAULT = Topology()
 
 
+def service_names(name: str, namespace: str) -> tuple[str, ...]:
+    """Every name a Service answers to in the cluster's DNS: what the diff proxy's API and
+    admin ports must accept as Host (they refuse others: DNS rebinding)."""
+    return (name, f"{name}.{namespace}", f"{name}.{namespace}.svc",
+            f"{name}.{namespace}.svc.cluster.local")
+
+
 def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_label: str,
                    proxy_port: int, admin_port: int, console_port: int, thresholds: Thresholds,
                    store_path: str = STORE_PATH, ignore_fields: tuple[str, ...] = (),
                    listen_host: str = "", allow_http_side_effects: bool = False,
-                   latency: LatencyThresholds | None = None) -> list[str]:
+                   latency: LatencyThresholds | None = None,
+                   allowed_hosts: tuple[str, ...] = ()) -> list[str]:
     """Diffy's flags exactly as the original demo passes them, then ours: every diff proxy
     the project starts (cluster demo, any MirroredRelease, local stack) is configured here."""
     args = [
@@ -204,4 +213,6 @@ def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_labe
         args.append("-allowHttpSideEffects=true")
     if ignore_fields:
         args.append(f"-ignore.fields={','.join(ignore_fields)}")
+    if allowed_hosts:  # loopback names and IP literals (probes, scrapes) need no listing
+        args.append(f"-allowedHosts={','.join(allowed_hosts)}")
     return args + (latency or LatencyThresholds()).flags()

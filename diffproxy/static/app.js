@@ -1392,7 +1392,10 @@
         // The token stays in this page's memory only: never stored, never in the URL.
         await api("clear", {
           method: "POST",
-          headers: token ? { Accept: "application/json", Authorization: `Bearer ${token}` } : { Accept: "application/json" },
+          // A custom header: the API refuses state changes a cross-site form could send.
+          headers: token
+            ? { Accept: "application/json", "X-Diffproxy-Client": "console", Authorization: `Bearer ${token}` }
+            : { Accept: "application/json", "X-Diffproxy-Client": "console" },
         });
         store.overview = {};
         if (window.location.hash && window.location.hash !== "#/") window.location.hash = "#/";

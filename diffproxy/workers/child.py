@@ -4,9 +4,9 @@
 The owner keeps everything that must be single: the store, the API and console, the admin
 port, the endpoint cap and the metrics. Every `SHIP_INTERVAL` a worker sends one message:
 its metric increments since the last one, its queue depth, the health of the targets it
-talked to, and its finished comparisons as (id, endpoint, differing fields, noisy fields,
-document or None). Documents are built only where the owner can keep them, as the
-sampling policy (`sampling`) says, by the worker's own comparison pipeline.
+talked to, and its finished comparisons as `Shipped` tuples (the epoch: how many clears it
+had been told of when the request arrived). Documents are built only where the owner can
+keep them, as the sampling policy (`sampling`) says, by the worker's own comparison pipeline.
 
 A worker dies with its owner: Linux's parent-death signal (SIGKILL), and, as a second line,
 end of file on the channel. Run by the owner as `python -m diffproxy.workers.child FD OWNER_PID`.
@@ -23,13 +23,12 @@ import socket
 import sys
 import time
 
-from aiohttp import web
-
 from ..forward import Forwarder, new_session
+from ..h1server import ProxyServer
 from ..metrics import Metrics
 from ..model import Record, TargetHealth
 from ..pipeline import Pipeline
-from ..receive import ProxyHandler, proxy_runner
+from ..receive import ProxyHandler, proxy_server
 from ..runtime import die_with_parent, loop_factory
 from ..settings import Settings
 from . import channel
@@ -39,9 +38,10 @@ log = logging.getLogger("diffproxy.worker")
 SHIP_INTERVAL = 0.1   # seconds between messages to the owner
 DRAIN_TIMEOUT = 5.0   # seconds to finish queued comparisons when asked to stop
 
-# id, endpoint, raw paths, noise paths, document, failed targets, baseline failed, latency
+# id, endpoint, raw paths, noise paths, document, failed targets, baseline failed, latency,
+# epoch (last: the pool drops results from before a clear by it)
 Shipped = tuple[str, str, tuple[str, ...], tuple[str, ...], "str | None", tuple[str, ...], bool,
-                tuple["float | None", ...]]
+                tuple["float | None", ...], int]
 
 
 class Outbox:
@@ -49,17 +49,21 @@ class Outbox:
 
     def __init__(self) -> None:
         self._pending: list[Record] = []
+        self.epoch = 0  # clears the owner told of (see `Record.epoch`)
 
     def known_endpoints(self) -> list[str]:
         return []
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record) -> bool:
+        if record.epoch != self.epoch:
+            return False
         self._pending.append(record)
+        return True
 
     def take(self) -> list[Shipped]:
         pending, self._pending = self._pending, []
         return [(r.id, r.endpoint, tuple(r.raw), tuple(r.noise), r.document, r.failed,
-                 r.baseline_failed, r.latency_ms) for r in pending]
+                 r.baseline_failed, r.latency_ms, r.epoch) for r in pending]
 
 
 class Worker:
@@ -71,7 +75,8 @@ class Worker:
         self.outbox = Outbox()
         self.pipeline = Pipeline(settings, self.outbox, self.metrics, endpoint_cap=False)
         self._session = None
-        self._runner: web.BaseRunner | None = None
+        self._server: ProxyServer | None = None
+        self._handler: ProxyHandler | None = None
         self._shipper: asyncio.Task | None = None
         self._last_ship = 0.0
 
@@ -80,12 +85,10 @@ class Worker:
         self._session = new_session(s.proxy)
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
         self.pipeline.start()
-        self._runner = proxy_runner(ProxyHandler(s, forwarder, self.pipeline, self.metrics),
-                                    s.proxy.max_header_size)
-        await self._runner.setup()
+        self._handler = ProxyHandler(s, forwarder, self.pipeline, self.metrics)
+        self._server = proxy_server(self._handler, s, self.metrics)
         listen = s.listeners.proxy
-        await web.TCPSite(self._runner, listen.host, listen.port, reuse_address=True,
-                          reuse_port=True).start()
+        await self._server.start(listen.host, listen.port, reuse_port=True)
         self._shipper = asyncio.create_task(self._ship_loop(), name="diffproxy-ship")
 
     async def _ship_loop(self) -> None:
@@ -99,14 +102,17 @@ class Worker:
         health = {name: (h.healthy, h.last_error) for name, h in self.health.items()
                   if h.healthy is not None and h.last_seen >= since}
         channel.write(self.writer, {"metrics": self.metrics.take_deltas(),
-                                    "depth": self.pipeline.queue.qsize(),
+                                    "depth": self.pipeline.queue.qsize() + (
+                                        self._handler.pending if self._handler else 0),
                                     "health": health, "results": results})
         await self.writer.drain()
 
     async def stop(self) -> None:
         """Stop taking requests, finish what is queued, ship it all."""
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.close(self.settings.proxy.timeout + 1.0)
+        if self._handler is not None:
+            await self._handler.drain(self.settings.proxy.timeout + 1.0)
         if self._shipper is not None:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,6 +147,7 @@ async def _serve(sock: socket.socket) -> int:
             except channel.ChannelClosed:
                 os._exit(1)  # the owner is gone: nothing here is worth keeping
             if message == "reset":
+                worker.outbox.epoch += 1
                 worker.pipeline.reset()
             elif message == "stop":
                 stopping.set()

@@ -36,6 +36,7 @@ class _Child:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     depth: int = 0
+    resets: int = 0  # clears told to this worker: its results from before the last are stale
     task: asyncio.Task | None = field(default=None)
 
 
@@ -105,6 +106,16 @@ class WorkerPool:
         self.metrics.workers.set(1 + self.alive - 1)
 
     def _apply(self, child: _Child, message: dict) -> None:
+        results = message["results"]
+        fresh = [r for r in results if r[-1] == child.resets]
+        stale = len(results) - len(fresh)
+        if stale:  # counted completed by the worker; they reached here after the clear
+            counters = message["metrics"].setdefault("counters", {})
+            completed = counters.setdefault(self.metrics.completed.name, {})
+            key = self.metrics.completed._key({})
+            completed[key] = completed.get(key, 0.0) - stale
+            cleared = counters.setdefault(self.metrics.cleared.name, {})
+            cleared[key] = cleared.get(key, 0.0) + stale
         self.metrics.add_deltas(message["metrics"])
         child.depth = message["depth"]
         for name, (healthy, error) in message["health"].items():
@@ -113,7 +124,7 @@ class WorkerPool:
                 health.record(healthy, error)
                 self.metrics.target_up.set(1 if health.healthy else 0, target=name)
         namer = self.pipeline.namer
-        for rid, candidate, raw, noise, doc, failed, baseline_failed, latency in message["results"]:
+        for rid, candidate, raw, noise, doc, failed, baseline_failed, latency, _epoch in fresh:
             # The document has no endpoint: the store adds the admitted one, which may be
             # the overflow endpoint.
             endpoint = namer.admit(candidate)
@@ -121,7 +132,7 @@ class WorkerPool:
                 self.store.add(Record(id=rid, endpoint=endpoint, raw=dict.fromkeys(raw, {}),
                                       noise=dict.fromkeys(noise, {}), document=doc,
                                       failed=failed, baseline_failed=baseline_failed,
-                                      latency_ms=tuple(latency)))
+                                      latency_ms=tuple(latency), epoch=self.store.epoch))
             except Exception:  # counted, like a failed comparison
                 self.metrics.failed.inc()
                 log.exception("recording result %s from worker %d failed", rid, child.proc.pid)
@@ -129,6 +140,7 @@ class WorkerPool:
     def reset(self) -> None:
         """The store was cleared: workers ship first examples again."""
         for child in self._children:
+            child.resets += 1
             if not child.writer.is_closing():
                 channel.write(child.writer, "reset")
 

@@ -70,7 +70,7 @@ def shared_proxy(backends, tmp_path_factory, proc_logs):
 def proxy(shared_proxy):
     """The shared proxy with no results: earlier tests' comparisons settled, then cleared."""
     diffapi.wait_idle(shared_proxy.admin_url)
-    httpx.post(shared_proxy.api_url + "/api/1/clear").raise_for_status()
+    httpx.post(shared_proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT).raise_for_status()
     yield shared_proxy
     assert shared_proxy.alive(), f"proxy died:\n{shared_proxy.log()}"
 

@@ -9,6 +9,9 @@ process can be driven through every (role x fault) case without restarting anyth
     /echo-headers           {"headers": {...}}; the candidate appends "+v2" to every value
     /echo-body              the request body back, byte for byte
     /slow-ok                a normal answer after SLOW_OK seconds
+    /hold/<role>            the role answers only after `release(role)` (at most HOLD_MAX s)
+    /raw-header-bytes       headers with bytes beyond ASCII: Latin-1 é, UTF-8 é
+    HEAD anything           the head GET would get, Content-Length included, no body
     /surrogate-key          the candidate answers JSON whose key is a lone surrogate escape
     /brotli                 JSON, Content-Encoding br; the candidate's "version" is 2
     /ndjson                 three NDJSON records; the candidate's record 1 has n=99
@@ -39,6 +42,7 @@ import brotlicffi
 
 ROLES = ("primary", "secondary", "candidate")
 SLOW_OK = 0.4
+HOLD_MAX = 20.0
 
 # fault -> the error kind the proxy must record for it
 FAULTS: dict[str, str] = {
@@ -73,6 +77,8 @@ class _Role:
     writers: set = field(default_factory=set)
     bodies: list[str] = field(default_factory=list)  # sha256 of each request body seen
     targets: list[str] = field(default_factory=list)  # request-target of each request seen
+    holding: int = 0  # requests held on /hold/<role> right now
+    release: asyncio.Event | None = None
 
 
 class FaultServer:
@@ -110,6 +116,15 @@ class FaultServer:
 
     def accept(self, role: str) -> None:
         self._call(self._listen(self.roles[role]))
+
+    def holding(self, role: str) -> int:
+        return self.roles[role].holding
+
+    def release(self, role: str) -> None:
+        async def set_it() -> None:
+            if self.roles[role].release is not None:
+                self.roles[role].release.set()
+        self._call(set_it())
 
     def bodies(self, role: str) -> list[str]:
         return list(self.roles[role].bodies)
@@ -160,8 +175,11 @@ class FaultServer:
             role.bodies.append(hashlib.sha256(body).hexdigest())
             role.targets.append(target)
             path = target.split("?", 1)[0]
+            if _method == "HEAD":
+                writer = _HeadOnly(writer)
             if not await self._answer(role, path, headers, body, writer):
                 return
+            writer = getattr(writer, "inner", writer)
 
     async def _answer(self, role: _Role, path: str, headers, body: bytes, writer) -> bool:
         """Write the answer; False when the connection must end."""
@@ -176,6 +194,20 @@ class FaultServer:
             writer.write(_reply("200 OK", _json({"headers": echoed})))
         elif path == "/echo-body":
             writer.write(_reply("200 OK", body, content_type="application/octet-stream"))
+        elif path == "/raw-header-bytes":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"X-Latin1: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\n{}")
+        elif path == f"/hold/{role.name}":
+            if role.release is None or role.release.is_set():
+                role.release = asyncio.Event()
+            role.holding += 1
+            try:
+                await asyncio.wait_for(role.release.wait(), HOLD_MAX)
+            except TimeoutError:
+                pass
+            finally:
+                role.holding -= 1
+            writer.write(_reply("200 OK", _json({"ok": True})))
         elif path == "/brotli":
             data = brotlicffi.compress(_json({"version": 2 if role.name == "candidate" else 1,
                                               "name": "same"}))
@@ -237,3 +269,24 @@ class FaultServer:
             raise ValueError(f"unknown fault {fault!r}")
         if not writer.transport.is_closing():
             await writer.drain()
+
+
+class _HeadOnly:
+    """A writer for a HEAD request: the head of what is written, never the body."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.transport = inner.transport
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        if not self._done:
+            head, sep, _body = data.partition(b"\r\n\r\n")
+            self.inner.write(head + sep)
+            self._done = bool(sep)
+
+    async def drain(self) -> None:
+        await self.inner.drain()
+
+    def get_extra_info(self, name):
+        return self.inner.get_extra_info(name)

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import string
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -100,6 +101,9 @@ HOST = b"Host: x\r\n"
 MALFORMED = {
     "garbage line": b"GARBAGE\r\n\r\n",
     "method only": b"GET\r\n\r\n",
+    "HTTP/0.9 request line": b"GET /nine\r\n\r\n",
+    "HTTP/0.9 with a query": b"GET /nine?a=1\r\n",
+    "unknown version": b"GET / HTTP/1.7\r\n" + HOST + b"\r\n",
     "tls hello on plain port": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + os.urandom(64),
     "raw non-utf8 path": b"GET /caf\xe9/x HTTP/1.1\r\n" + HOST + b"\r\n",
     "raw non-utf8 query": b"GET /q?x=\xff\xfe HTTP/1.1\r\n" + HOST + b"\r\n",
@@ -138,9 +142,9 @@ def test_percent_encoded_bytes_are_forwarded_verbatim(bad_proxy, client, faults)
     answer = exchange(bad_proxy.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n"
                                       "Connection: close\r\n\r\n".encode())
     assert status_of(answer) == 200
-    for role in ROLES:
+    diffapi.wait_idle(bad_proxy.admin_url)  # the caller had the primary's answer: the others
+    for role in ROLES:                      # may still be on their way
         assert faults.targets(role)[-1] == target
-    diffapi.wait_idle(bad_proxy.admin_url)
     assert "GET /caf%E9/%FF%FE" in get_json(bad_proxy.api_url, "endpoints")
 
 
@@ -171,13 +175,14 @@ def test_binary_bodies_are_forwarded_intact(bad_proxy, client, faults, method):
                        headers={"Content-Type": "application/octet-stream"})
     assert r.status_code == 200 and r.content == payload
     digest = hashlib.sha256(payload).hexdigest()
+    diffapi.wait_idle(bad_proxy.admin_url)
     assert [faults.bodies(role)[-1] for role in ROLES] == [digest] * 3
 
 
 def test_distinct_paths_and_header_names_stay_capped_and_bounded(bad_proxy, client):
     proxy = bad_proxy
     diffapi.wait_idle(proxy.admin_url)
-    client.post(proxy.api_url + "/api/1/clear").raise_for_status()
+    client.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT).raise_for_status()
     pid = proxy.popen.pid
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: client.get(proxy.proxy_url + "/warm-up"), range(300)))
@@ -221,3 +226,200 @@ def test_distinct_paths_and_header_names_stay_capped_and_bounded(bad_proxy, clie
           f"(+{growth_mb:.1f} MB); comparisons dropped: {header_drops + path_drops}")
     assert growth_mb < RSS_BOUND_MB
     assert get_json(proxy.api_url, f"endpoints/{enc(OVERFLOW_ENDPOINT)}/stats")["endpoint"]["total"] > 0
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything until the proxy closes the connection."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def split_responses(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(head, body) of each response in `data`, framed by Content-Length (HEAD: none)."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, data[:200]
+        lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")]
+        n = lengths[0] if lengths and not head.startswith(b"HTTP/1.1 200 OK\r\nX-HEAD") else 0
+        out.append((head, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def test_pipelined_requests_then_half_close_are_all_answered_forwarded_and_compared(
+        edge_proxy, faults):
+    count = 200
+    before = diffapi.wait_idle(edge_proxy.admin_url)
+    seen = [len(faults.targets(role)) for role in ROLES]
+    requests = b"".join(b"GET /pipelined?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+                        for i in range(count))
+    with socket.create_connection(("127.0.0.1", edge_proxy.port), timeout=60) as sock:
+        sock.sendall(requests)
+        sock.shutdown(socket.SHUT_WR)  # half-close: nothing more to ask, answers still wanted
+        answers = split_responses(read_all(sock))
+    assert len(answers) == count
+    assert all(head.startswith(b"HTTP/1.1 200 ") for head, _ in answers)
+    assert [json.loads(body) for _, body in answers] == [{"ok": True}] * count
+    after = diffapi.wait_idle(edge_proxy.admin_url, timeout=60)
+    for role, n in zip(ROLES, seen):  # forwarded to every target (the primary in order:
+        # the caller waits for it; the others may still be busy with one when the next goes)
+        got = faults.targets(role)[n:]
+        want = [f"/pipelined?n={i}" for i in range(count)]
+        assert (got if role == "primary" else sorted(got, key=want.index)) == want
+    compared = metric(after, "diffproxy_comparisons_queued_total") - \
+        metric(before, "diffproxy_comparisons_queued_total")
+    assert compared == count
+    endpoints = get_json(edge_proxy.api_url, "endpoints")
+    assert endpoints.get("GET /pipelined", {}).get("total") == count, endpoints
+
+
+def test_response_header_bytes_are_passed_through_as_sent(edge_proxy):
+    answer = exchange(edge_proxy.port, b"GET /raw-header-bytes HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(answer) == 200
+    head = answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert b"X-Latin1: caf\xe9" in head and b"X-Utf8: caf\xc3\xa9" in head
+
+
+def test_head_replies_keep_the_content_length(edge_proxy):
+    with socket.create_connection(("127.0.0.1", edge_proxy.port), timeout=30) as sock:
+        sock.sendall(b"HEAD /head-me HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /head-me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = read_all(sock)
+    # The HEAD's head, then at once (no body in between) the GET's whole answer.
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    get_body = json.dumps({"ok": True}, sort_keys=True).encode()
+    assert b"Content-Length: %d" % len(get_body) in head.split(b"\r\n")
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"\r\n\r\n" + get_body)
+
+
+def test_percent_encoded_newline_in_a_path_is_forwarded_and_counted(edge_proxy, faults):
+    answer = exchange(edge_proxy.port, b"GET /line%0Abreak/x%0D%0A HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(answer) == 200
+    diffapi.wait_idle(edge_proxy.admin_url)
+    for role in ROLES:
+        assert faults.targets(role)[-1] == "/line%0Abreak/x%0D%0A"
+    counted = {name: c for name, c in get_json(edge_proxy.api_url, "endpoints").items()
+               if name.startswith("GET /line")}
+    assert sum(c["total"] for c in counted.values()) == 1, counted
+
+
+def test_expect_continue_over_the_limit_gets_413_without_100_continue(edge_proxy):
+    answer = exchange(edge_proxy.port, b"POST /echo-body HTTP/1.1\r\nHost: x\r\n"
+                                      b"Content-Length: 10485760\r\nExpect: 100-continue\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+    assert b"100 Continue" not in answer
+    with socket.create_connection(("127.0.0.1", edge_proxy.port), timeout=30) as sock:
+        sock.sendall(b"POST /echo-body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        interim = sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"  # under the limit: go on
+        sock.sendall(b"hello")
+        final = read_all(sock)
+    assert final.startswith(b"HTTP/1.1 200 ") and final.endswith(b"\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("traceparent, expected", [
+    ("00-" + "ab" * 16 + "-" + "cd" * 8 + "-01", "ab" * 16),
+    ("00-" + "a" * 10000 + "-" + "cd" * 8 + "-01", None),  # not a trace id: the request id
+    ("00-" + "0" * 32 + "-" + "cd" * 8 + "-01", None),     # all zero is invalid (W3C)
+    ("x" * 10000, None),
+])
+def test_trace_ids_are_validated_and_bounded(edge_proxy, client, traceparent, expected):
+    r = client.get(edge_proxy.proxy_url + "/echo-headers", headers={"traceparent": traceparent})
+    assert r.status_code == 200
+    request_id = r.headers["x-diffproxy-request-id"]
+    diffapi.wait_idle(edge_proxy.admin_url)
+    stored = get_json(edge_proxy.api_url, f"requests/{enc(request_id)}")
+    assert stored["trace_id"] == (expected or request_id)
+    long_id = client.get(edge_proxy.proxy_url + "/echo-headers", headers={"x-request-id": "r" * 10000})
+    diffapi.wait_idle(edge_proxy.admin_url)
+    kept = get_json(edge_proxy.api_url, f"requests/{enc(long_id.headers['x-diffproxy-request-id'])}")
+    assert kept["trace_id"] == "r" * 128
+
+
+@pytest.fixture(scope="module")
+def edge_proxy(faults, tmp_path_factory):
+    """Short read timeouts, and the caller's Host sent on to the targets."""
+    tmp = tmp_path_factory.mktemp("edge")
+    proxy = start_fault_proxy(faults, tmp / "edge.sqlite", log_dir=tmp, extra=[
+        "-allowHttpSideEffects", "-forward.host=caller", "-receive.headerTimeout=2s",
+        "-receive.bodyTimeout=2s", "-receive.idleTimeout=3s"])
+    yield proxy
+    assert proxy.alive(), proxy.log()
+    proxy.stop()
+
+
+@pytest.mark.parametrize("host", [b"caf\xc3\xa9.example", b"caf\xe9.example", b"a b",
+                                  b"x/y", b"x@y", b"h:port", b"[::1"])
+def test_invalid_caller_host_is_refused_when_it_would_be_forwarded(edge_proxy, faults, host):
+    before = [len(faults.targets(role)) for role in ROLES]
+    answer = exchange(edge_proxy.port, b"GET /hosted HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert status_of(answer) == 400 and b"Host" in answer
+    assert [len(faults.targets(role)) for role in ROLES] == before
+
+
+def test_repeated_caller_host_is_refused_and_a_valid_one_passes(edge_proxy):
+    answer = exchange(edge_proxy.port, b"GET /hosted HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    assert status_of(answer) == 400
+    for host in (b"shop.example:8080", b"[::1]:80", b"10.1.2.3", b"shop-shadow"):
+        answer = exchange(edge_proxy.port, b"GET /hosted HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        assert status_of(answer) == 200, host
+
+
+SLOW = {  # what a slowloris sends, and stops
+    "head trickling": b"GET /slow HTTP/1.1\r\nHost: x\r\nX-A: ",
+    "body never finished": b"POST /echo-body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123",
+    "chunked body stalled": b"POST /echo-body HTTP/1.1\r\nHost: x\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n",
+}
+
+
+def test_slow_clients_get_408_and_are_closed(edge_proxy, client):
+    before = diffapi.metrics(edge_proxy.admin_url)
+    socks = []
+    try:
+        for data in SLOW.values():
+            for _ in range(5):
+                sock = socket.create_connection(("127.0.0.1", edge_proxy.port), timeout=60)
+                sock.sendall(data)
+                socks.append(sock)
+        idle = [socket.create_connection(("127.0.0.1", edge_proxy.port), timeout=60)
+                for _ in range(5)]  # connect, send nothing
+        socks += idle
+        trickle = socks[0]
+        try:
+            for _ in range(6):  # a byte now and then does not keep a head alive
+                trickle.sendall(b"a")
+                time.sleep(0.5)
+        except OSError:
+            pass  # already closed: fine
+        answers = [read_all(sock) for sock in socks]  # the proxy closes every one
+    finally:
+        for sock in socks:
+            sock.close()
+    slow, silent = answers[:-5], answers[-5:]
+    assert all(a.startswith(b"HTTP/1.1 408 ") for a in slow), [a[:40] for a in slow]
+    assert silent == [b""] * 5  # an idle connection is just closed
+    after = diffapi.metrics(edge_proxy.admin_url)
+    assert metric(after, "diffproxy_requests_rejected_total", reason="slow_client") == \
+        metric(before, "diffproxy_requests_rejected_total", reason="slow_client") + len(slow)
+    assert client.get(edge_proxy.proxy_url + "/still-ok").json() == {"ok": True}
+
+
+@pytest.mark.parametrize("data", [
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x85",
+    b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n\x00\x00",
+])
+def test_upgrades_and_connect_are_answered_then_closed(edge_proxy, data):
+    with socket.create_connection(("127.0.0.1", edge_proxy.port), timeout=30) as sock:
+        sock.sendall(data)
+        answer = read_all(sock)  # the proxy closes: it speaks no other protocol
+    assert status_of(answer) in (200, 403), answer[:200]

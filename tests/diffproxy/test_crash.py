@@ -178,7 +178,7 @@ async def test_api_answers_503_while_the_store_is_closed(tmp_path, faults):
     async with running(s) as (proxy, client):
         api = _url(s.listeners.http) + "/api/1"
         await client.get(_url(s.listeners.proxy) + "/echo-headers")
-        await proxy.pipeline.queue.join()
+        await proxy.settled()
         await proxy.store.close()  # what a stop does before the http port goes away
         r = await client.get(api + "/requests/x")
         assert r.status_code == 503 and "store" in r.json()["error"]
@@ -188,5 +188,5 @@ async def test_api_answers_503_while_the_store_is_closed(tmp_path, faults):
         # mirrored traffic still gets its answer; the comparison fails and is counted
         r = await client.get(_url(s.listeners.proxy) + "/ok")
         assert r.status_code == 200
-        await proxy.pipeline.queue.join()
+        await proxy.settled()
         assert proxy.metrics.failed.get() == 1

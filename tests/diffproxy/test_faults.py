@@ -10,6 +10,7 @@ normally.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -189,3 +190,98 @@ def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, c
     assert signal["status"]["differences"] == 4
     # a 5xx is an answer: it is attributed, but the target is reachable, so healthy
     assert get_json(kinds_proxy.api_url, "info")["targets"]["primary"]["healthy"] is True
+
+
+# The caller's path (issue 13) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def patient_proxy(faults, tmp_path_factory):
+    """A proxy that gives targets 15 s: longer than any caller here waits."""
+    tmp = tmp_path_factory.mktemp("patient")
+    proxy = start_fault_proxy(faults, tmp / "patient.sqlite", log_dir=tmp,
+                              extra=["-target.timeout=15s"])
+    yield proxy
+    assert proxy.alive(), proxy.log()
+    proxy.stop()
+
+
+HOLD_WAIT = 30.0  # a caller that must wait for the hold to end
+CALLER_DEADLINE = 10.0  # the candidate holds for up to HOLD_MAX (20 s), the targets get 15 s
+
+
+def still_held(faults, role: str) -> bool:
+    """The role holds the request (it only lets go on `release`, or after HOLD_MAX)."""
+    deadline = time.monotonic() + CALLER_DEADLINE
+    while faults.holding(role) != 1:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_caller_waits_only_for_the_target_it_is_answered_from(faults, patient_proxy):
+    proxy = patient_proxy
+    before = diffapi.wait_idle(proxy.admin_url)
+    try:
+        r = httpx.get(proxy.proxy_url + "/hold/candidate", timeout=CALLER_DEADLINE)
+        assert (r.status_code, r.json()) == (200, {"ok": True})
+        # The order that proves it: answered while the candidate still holds the request
+        # (it may still be on its way there: the primary can answer first).
+        assert still_held(faults, "candidate")
+        m = diffapi.metrics(proxy.admin_url)
+        assert metric(m, "diffproxy_comparisons_queued_total") == \
+            metric(before, "diffproxy_comparisons_queued_total")  # not compared yet...
+        assert metric(m, "diffproxy_comparison_queue_depth") == 1  # ...but waited for
+    finally:
+        faults.release("candidate")
+    diffapi.wait_idle(proxy.admin_url, timeout=30)
+    # ...then compared with the candidate's real answer, once it came.
+    assert diffapi.counts(get_json(proxy.api_url, "endpoints"))["GET /hold/candidate"] == {
+        "total": 1, "differences": 0}
+
+
+def test_comparisons_in_flight_during_a_clear_are_not_recorded(faults, patient_proxy):
+    proxy = patient_proxy
+    before = diffapi.wait_idle(proxy.admin_url)
+    try:
+        r = httpx.get(proxy.proxy_url + "/hold/candidate?before-clear", timeout=CALLER_DEADLINE)
+        assert r.status_code == 200 and still_held(faults, "candidate")
+        httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT,
+                   timeout=10).raise_for_status()
+    finally:
+        faults.release("candidate")
+    assert httpx.get(proxy.proxy_url + "/after-clear", timeout=10).status_code == 200
+    after = diffapi.wait_idle(proxy.admin_url, timeout=30)
+    assert diffapi.counts(get_json(proxy.api_url, "endpoints")) == {
+        "GET /after-clear": {"total": 1, "differences": 0}}
+    assert metric(after, "diffproxy_comparisons_cleared_total") == \
+        metric(before, "diffproxy_comparisons_cleared_total") + 1  # counted, not recorded
+
+
+def test_fan_outs_waiting_off_the_path_are_bounded(faults, tmp_path):
+    """Beyond -queue.size fan-outs awaited off the callers' paths, a caller waits for all
+    three targets again: slow targets cannot pile up unbounded work."""
+    proxy = start_fault_proxy(faults, tmp_path / "bounded.sqlite", log_dir=tmp_path,
+                              extra=["-target.timeout=15s", "-queue.size=2"])
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                for i in range(2):  # answered early: two fan-outs wait off the path
+                    r = httpx.get(f"{proxy.proxy_url}/hold/candidate?n={i}", timeout=CALLER_DEADLINE)
+                    assert r.status_code == 200
+                third = pool.submit(httpx.get, proxy.proxy_url + "/hold/candidate?n=2",
+                                    timeout=HOLD_WAIT)
+                deadline = time.monotonic() + CALLER_DEADLINE
+                while faults.holding("candidate") < 3 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert faults.holding("candidate") == 3
+                assert not third.done()  # this caller waits for the candidate
+            finally:
+                faults.release("candidate")
+            assert third.result().status_code == 200
+        diffapi.wait_idle(proxy.admin_url, timeout=30)
+        assert diffapi.counts(get_json(proxy.api_url, "endpoints"))["GET /hold/candidate"] == {
+            "total": 3, "differences": 0}
+    finally:
+        proxy.stop()

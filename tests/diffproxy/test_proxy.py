@@ -7,11 +7,13 @@ import contextlib
 
 import httpx
 
+from diffproxy.client import ApiClient
 from diffproxy.endpoints import OVERFLOW_ENDPOINT
 from diffproxy.model import Job, Response
 from diffproxy.service import ProxyService
 from diffproxy.settings import load
 from tests.support import diffapi
+from tests.support.diffapi import CLIENT
 from tests.support.procs import free_port
 
 from .test_forward import http_reply, raw_server
@@ -105,15 +107,88 @@ async def test_endpoint_cap_and_clear(tmp_path):
             base, api = _url(s.listeners.proxy), _url(s.listeners.http) + "/api/1"
             for path in ("/a", "/b", "/c"):
                 await client.get(base + path)
-            await proxy.pipeline.queue.join()
+            await proxy.settled()
             assert diffapi.counts((await client.get(api + "/endpoints")).json()) == {
                 "GET /a": {"total": 1, "differences": 0},
                 OVERFLOW_ENDPOINT: {"total": 2, "differences": 0}}
-            denied = await client.post(api + "/clear")
+            denied = await client.post(api + "/clear", headers=CLIENT)
             assert denied.status_code == 401 and "admin token" in denied.json()["error"]
-            cleared = await client.post(api + "/clear", headers={"Authorization": "Bearer t0k"})
+            cleared = await client.post(api + "/clear", headers={**CLIENT,
+                                                                 "Authorization": "Bearer t0k"})
             assert cleared.json() == {"success": "Diffs cleared"}
             await client.get(base + "/b")
-            await proxy.pipeline.queue.join()
+            await proxy.settled()
             assert list((await client.get(api + "/endpoints")).json()) == ["GET /b"]
             assert (await client.get(api + "/info")).json()["last_reset"] is not None
+
+
+# What a cross-site page can make a browser send, with and without the admin token: a form
+# (text/plain, urlencoded, multipart), a no-cors fetch (simple headers only), and non-simple
+# requests whose Origin or Sec-Fetch-Site gives them away.
+CSRF = {
+    "form text/plain": {"Content-Type": "text/plain", "Origin": "http://evil.example"},
+    "form urlencoded, no Origin": {"Content-Type": "application/x-www-form-urlencoded"},
+    "multipart form": {"Content-Type": "multipart/form-data; boundary=x"},
+    "no-cors fetch": {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"},
+    "same-site sibling": {"X-Diffproxy-Client": "x", "Sec-Fetch-Site": "same-site"},
+    "foreign Origin": {"Content-Type": "application/json", "Origin": "http://evil.example"},
+    "opaque Origin": {"X-Diffproxy-Client": "x", "Origin": "null"},
+    "Origin on another port": {"X-Diffproxy-Client": "x", "Origin": "http://127.0.0.1:1"},
+}
+
+
+async def test_state_changes_refuse_what_a_cross_site_page_can_send(tmp_path):
+    async with raw_server(http_reply()) as (target, _):
+        for token in ("", "t0k"):
+            s = _settings(tmp_path / (token or "open"), target.authority, target.authority,
+                          *([f"-admin.token={token}"] if token else []))
+            (tmp_path / (token or "open")).mkdir(exist_ok=True)
+            auth = {"Authorization": f"Bearer {token}"} if token else {}
+            async with running(s) as (proxy, client):
+                http = _url(s.listeners.http)
+                await client.get(_url(s.listeners.proxy) + "/kept")
+                await proxy.settled()
+                for case, headers in CSRF.items():
+                    r = await client.post(http + "/api/1/clear", content=b"x=1",
+                                          headers={**headers, **auth})
+                    assert r.status_code == 403, (token, case, r.text)
+                    assert r.headers["content-type"].startswith("application/json")
+                assert "GET /kept" in (await client.get(http + "/api/1/endpoints")).json()
+                # What the console sends (same origin), and what the API client sends.
+                console = {"X-Diffproxy-Client": "console", "Sec-Fetch-Site": "same-origin",
+                           "Origin": http}
+                r = await client.post(http + "/api/1/clear", headers={**console, **auth})
+                assert r.json() == {"success": "Diffs cleared"}, r.text
+                await client.get(_url(s.listeners.proxy) + "/again")
+                await proxy.settled()
+                if not token:  # diffproxy.client, as the report and the demo use it
+                    assert await asyncio.to_thread(ApiClient(http).clear) == {
+                        "success": "Diffs cleared"}
+                json_type = {"Content-Type": "application/json", **auth}
+                r = await client.post(http + "/api/1/clear", content=b"{}", headers=json_type)
+                assert r.status_code == 200 and (await client.get(http + "/api/1/endpoints")).json() == {}
+
+
+async def test_api_and_admin_ports_answer_only_their_host_names(tmp_path):
+    async with raw_server(http_reply()) as (target, _):
+        s = _settings(tmp_path, target.authority, target.authority,
+                      "-allowedHosts=diffy.demo.svc.cluster.local,*.corp.example",
+                      "-rootUrl=http://console.example:8888/")
+        async with running(s) as (_, client):
+            http, admin = _url(s.listeners.http), _url(s.listeners.admin)
+            port = s.listeners.http.port
+            for url in (http + "/api/1/info", http + "/", admin + "/metrics", admin + "/healthz"):
+                for host in ("evil.example", f"evil.example:{port}", "localhost.evil.example",
+                             "127.0.0.1.nip.io", "diffy.demo.svc.cluster.local.evil.example"):
+                    r = await client.get(url, headers={"Host": host})
+                    assert r.status_code == 421, (url, host)
+                    assert "-allowedHosts" in r.json()["error"]
+                for host in ("localhost", f"localhost:{port}", "LOCALHOST.", "app.localhost",
+                             "127.0.0.1", f"10.244.0.7:{port}", "[::1]:8888", "[fd00::7]",
+                             "diffy.demo.svc.cluster.local", "a.corp.example:80",
+                             "console.example"):
+                    r = await client.get(url, headers={"Host": host})
+                    assert r.status_code == 200, (url, host, r.text)
+            # The proxy port takes mirrored traffic: any Host at all.
+            r = await client.get(_url(s.listeners.proxy) + "/x", headers={"Host": "evil.example"})
+            assert r.status_code == 200

@@ -148,11 +148,14 @@ def test_clear_needs_post_and_the_token(secret_proxy, traffic):
         got = client.get(api + "/clear")
         assert got.status_code == 405 and got.headers["allow"] == "POST"
         assert "POST" in got.json()["error"]
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Admin-Token": "wrong"}):
-            denied = client.post(api + "/clear", headers=headers)
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Admin-Token": "wrong"},
+                        {"Authorization": b"Bearer caf\xe9\xff"},  # not UTF-8: still a 401
+                        {"X-Admin-Token": b"\xc3\x28"}):
+            denied = client.post(api + "/clear", headers={**diffapi.CLIENT, **headers})
             assert denied.status_code == 401 and "admin token" in denied.json()["error"]
         assert get_json(secret_proxy.api_url, "endpoints"), "a refused clear cleared anyway"
-        cleared = client.post(api + "/clear", headers={"Authorization": f"Bearer {TOKEN}"})
+        cleared = client.post(api + "/clear", headers={**diffapi.CLIENT,
+                                                        "Authorization": f"Bearer {TOKEN}"})
         assert cleared.json() == {"success": "Diffs cleared"}
         assert get_json(secret_proxy.api_url, "endpoints") == {}
 
@@ -168,7 +171,7 @@ API_URLS = [
     ("GET", "/api/1/endpoints/" + "a" * 4000 + "/stats", 404),
     ("GET", "/api/1/requests/nope", 404), ("GET", "/api/1/requests/", 404),
     ("GET", "/api/1/clear", 405), ("PUT", "/api/1/clear", 405),
-    ("POST", "/api/1/clear", 401), ("DELETE", "/api/1/endpoints", 405),
+    ("POST", "/api/1/clear", 403), ("DELETE", "/api/1/endpoints", 405),
     ("POST", "/api/1/info", 405),
 ]
 
@@ -182,3 +185,31 @@ def test_every_api_answer_is_json_and_nosniff(secret_proxy, method, path, status
     if method != "HEAD":
         body = r.json()
         assert ("error" in body) == (status >= 400)
+
+
+UNPARSABLE = {  # requests the HTTP parser rejects, each carrying a secret
+    "query with a control byte": "GET /x?access_token={s}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "header with a NUL": "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s}\x00\r\n\r\n",
+    "header with a bare CR": "GET / HTTP/1.1\r\nHost: x\r\nCookie: sid={s}\rx\r\n\r\n",
+    "secret in a broken request line": "GET /{s} HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("port", ["proxy", "api", "admin"])
+@pytest.mark.parametrize("template", UNPARSABLE.values(), ids=UNPARSABLE.keys())
+def test_requests_the_parser_rejects_are_not_logged(secret_proxy, template, port):
+    import socket
+
+    secret = _secret("unparsed")
+    number = {"proxy": secret_proxy.port, "api": secret_proxy.http_port,
+              "admin": secret_proxy.admin_port}[port]
+    with socket.create_connection(("127.0.0.1", number), timeout=10) as sock:
+        sock.sendall(template.format(s=secret).encode("latin-1"))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.split(b"\r\n", 1)[0].split(b" ")[1] == b"400", answer[:200]
+    assert httpx.get(secret_proxy.admin_url + "/healthz", timeout=10).status_code == 200
+    log = secret_proxy.log_path.read_bytes()
+    for form in _forms(secret):
+        assert form not in log, f"the secret reached the proxy's log:\n{log.decode(errors='replace')[-2000:]}"

@@ -134,16 +134,26 @@ def test_endpoint_templating(proxy, client):
     assert not [name for name in endpoints if "123" in name or "456" in name]
 
 
+# An allow-list: everything but GET/HEAD/OPTIONS/TRACE, WebDAV and cache methods included,
+# CalDAV, and binding methods most proxies never heard of.
+BLOCKED = ("POST", "PUT", "PATCH", "DELETE", "MKCOL", "PURGE", "PROPPATCH", "PROPFIND", "MOVE",
+           "COPY", "LOCK", "UNLOCK", "LINK", "UNLINK", "REPORT", "SEARCH", "MKCALENDAR", "BIND")
+
+
 def test_blocked_side_effects(proxy, client):
     before = diffapi.wait_idle(proxy.admin_url)
-    for method in ("POST", "PUT", "PATCH", "DELETE"):
-        r = client.request(method, proxy.proxy_url + "/anything/side-effect", json={"a": 1})
-        assert r.status_code == 403
-        assert "-allowHttpSideEffects" in r.json()["error"]
+    for method in BLOCKED:
+        r = client.request(method, proxy.proxy_url + "/anything/side-effect", content=b'{"a": 1}',
+                           headers={"Content-Type": "application/json"})
+        assert r.status_code == 403, method
+        assert "-allowHttpSideEffects" in r.json()["error"] and r.json()["method"] == method
     after = diffapi.wait_idle(proxy.admin_url)
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         assert metric(after, "diffproxy_blocked_side_effects_total", method=method) == \
             metric(before, "diffproxy_blocked_side_effects_total", method=method) + 1
+    others = len(BLOCKED) - 4  # one bounded label for every unlisted method
+    assert metric(after, "diffproxy_blocked_side_effects_total", method="OTHER") == \
+        metric(before, "diffproxy_blocked_side_effects_total", method="OTHER") + others
     for target in ("primary", "secondary", "candidate"):  # nothing was forwarded
         assert metric(after, "diffproxy_target_requests_total", target=target) == \
             metric(before, "diffproxy_target_requests_total", target=target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sqlite3
 from dataclasses import replace
@@ -86,7 +87,9 @@ async def test_clear_forgets_everything_and_records_when(tmp_path):
     await store.flush()
     reset = await store.clear()
     assert store.endpoints == {} and await store.result("r1") is None
-    store.add(record(2, endpoint="GET /c"))
+    # A comparison of a request from before the clear, finishing after it: refused.
+    assert store.add(record(3, endpoint="GET /before")) is False
+    assert store.add(dataclasses.replace(record(2, endpoint="GET /c"), epoch=store.epoch))
     await store.close()
     store = await open_store(tmp_path / "s.sqlite")
     try:

@@ -169,7 +169,7 @@ def test_sigterm_ships_every_worker_result_before_exit(backends, tmp_path, proc_
 
 def test_clear_with_workers_starts_counts_and_examples_afresh(traffic):
     proxy, _, _ = traffic
-    r = httpx.post(proxy.api_url + "/api/1/clear", timeout=10.0)
+    r = httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT, timeout=10.0)
     assert r.status_code == 200
     ids = send_fresh_connections(proxy, "/json", 6)
     settled(proxy, N_JSON + N_UUID + 6)
@@ -191,5 +191,37 @@ def test_owner_keeps_serving_when_a_worker_dies(backends, tmp_path, proc_logs):
         wait_for(lambda: diffapi.get_json(proxy.api_url, "endpoints").get("GET /json", {})
                  .get("total") == 5, what="5 requests counted by the owner alone")
         assert proxy.alive()
+    finally:
+        proxy.stop()
+
+
+def test_comparisons_in_flight_in_workers_during_a_clear_are_not_recorded(faults, tmp_path):
+    """Requests answered by any process before a clear, whose candidate answers after it:
+    counted as cleared, never recorded (a worker's results reach the owner late)."""
+    from tests.diffproxy.conftest import start_fault_proxy
+
+    held = 6
+    proxy = start_fault_proxy(faults, tmp_path / "w.sqlite", log_dir=tmp_path,
+                              extra=["-workers=2", "-target.timeout=15s"])
+    try:
+        before = diffapi.wait_idle(proxy.admin_url)
+        try:
+            for i in range(held):  # a fresh connection each: both processes take some
+                r = httpx.get(f"{proxy.proxy_url}/hold/candidate?n={i}", timeout=10)
+                assert r.status_code == 200
+            deadline = time.monotonic() + 10
+            while faults.holding("candidate") < held and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert faults.holding("candidate") == held
+            httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT,
+                       timeout=10).raise_for_status()
+        finally:
+            faults.release("candidate")
+        after = diffapi.wait_idle(proxy.admin_url, timeout=30)
+        assert "GET /hold/candidate" not in diffapi.get_json(proxy.api_url, "endpoints")
+        assert diffapi.metric(after, "diffproxy_comparisons_cleared_total") == \
+            diffapi.metric(before, "diffproxy_comparisons_cleared_total") + held
+        assert diffapi.metric(after, "diffproxy_comparisons_completed_total") == \
+            diffapi.metric(before, "diffproxy_comparisons_completed_total")
     finally:
         proxy.stop()

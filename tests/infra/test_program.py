@@ -214,6 +214,25 @@ def test_diffproxy_deployment(default):
     assert "emptyDir" in results
 
 
+def test_diffproxy_answers_its_service_names_and_probes_but_no_other_host(default):
+    """The API/admin Host guard (DNS rebinding) is configured from the topology: the
+    Service's names pass, the kubelet's probes (Host: pod IP) and port-forwards pass."""
+    from diffproxy.edge import AllowedHosts
+    from diffproxy.settings import load
+
+    pod = _pod(default, f"{DIFFY}/httpbin-diffy")
+    container, = pod["containers"]
+    allowed = AllowedHosts(load(container["args"], env={}))
+    service = DEFAULT.diffproxy_name
+    for host in (service, f"{service}.{DEFAULT.diffy_namespace}:8888", DEFAULT.diffproxy_host,
+                 "10.244.1.17:8881", "localhost:8888", "127.0.0.1:8888"):
+        assert allowed.allows(host), host
+    for host in ("evil.example", f"{service}.evil.example", "localhost.evil.example"):
+        assert not allowed.allows(host), host
+    probe = container["readinessProbe"]["httpGet"]
+    assert "host" not in probe  # so the kubelet sends the pod IP: an IP literal, accepted
+
+
 def test_diffproxy_service_ports(default):
     spec = default.kube(SERVICE, f"{DIFFY}/httpbin-diffy").inputs["spec"]
     assert spec["selector"] == {"app": "httpbin-diffy"}

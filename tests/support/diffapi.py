@@ -19,6 +19,10 @@ from toolbox.prom import Samples
 __all__ = ["enc", "fetch", "get_json", "metric", "metrics", "parse_metrics", "results",
            "stats", "wait_idle"]
 
+# What a state-changing API call must carry (the API's CSRF guard refuses it otherwise).
+CLIENT = {"X-Diffproxy-Client": "tests"}
+
+
 def parse_metrics(text: str) -> Samples:
     """Prometheus text -> {(name, frozenset of (label, value)): value}."""
     return prom.parse(text)
@@ -51,7 +55,8 @@ def wait_idle(admin_url: str, timeout: float = 15.0) -> dict:
         m = metrics(admin_url)
         queued = metric(m, "diffproxy_comparisons_queued_total")
         done = metric(m, "diffproxy_comparisons_completed_total") + metric(
-            m, "diffproxy_comparisons_failed_total")
+            m, "diffproxy_comparisons_failed_total") + metric(
+            m, "diffproxy_comparisons_cleared_total")
         if queued == done and metric(m, "diffproxy_comparison_queue_depth") == 0:
             return m
         if time.monotonic() > deadline:
