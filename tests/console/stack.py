@@ -77,6 +77,8 @@ def send_demo_traffic(stack: Stack, rounds: int = 3, paths: tuple[str, ...] = DE
             for path in paths:
                 client.get(path, headers={"Authorization": "Bearer demo-secret-token"}).raise_for_status()
                 sent += 1
+    # A caller is answered from the primary alone; the other two targets may still be on it.
+    diffapi.wait_idle(stack.admin_url, timeout=60.0)
     return sent
 
 
