@@ -28,6 +28,7 @@ endif
 	$(PY) -m localmesh demo --backend $(BACKEND)
 
 test: venv sysdeps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no display on CI or here; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
-from bench.report import RSS_BUDGET_MB  # noqa: E402
-from bench.results import RunResult  # noqa: E402
+from bench.report import RSS_BUDGET_MB
+from bench.results import RunResult
 
 _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 _COLOURS = {"a": "#7f7f7f", "b": "#2ca02c", "c": "#1f77b4", "d": "#ff7f0e", "e": "#9467bd", "f": "#8c564b"}

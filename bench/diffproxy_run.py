@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from bench import promtext
-from bench.procs import BenchError, free_port, running, wait_for_port
+from bench.procs import BenchError, running, wait_for_port
 from bench.settings import REPO
+from diffproxy.client import ApiClient
+from toolbox import prom
+from toolbox.ports import free_port
 
 # Series names as diffproxy/metrics.py exports them.
 REQUESTS = "diffproxy_requests_total"
@@ -33,14 +34,14 @@ class Counts:
     failed: float
     depth: float
 
-    def minus(self, before: "Counts") -> "Counts":
+    def minus(self, before: Counts) -> Counts:
         return Counts(self.requests - before.requests, self.queued - before.queued,
                       self.completed - before.completed, self.dropped - before.dropped,
                       self.failed - before.failed, self.depth)
 
 
 @dataclass(frozen=True)
-class DiffProxy:
+class ProxyUnderTest:
     pid: int
     proxy_port: int
     admin_port: int
@@ -55,10 +56,10 @@ class DiffProxy:
             return r.read()
 
     def counts(self) -> Counts:
-        s = promtext.parse(self._get(self.admin_port, "/metrics").decode())
+        s = prom.parse(self._get(self.admin_port, "/metrics").decode())
 
         def value(name: str) -> float:
-            v = promtext.total(s, name)
+            v = prom.total(s, name)
             if v is None and name == REQUESTS:
                 return 0.0  # labelled by method: no series until the first request
             if v is None:
@@ -69,7 +70,7 @@ class DiffProxy:
                       value(FAILED), value(QUEUE_DEPTH))
 
     def endpoints(self) -> int:
-        return len(json.loads(self._get(self.http_port, "/api/1/endpoints")))
+        return len(ApiClient(f"http://127.0.0.1:{self.http_port}").endpoints())
 
     def drain(self, timeout: float) -> tuple[Counts, float, bool]:
         """Wait until every request that came in has been compared (or dropped); bounded."""
@@ -88,7 +89,7 @@ class DiffProxy:
 
 @contextlib.contextmanager
 def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidate: int,
-              workers: int = 1, ready_timeout: float = 30.0) -> Iterator[DiffProxy]:
+              workers: int = 1, ready_timeout: float = 30.0) -> Iterator[ProxyUnderTest]:
     workdir.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in range(3)]
     argv = [python, "-m", "diffproxy",
@@ -105,12 +106,12 @@ def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidat
     with running(argv, log, cwd=REPO) as proc:
         for port in ports:
             wait_for_port(port, proc, ready_timeout, log)
-        dp = DiffProxy(proc.pid, *ports)
+        dp = ProxyUnderTest(proc.pid, *ports)
         _wait_ready(dp, proc, ready_timeout, log)
         yield dp
 
 
-def _wait_ready(dp: DiffProxy, proc, timeout: float, log: Path) -> None:
+def _wait_ready(dp: ProxyUnderTest, proc, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:

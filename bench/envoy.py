@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from bench.procs import BenchError, free_port, running, wait_for_port
+from bench.procs import BenchError, running, wait_for_port
 from localmesh.sidecar import find_envoy
+from toolbox.ports import free_port
 from topology import Istio
 from topology.istio_xds import Endpoint, Service, Sidecar, render, sidecar_config
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from bench.bodies import nginx_literal
 from bench.procs import BenchError, running, wait_for_port

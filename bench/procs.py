@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
-import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
-from localmesh.ports import free_port  # noqa: F401 - bench's modules take it from here
-from localmesh.processes import stop_group
+from toolbox import procs, ready
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -22,15 +19,13 @@ class BenchError(RuntimeError):
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{proc.args[0]} exited with {proc.returncode} before listening on {port}"
-                             + _tail(log))
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise BenchError(f"nothing listening on 127.0.0.1:{port} after {timeout:g}s" + _tail(log))
+    outcome = ready.poll(lambda: ready.accepts(port, timeout=0.2), timeout,
+                         died=lambda: proc.poll() is not None)
+    if outcome == "died":
+        raise BenchError(f"{proc.args[0]} exited with {proc.returncode} before listening on {port}"
+                         + _tail(log))
+    if outcome == "timeout":
+        raise BenchError(f"nothing listening on 127.0.0.1:{port} after {timeout:g}s" + _tail(log))
 
 
 def _tail(log: Path | None) -> str:
@@ -44,14 +39,11 @@ def _tail(log: Path | None) -> str:
 def running(argv: Sequence[str], log: Path, cwd: Path | None = None,
             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """A child in its own session, so stopping it also stops everything it forked."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                env=env, start_new_session=True)
+    proc = procs.start(argv, log, cwd=cwd, env=env)
     try:
         yield proc
     finally:
-        stop_group(proc)
+        procs.stop_group(proc)
 
 
 def _stat_fields(pid: int) -> list[str] | None:

@@ -106,7 +106,8 @@ def machine_line(run: RunResult) -> str:
     return (f"{m['nproc']} CPU(s), {m['cpu_model']}, kernel {m['kernel']}, {m['mem_total_mb']:,} MB RAM, "
             f"load average at start {' '.join(m['loadavg_at_start'])}. "
             f"Python {v['python']}, diffproxy {v['diffproxy']} (git {v['git']}), aiohttp {v['aiohttp']}, "
-            f"uvloop {v['uvloop']}, httptools {v.get('httptools', '?')}, deepdiff {v['deepdiff']}, nginx {v['nginx']}, wrk {v['wrk']}.")
+            f"uvloop {v['uvloop']}, httptools {v.get('httptools', '?')}, deepdiff {v['deepdiff']}, "
+            f"nginx {v['nginx']}, wrk {v['wrk']}.")
 
 
 def profile_section(run: RunResult) -> str:

@@ -7,18 +7,18 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 from bench import diffproxy_run, envoy, machine, nginx, profile, wrk
 from bench.bodies import candidate_body, primary_body
-from bench.diffproxy_run import Counts, DiffProxy
-from bench.procs import BenchError, free_port, running, usage, wait_for_port
-from bench.results import (MB, TITLES, Comparisons, MemoryResult, ProfileResult, RunResult,
-                           ScenarioResult)
+from bench.diffproxy_run import Counts, ProxyUnderTest
+from bench.procs import BenchError, running, usage, wait_for_port
+from bench.results import MB, TITLES, Comparisons, MemoryResult, ProfileResult, RunResult, ScenarioResult
 from bench.settings import REPO, BenchSettings
+from toolbox.ports import free_port
 
 ONE_MILLION = 1_000_000
 
@@ -74,7 +74,7 @@ def _comparisons(before: Counts, after: Counts, drained: bool, drain_s: float) -
 
 
 def _measure(key: str, under_test: str, url: str, sut_pid: int, backend_pid: int, conns: int,
-             s: BenchSettings, work: Path, proxy: DiffProxy | None = None,
+             s: BenchSettings, work: Path, proxy: ProxyUnderTest | None = None,
              reference: dict[str, float] | None = None) -> ScenarioResult:
     rss_before = usage(sut_pid).rss
     if s.warmup > 0:

@@ -75,8 +75,10 @@ def parse_args(argv: list[str] | None = None) -> BenchSettings:
         prog="python -m bench",
         description="Throughput, latency, CPU and memory of the diff proxy next to nginx, in one run.")
     p.add_argument("--duration", type=_positive(float), default=d.duration, help="seconds per scenario (%(default)s)")
-    p.add_argument("--warmup", type=float, default=d.warmup, help="unmeasured seconds before each scenario (%(default)s)")
-    p.add_argument("--connections", "-c", type=_positive(int), default=d.connections, help="wrk connections (%(default)s)")
+    p.add_argument("--warmup", type=float, default=d.warmup,
+                   help="unmeasured seconds before each scenario (%(default)s)")
+    p.add_argument("--connections", "-c", type=_positive(int), default=d.connections,
+                   help="wrk connections (%(default)s)")
     p.add_argument("--threads", "-t", type=_positive(int), default=d.threads, help="wrk threads (%(default)s)")
     p.add_argument("--slow-connections", type=_positive(int), default=d.slow_connections,
                    help="wrk connections for the 20 ms scenario (%(default)s)")
@@ -106,7 +108,8 @@ def parse_args(argv: list[str] | None = None) -> BenchSettings:
         d, duration=a.duration, warmup=a.warmup, connections=a.connections, threads=a.threads,
         slow_connections=a.slow_connections, memory_requests=a.memory_requests,
         memory_paths=a.memory_paths, memory_max_seconds=a.memory_max_seconds,
-        nginx_workers=a.nginx_workers, proxy_workers=a.proxy_workers, drain_timeout=a.drain_timeout, out_dir=a.out, scenarios=a.scenarios,
+        nginx_workers=a.nginx_workers, proxy_workers=a.proxy_workers, drain_timeout=a.drain_timeout,
+        out_dir=a.out, scenarios=a.scenarios,
         docs=not a.no_docs, profile=a.profile, profile_seconds=a.profile_seconds,
     )
     if a.smoke:

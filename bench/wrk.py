@@ -6,9 +6,9 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 WRK = "/usr/bin/wrk"
 MARK = "BENCH_JSON "
@@ -71,10 +71,6 @@ class WrkResult:
     errors: dict[str, int]
     connections: int
     threads: int
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
 
 
 def parse(output: str, connections: int, threads: int) -> WrkResult:

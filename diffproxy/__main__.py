@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         return fail(str(exc))
 
-    from .app import run
+    from .service import run
 
     return run(settings)
 

@@ -12,14 +12,15 @@ import dataclasses
 import hmac
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from . import __version__
 from .endpoints import OVERFLOW_ENDPOINT
-from .forward import TargetHealth
+from .model import TargetHealth
 from .noise import classify
 from .settings import Settings
 from .store import OVERFLOW_FIELD, Store, StoreError
@@ -243,7 +244,7 @@ async def http_middleware(request: web.Request, handler) -> web.StreamResponse:
         if not request.path.startswith("/api") or exc.status < 400:
             raise
         return json_response({"error": exc.reason}, exc.status)
-    except Exception:  # noqa: BLE001 - the API answers JSON even when it breaks
+    except Exception:  # the API answers JSON even when it breaks
         if not request.path.startswith("/api"):
             raise
         log.exception("API request %s failed", request.path)

@@ -1,9 +1,8 @@
-"""Difference analysis between the responses of two (or three) targets.
+"""Comparing: the answers of two (or three) targets, field by field.
 
-Pure and synchronous: the proxy hands in what each target returned and gets back field
-paths mapped to `Difference`s. Responses are "lifted" into `{status, headers, body}`,
-bodies parsed by Content-Type after Content-Encoding is undone (with a hard cap, so a
-decompression bomb costs at most `max_body_bytes`), and compared with DeepDiff.
+Pure and synchronous: the pipeline hands in what each target returned and gets back field
+paths mapped to `Difference`s. Bodies are parsed by `lift` (Content-Encoding undone,
+capped at `max_body_bytes`) and compared with DeepDiff.
 
 Path rules (Diffy-like): `status`, `headers.<lower-name>`, `body.<key>.<key>` with array
 indexes dropped so every element of an array shares one path, `body` for a whole
@@ -19,37 +18,18 @@ equal length are compared element by element.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
 import math
 import operator
 import re
-import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from deepdiff import DeepDiff
 from deepdiff.helper import NotPresent
 
-ERROR_KINDS = ("refused", "timeout", "reset", "bad_response", "too_large", "tls", "other")
-DIFF_TYPES = ("changed", "type_changed", "missing", "extra", "size_changed", "error")
-
-# Headers that differ between any two healthy replicas or are rewritten by the mesh:
-# comparing them would only ever produce noise. Content-Encoding is here because bodies
-# are compared after decoding; a target that stops compressing changes transport, not data.
-DEFAULT_IGNORED_HEADERS: tuple[str, ...] = (
-    # hop-by-hop (RFC 9110 7.6.1) and framing
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding",
-    # per-response / per-host
-    "date", "server", "age", "expires", "last-modified", "etag", "via", "forwarded",
-    "x-forwarded-*", "x-real-ip", "x-request-id", "x-correlation-id", "x-amzn-trace-id",
-    # tracing and the Envoy sidecar
-    "x-b3-*", "b3", "traceparent", "tracestate", "baggage", "x-ot-span-context",
-    "x-cloud-trace-context", "grpc-trace-bin", "x-datadog-*", "x-envoy-*", "x-istio-*",
-    "x-client-trace-id", "x-diffproxy-*",
-)
+from .headers import DEFAULT_IGNORED_HEADERS
+from .lift import DEFAULT_MAX_BODY_BYTES, body_of
+from .model import Difference, Response
 
 MAX_VALUE_CHARS = 1000  # longer strings in a Difference are cut here
 _MAX_ITEMS = 100  # longer arrays / bigger objects in a Difference are cut here
@@ -70,31 +50,12 @@ _DEEPDIFF_TYPES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What one target did with the request."""
-
-    status: int | None  # None: no HTTP response at all
-    headers: tuple[tuple[str, str], ...]  # as received, original case, in order
-    body: bytes  # raw body as received (may be gzip/deflate encoded)
-    error: str | None = None  # None or one of ERROR_KINDS
-    error_detail: str = ""
-    elapsed_ms: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    type: str  # one of DIFF_TYPES
-    left: Any  # JSON-serialisable, long values truncated
-    right: Any
-
-
 @dataclass(frozen=True)
 class CompareSettings:
     ignore_headers: tuple[str, ...] = ()  # extra names or globs ("x-foo-*"), case-insensitive
     ignore_fields: tuple[str, ...] = ()  # globs on field paths ("body.headers.Host")
     exclude_headers: bool = False  # Diffy's -excludeHttpHeadersComparison
-    max_body_bytes: int = 5 * 1024 * 1024  # decoded limit: decompression-bomb guard
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # decoded limit: decompression-bomb guard
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 0:
@@ -142,183 +103,6 @@ def truncate_value(value: Any, max_chars: int = MAX_VALUE_CHARS, _depth: int = 0
             items.append(f"... [{len(value)} items]")
         return items
     return truncate_value(str(value), max_chars, _depth)
-
-
-# Bodies -------------------------------------------------------------------------------
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Undecodable(Exception):
-    pass
-
-
-def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
-    """Decompress at most `limit` bytes; raise _TooLarge beyond, _Undecodable on junk."""
-    out = bytearray()
-    members = 0
-    while True:
-        d = zlib.decompressobj(wbits)
-        try:
-            chunk = d.decompress(data, limit - len(out) + 1)
-        except zlib.error as exc:
-            raise _Undecodable(str(exc)) from exc
-        out += chunk
-        if len(out) > limit or d.unconsumed_tail:
-            raise _TooLarge()
-        if not d.eof:
-            raise _Undecodable("truncated stream")
-        data = d.unused_data
-        members += 1
-        # gzip allows concatenated members; trailing zero padding is common and harmless
-        if not data.strip(b"\x00") or members >= 64:
-            return bytes(out)
-
-
-def _decode_content(body: bytes, encoding: str, limit: int) -> bytes:
-    data = body
-    codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
-    for coding in reversed(codings):
-        if coding == "identity":
-            continue
-        if coding in ("gzip", "x-gzip"):
-            data = _inflate(data, 16 + zlib.MAX_WBITS, limit)
-        elif coding == "deflate":
-            # RFC says zlib-wrapped; some servers send raw deflate
-            try:
-                data = _inflate(data, zlib.MAX_WBITS, limit)
-            except _Undecodable:
-                data = _inflate(data, -zlib.MAX_WBITS, limit)
-        else:
-            raise _Undecodable(f"unsupported content-encoding {coding!r}")
-    if len(data) > limit:
-        raise _TooLarge()
-    return data
-
-
-class _Digest(dict):
-    """A body compared by length and hash; its own type so that a digest against a parsed
-    body is one `body` type_changed instead of a spray of missing/extra keys."""
-
-
-def _digest(body: bytes, note: str | None = None) -> dict[str, Any]:
-    out = _Digest(length=len(body), sha256=hashlib.sha256(body).hexdigest())
-    if note:
-        out["note"] = note
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _media_type(content_type: str) -> tuple[str, str | None]:
-    parts = content_type.split(";")
-    mt = parts[0].strip().lower()
-    charset = None
-    for p in parts[1:]:
-        k, _, v = p.partition("=")
-        if k.strip().lower() == "charset":
-            charset = v.strip().strip('"').lower() or None
-    return mt, charset
-
-
-def _is_json(mt: str) -> bool:
-    return mt in ("application/json", "text/json", "application/x-json") or mt.endswith("+json")
-
-
-def _is_text(mt: str) -> bool:
-    return (mt.startswith("text/") or mt.endswith("+xml") or mt in (
-        "application/xml", "application/javascript", "application/ecmascript",
-        "application/x-javascript", "application/xhtml+xml"))
-
-
-def _decode_text(data: bytes, charset: str | None) -> str | None:
-    try:
-        return data.decode(charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
-        if charset and charset not in ("utf-8", "utf8"):
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                return None
-        return None
-
-
-def _parse_json(text: str) -> tuple[bool, Any]:
-    try:
-        return True, json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return False, None
-
-
-def parse_body(body: bytes, content_type: str, content_encoding: str, limit: int) -> Any:
-    """The comparable, JSON-serialisable form of a raw body."""
-    if len(body) > limit and not content_encoding.strip():
-        return _digest(body, f"body larger than {limit} bytes: compared by hash")
-    try:
-        data = _decode_content(body, content_encoding, limit) if content_encoding else body
-    except _TooLarge:
-        return _digest(body, f"decoded body larger than {limit} bytes: compared by hash")
-    except _Undecodable as exc:
-        return _digest(body, f"could not decode {content_encoding.strip()}: {exc}")
-    if not data:
-        return ""
-    mt, charset = _media_type(content_type)
-    if _is_json(mt) or not mt:
-        text = _decode_text(data, charset if charset not in (None, "utf-8", "utf8") else "utf-8-sig")
-        if text is None:
-            return _digest(data)
-        if _is_json(mt) or text.lstrip()[:1] in ("{", "["):
-            ok, value = _parse_json(text)
-            if ok:
-                return value
-        return text
-    if mt == "application/x-www-form-urlencoded":
-        text = _decode_text(data, charset)
-        if text is None:
-            return _digest(data)
-        try:
-            return parse_qs(text, keep_blank_values=True, max_num_fields=10000)
-        except ValueError:
-            return text
-    if _is_text(mt):
-        text = _decode_text(data, charset)
-        return _digest(data) if text is None else text
-    return _digest(data)
-
-
-def content_fault(headers: tuple[tuple[str, str], ...], body: bytes, limit: int) -> tuple[str, str] | None:
-    """Why a body that arrived whole is still unusable as declared, or None.
-
-    ("too_large", ...) when its Content-Encoding expands past `limit` (a decompression
-    bomb: a few KB on the wire, gigabytes for whoever inflates it); ("bad_response", ...)
-    when it is declared JSON without another charset but is not UTF-8 (RFC 8259 8.1).
-    Bodies in encodings this module cannot undo are left to the comparison (digest)."""
-    ctype = cenc = ""
-    for name, value in headers:
-        lower = name.lower()
-        if lower == "content-type":
-            ctype = value
-        elif lower == "content-encoding":
-            cenc = f"{cenc}, {value}" if cenc else value
-    data = body
-    if cenc.strip():
-        try:
-            data = _decode_content(body, cenc, limit)
-        except _TooLarge:
-            return "too_large", f"{cenc.strip()} body expands past {limit} bytes (decompression bomb?)"
-        except _Undecodable:
-            return None
-    mt, charset = _media_type(ctype)
-    if data and _is_json(mt) and charset in (None, "utf-8", "utf8"):
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return "bad_response", f"JSON body is not valid UTF-8 (byte {exc.start})"
-    return None
 
 
 # Pruning -------------------------------------------------------------------------------
@@ -444,7 +228,7 @@ class Comparator:
             tuple(g for g in settings.ignore_fields if g.lower().startswith("headers.")), True)
         self._header_verdicts: dict[str, bool] = {}
 
-    # lifting ---------------------------------------------------------------------------
+    # compared headers ---------------------------------------------------------------------------
 
     def _keep_header(self, lower: str) -> bool:
         verdict = self._header_verdicts.get(lower)
@@ -466,27 +250,7 @@ class Comparator:
         return out
 
     def _parsed_body(self, r: Response) -> Any:
-        if r.error is not None:
-            return None
-        ctype = cenc = ""
-        for name, value in r.headers:
-            lower = name.lower()
-            if lower == "content-type":
-                ctype = value
-            elif lower == "content-encoding":
-                cenc = f"{cenc}, {value}" if cenc else value
-        return parse_body(r.body, ctype, cenc, self.settings.max_body_bytes)
-
-    def lift(self, r: Response) -> dict:
-        """{status, headers, body, error} of one response; all headers kept (redact before storing)."""
-        headers: dict[str, str] = {}
-        for name, value in r.headers:
-            lower = name.lower()
-            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
-        out = {"status": r.status, "headers": headers, "body": self._parsed_body(r), "error": r.error}
-        if r.error is not None:
-            out["error_detail"] = r.error_detail
-        return out
+        return body_of(r, self.settings.max_body_bytes)
 
     # comparing -------------------------------------------------------------------------
 

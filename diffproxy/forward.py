@@ -1,62 +1,31 @@
-"""Sending one request to one target, and turning whatever happens into a `compare.Response`.
+"""Forwarding: one request to the three targets at once, whatever happens turned into a
+`model.Response`.
 
 Never raises for a target's misbehaviour: refused, timed out, reset, garbage, oversized —
 each becomes `Response(error=<kind>)` so it can be compared and counted like any answer.
-Requests go through `h1client` (a keep-alive pool per target); bodies are read raw (no
-decompression) with a size cap, so what is compared and what the caller gets is exactly
-what the target sent. A body that cannot be used as declared (a gzip bomb, JSON that is
-not UTF-8) is an error too: see `compare.content_fault`.
+Requests go through a `transport.Transport` (in production `h1client`, a keep-alive pool
+per target); bodies are read raw (no decompression) with a size cap, so what is compared
+and what the caller gets is exactly what the target sent. A body that cannot be used as
+declared (a gzip bomb, JSON that is not UTF-8) is an error too: see `lift.inspect`, whose
+decoded bytes travel on in `Response.decoded`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from .compare import Response, content_fault
-from .h1client import ClientError, ClientSettings, H1Client, encode_headers
+from .h1client import ClientSettings, H1Client
+from .headers import NOT_FORWARDED, strip_hop_by_hop, strip_shadow
+from .lift import inspect
 from .metrics import CounterSeries, HistogramSeries, Metrics
-from .settings import ProxySettings, Target
+from .model import Response, Target, TargetHealth
+from .settings import ProxySettings
+from .transport import ClientError, Transport, encode_headers
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-    "proxy-authorization", "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-})
-# Not hop-by-hop, but recomputed for the re-sent body, or meaningless once it is read.
-_NOT_FORWARDED = frozenset({"host", "content-length", "expect"})
-SHADOW_SUFFIX = "-shadow"
 UNHEALTHY_KINDS = frozenset({"refused", "timeout", "reset", "tls"})
-
-
-def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop hop-by-hop headers, `Proxy-*`, and every header the Connection header names."""
-    headers = list(headers)
-    named = {token.strip().lower() for k, v in headers if k.lower() == "connection"
-             for token in v.split(",") if token.strip()}
-    return [(k, v) for k, v in headers
-            if (lower := k.lower()) not in HOP_BY_HOP and lower not in named
-            and not lower.startswith("proxy-")]
-
-
-def strip_shadow(host: str) -> str:
-    """Undo the `-shadow` Envoy appends to a mirrored copy's host (Istio before 1.28, or
-    compatibilityVersion 1.27): `h-shadow`, `h-shadow:port`, `10.1.2.3-shadow:port`, and for an
-    IPv6 literal after the bracket, `[::1]-shadow:port`."""
-    host = host.strip()
-    if host.startswith("["):
-        end = host.find("]")
-        if end == -1:
-            return host
-        tail = host[end + 1:]
-        if tail.lower().startswith(SHADOW_SUFFIX):
-            tail = tail[len(SHADOW_SUFFIX):]
-        return host[:end + 1] + tail
-    name, sep, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-    if name.lower().endswith(SHADOW_SUFFIX):
-        name = name[: -len(SHADOW_SUFFIX)]
-    return f"{name}{sep}{port}"
 
 
 class _Deadline:
@@ -80,28 +49,6 @@ class _TargetSeries:
     latency: HistogramSeries
 
 
-@dataclass
-class TargetHealth:
-    """Last known state of one target: from real traffic, and from probes while idle."""
-
-    address: str
-    healthy: bool | None = None  # None: not contacted yet
-    last_error: str | None = None
-    last_change_msec: int | None = None
-    last_seen: float = field(default=0.0)
-
-    def record(self, healthy: bool, error: str | None) -> None:
-        if healthy != self.healthy:
-            self.last_change_msec = int(time.time() * 1000)
-        self.healthy = healthy
-        if error is not None:
-            self.last_error = error
-        self.last_seen = time.monotonic()
-
-    def as_json(self) -> dict:
-        return {"address": self.address, "healthy": self.healthy, "last_error": self.last_error}
-
-
 def new_session(settings: ProxySettings) -> H1Client:
     """One client for all targets: a keep-alive pool per target, nothing added to the
     caller's headers but Host and Content-Length, no decompression."""
@@ -112,19 +59,13 @@ def new_session(settings: ProxySettings) -> H1Client:
 class Forwarder:
     """Sends requests to targets through one shared client; records metrics and health."""
 
-    def __init__(self, settings: ProxySettings, client: H1Client,
+    def __init__(self, settings: ProxySettings, client: Transport,
                  metrics: Metrics, health: dict[str, TargetHealth]) -> None:
         self.settings = settings
         self.client = client
         self.metrics = metrics
         self.health = health
         self._by_target: dict[str, _TargetSeries] = {}
-
-    async def send(self, name: str, target: Target, method: str, path_qs: str,
-                   headers: Iterable[tuple[str, str]], body: bytes,
-                   caller_host: str | None = None) -> Response:
-        return (await self.fan_out(((name, target),), method, path_qs, headers, body,
-                                   caller_host))[0]
 
     async def fan_out(self, targets: Sequence[tuple[str, Target]], method: str, path_qs: str,
                       headers: Iterable[tuple[str, str]], body: bytes,
@@ -137,7 +78,7 @@ class Forwarder:
         headers = list(headers)
         if caller_host is None:
             caller_host = next((v for k, v in headers if k.lower() == "host"), None)
-        common = [(k, v) for k, v in strip_hop_by_hop(headers) if k.lower() not in _NOT_FORWARDED]
+        common = [(k, v) for k, v in strip_hop_by_hop(headers) if k.lower() not in NOT_FORWARDED]
         host = (strip_shadow(caller_host)
                 if self.settings.forward_host == "caller" and caller_host else None)
         try:
@@ -180,7 +121,7 @@ class Forwarder:
             return self._account(name, Response(
                 status=exc.status, headers=exc.headers, body=b"", error=exc.kind,
                 error_detail=exc.detail, elapsed_ms=(time.perf_counter() - started) * 1000))
-        fault = content_fault(raw.headers, raw.body, self.settings.max_response_size)
+        fault, decoded = inspect(raw.headers, raw.body, self.settings.max_response_size)
         if fault is not None:
             kind, detail = fault
             result = Response(status=raw.status, headers=raw.headers, body=b"", error=kind,
@@ -188,7 +129,8 @@ class Forwarder:
                               elapsed_ms=(time.perf_counter() - started) * 1000)
         else:
             result = Response(status=raw.status, headers=raw.headers, body=raw.body,
-                              elapsed_ms=(time.perf_counter() - started) * 1000)
+                              elapsed_ms=(time.perf_counter() - started) * 1000,
+                              decoded=decoded)
         return self._account(name, result)
 
     def _timed_out(self, started: float) -> Response:
@@ -222,7 +164,7 @@ async def probe(target: Target, timeout: float) -> str | None:
         except OSError:
             pass
         return None
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         kind = "timeout" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else "refused"
         detail = " ".join(str(exc).split()) or type(exc).__name__
         return f"{kind}: {detail}"

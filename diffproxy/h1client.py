@@ -6,8 +6,8 @@ Why not aiohttp's client: on the proxy's request path it was three quarters of t
 writes per request). This client does one `transport.write` per request and keeps only what
 a proxy needs: the status, the headers exactly as sent (case and order), the raw body.
 
-Every failure is a `ClientError` whose `kind` is one of `compare.ERROR_KINDS`; the caller
-bounds the time (cancelling a request closes its connection, never pools it).
+The real `transport.Transport`. Every failure is a `ClientError` whose `kind` is one of
+`model.ERROR_KINDS`; the caller bounds the time (cancelling a request closes its connection, never pools it).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import asyncio
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
 
 import httptools
 
-from .settings import Target
+from .model import RawResponse, Target
+from .transport import ClientError
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # RFC 9110 9.3.3/9.3.4: a user agent should send Content-Length with these even when empty.
@@ -37,45 +37,8 @@ class ClientSettings:
     ssl_context: ssl.SSLContext | None = None  # for https targets; None: the system CAs
 
 
-@dataclass(frozen=True, slots=True)
-class RawResponse:
-    status: int
-    headers: tuple[tuple[str, str], ...]  # as received: original case, in order
-    body: bytes                           # as received: no decoding
-
-
-class ClientError(Exception):
-    """A target failed. `status`/`headers` are set when the body was too large: the head
-    arrived whole, and says how large the body claimed to be."""
-
-    def __init__(self, kind: str, detail: str, status: int | None = None,
-                 headers: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.status = status
-        self.headers = headers
-
-
 class _Stop(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in `_Conn.fault`."""
-
-
-def encode_headers(headers: Iterable[tuple[str, str]]) -> bytes:
-    """`Name: value` lines for a request head. ValueError when a name or value could
-    split the head (CR/LF), or is not Latin-1 (it could not have come from a request)."""
-    count = 0
-    parts = []
-    for name, value in headers:
-        parts.append(f"{name}: {value}\r\n")
-        count += 1
-    block = "".join(parts)
-    if block.count("\n") != count or block.count("\r") != count:
-        raise ValueError("a header name or value contains CR or LF")
-    try:
-        return block.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"a header is not Latin-1: {exc}") from None
 
 
 class _Conn(asyncio.Protocol):
@@ -378,14 +341,6 @@ class H1Client:
         if self._ssl is None:  # built once: loading the CA store costs milliseconds
             self._ssl = self.settings.ssl_context or ssl.create_default_context()
         return self._ssl
-
-    def idle_connections(self, target: Target) -> int:
-        pool = self._pools.get((target.scheme, target.host, target.port))
-        return 0 if pool is None else sum(1 for c in pool.idle if not c.closed)
-
-    def open_connections(self, target: Target) -> int:
-        pool = self._pools.get((target.scheme, target.host, target.port))
-        return 0 if pool is None else pool.open
 
     async def close(self) -> None:
         self._closed = True

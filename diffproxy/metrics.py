@@ -7,8 +7,8 @@ shorter than wiring a library and keeps the runtime dependencies to aiohttp and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -67,7 +67,7 @@ class CounterSeries:
 class HistogramSeries:
     __slots__ = ("_buckets", "_counts", "_sums", "_key")
 
-    def __init__(self, histogram: "Histogram", key: LabelValues) -> None:
+    def __init__(self, histogram: Histogram, key: LabelValues) -> None:
         self._buckets = histogram.buckets
         self._counts = histogram._series(key)
         self._sums = histogram.sums

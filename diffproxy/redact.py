@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from diffproxy.compare import Difference
+from .model import Difference
 
 DEFAULT_REDACTED = (
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
@@ -42,9 +42,6 @@ class Redactor:
         self._json = re.compile(rf'(?i)("(?:{alternatives})"\s*:\s*)"(?:[^"\\]|\\.)*"')
         # Almost no string holds a secret name; one search spares the three substitutions.
         self._any = re.compile(rf"(?i){alternatives}")
-
-    def is_secret(self, name: str) -> bool:
-        return name.lower() in self._names
 
     def text(self, s: str) -> str:
         """`?token=abc` -> `?token=<redacted>` for every redacted name; same for header lines."""

@@ -10,16 +10,15 @@ endpoint with signal), and exits 1 with `--fail-on-signal` when any endpoint has
 from __future__ import annotations
 
 import argparse
-import json
-import socket
 import sys
-import urllib.error
-import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
+
+from .client import ApiClient, ApiError
 
 EXIT_OK, EXIT_SIGNAL, EXIT_ERROR = 0, 1, 2
 DEFAULT_URL = "http://127.0.0.1:8888"
@@ -77,31 +76,10 @@ class Report:
 
 
 def _get_json(base: str, path: str, timeout: float) -> Any:
-    url = base + path
-    request = urllib.request.Request(url, headers={"Accept": "application/json",
-                                                   "User-Agent": "diffproxy-report"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as exc:
-        detail = ""
-        try:
-            detail = json.loads(exc.read()).get("error", "")
-        except (ValueError, AttributeError, OSError):
-            pass
-        raise ReportError(f"{url} answered {exc.code}{': ' + detail if detail else ''}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
-        raise ReportError(f"cannot reach the diff proxy at {base}: {text}") from None
-    except (socket.timeout, TimeoutError):
-        raise ReportError(f"the diff proxy at {base} did not answer within {timeout:g}s") from None
-    except OSError as exc:
-        raise ReportError(f"cannot reach the diff proxy at {base}: {exc.strerror or exc}") from None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ReportError(f"{url} did not return JSON (is this a diff proxy's http port?)") from None
+        return ApiClient(base, timeout, user_agent="diffproxy-report").get(path)
+    except ApiError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _number(value: Any, what: str) -> float:
@@ -149,10 +127,10 @@ def fetch(url: str, timeout: float) -> Report:
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ReportError(f"--url must look like http://HOST:PORT, got {url!r}")
-    info = _get_json(base, "/api/1/info", timeout)
+    info = _get_json(base, "info", timeout)
     if not isinstance(info, dict):
         raise ReportError("unexpected API answer: /api/1/info is not a JSON object")
-    return Report(base, info, parse_overview(_get_json(base, "/api/1/overview", timeout)))
+    return Report(base, info, parse_overview(_get_json(base, "overview", timeout)))
 
 
 # Output -------------------------------------------------------------------------------------
@@ -169,7 +147,8 @@ def _target_line(info: dict[str, Any]) -> str:
             continue
         state = "healthy" if t.get("healthy") else "unhealthy"
         error = t.get("last_error")
-        parts.append(f"{role} {t.get('address', '?')} ({state}{': ' + str(error) if error and not t.get('healthy') else ''})")
+        why = f": {error}" if error and not t.get("healthy") else ""
+        parts.append(f"{role} {t.get('address', '?')} ({state}{why})")
     return "targets: " + ", ".join(parts) if parts else ""
 
 

@@ -14,12 +14,14 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import endpoints
+from .model import Target
 
 ENV_PREFIX = "DIFFPROXY_"
 RESPONSE_MODES = ("primary", "secondary", "candidate", "empty")
@@ -35,33 +37,6 @@ class HelpRequested(Exception):
 
 
 # Value types -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one of primary, secondary and candidate lives."""
-
-    scheme: str
-    host: str
-    port: int
-    base_path: str = ""
-
-    @property
-    def _host_in_url(self) -> str:
-        return f"[{self.host}]" if ":" in self.host else self.host
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{self._host_in_url}:{self.port}{self.base_path}"
-
-    @property
-    def authority(self) -> str:
-        """The Host header the target expects: its own name, port only when not default."""
-        default = 443 if self.scheme == "https" else 80
-        return self._host_in_url if self.port == default else f"{self._host_in_url}:{self.port}"
-
-    def __str__(self) -> str:
-        return self.base_url
 
 
 @dataclass(frozen=True)
@@ -363,13 +338,15 @@ FLAGS: tuple[Flag, ...] = (
     Flag("threshold.absolute", parse_threshold, "0.03", "absolute difference threshold, percent"),
     Flag("allowHttpSideEffects", parse_bool, "false", "forward POST/PUT/PATCH/DELETE too", boolean=True),
     Flag("excludeHttpHeadersComparison", parse_bool, "false", "do not compare headers", boolean=True),
-    Flag("responseMode", _choice(*RESPONSE_MODES), "primary", "whose response the caller gets: primary|secondary|candidate|empty"),
+    Flag("responseMode", _choice(*RESPONSE_MODES), "primary",
+         "whose response the caller gets: primary|secondary|candidate|empty"),
     Flag("resource.mapping", parse_mapping, "", "endpoint names: 'pattern;name,...' (e.g. /users/:id;users)"),
     Flag("maxResponseSize", parse_size, "5MB", "largest target response body read"),
     Flag("maxHeaderSize", parse_size, "32KB", "largest target response header line"),
     Flag("maxRequestSize", parse_size, "5MB", "largest request body accepted (413 beyond)"),
     Flag("httpsPort", lambda raw: _port(_text(raw)), "443", "port for https targets given without one"),
-    Flag("forward.host", _choice(*FORWARD_HOST_MODES), "target", "Host sent to targets: each target's own (target) or the caller's (caller)"),
+    Flag("forward.host", _choice(*FORWARD_HOST_MODES), "target",
+         "Host sent to targets: each target's own (target) or the caller's (caller)"),
     Flag("target.timeout", parse_duration, "5", "per-target timeout (seconds, or 500ms)"),
     Flag("queue.size", _int_at_least(1), "1000", "comparisons waiting at most; more are dropped and counted"),
     Flag("workers", _int_at_least(1), "1", "processes serving the proxy port (SO_REUSEPORT); e.g. the number of cores"),
@@ -382,7 +359,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("samples.first", _int_at_least(0), "5", "first examples kept per endpoint and field"),
     Flag("samples.latest", _int_at_least(0), "5", "latest examples kept per endpoint and field"),
     Flag("max.endpoints", _int_at_least(1), "1000", "distinct endpoints; more are counted as __overflow__"),
-    Flag("max.fields", _int_at_least(1), "200", "distinct fields per endpoint; more are counted as __overflow_fields__"),
+    Flag("max.fields", _int_at_least(1), "200",
+         "distinct fields per endpoint; more are counted as __overflow_fields__"),
     Flag("admin.token", _identity, "", "if set, clearing results needs 'Authorization: Bearer TOKEN'"),
     Flag("config", _identity, "", "YAML or JSON file with any of these keys"),
 )

@@ -24,9 +24,12 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from .model import Record
+from .sampling import ExampleSampler, newest
 
 SCHEMA_VERSION = 1
 OVERFLOW_FIELD = "__overflow_fields__"
@@ -54,31 +57,6 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message is one line."""
 
 
-@dataclass(frozen=True)
-class Record:
-    """One finished comparison, redacted, ready to store. `raw`/`noise` map field path ->
-    {"type", "left", "right"}; `doc` is the whole JSON-ready result (see `api`)."""
-
-    id: str
-    endpoint: str
-    raw: dict[str, dict]
-    noise: dict[str, dict]
-    doc: dict[str, Any] = field(default_factory=dict)
-    doc_json: str | None = None  # `doc` already serialised (done off the event loop)
-    # Builds `doc_json` when (and only if) the record is kept as an example: most records
-    # enter the "latest" ring only to be pushed out before the next flush.
-    build: Callable[[], str] | None = None
-    # False: counted only, never an example (a worker process sent no document for it).
-    examples: bool = True
-
-    def document(self) -> str | Callable[[], str]:
-        if self.doc_json is not None:
-            return self.doc_json
-        if self.build is not None:
-            return self.build
-        return json.dumps(self.doc, separators=(",", ":"))
-
-
 @dataclass
 class EndpointCounts:
     total: int = 0
@@ -95,7 +73,7 @@ class FieldCounts:
 class _Batch:
     endpoints: dict[str, EndpointCounts]
     fields: dict[tuple[str, str], FieldCounts]
-    results: list[tuple[str, int, str | Callable[[], str]]]  # id, seq, doc json or its builder
+    results: list[tuple[str, int, str, str]]  # id, seq, endpoint, document without endpoint
     samples: list[tuple[str, str, str, int, str]]       # endpoint, path, kind, seq, id
     latest_touched: set[tuple[str, str]]
 
@@ -194,6 +172,15 @@ def _storable(name: str) -> str:
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def with_endpoint(document: str, endpoint: str) -> str:
+    """A record's document (a JSON object without its endpoint) with the endpoint added as
+    its first key: a string splice, not a parse, as a worker's endpoint may be renamed by
+    the owner's -max.endpoints cap after the document was built."""
+    rest = document.strip()[1:].lstrip()
+    head = '{"endpoint":' + json.dumps(endpoint)
+    return head + "}" if rest.startswith("}") else head + "," + rest
+
+
 class Store:
     """Open with `await Store.open(...)`; `add()` from the event loop; `close()` at the end."""
 
@@ -212,7 +199,7 @@ class Store:
         self.endpoints: dict[str, EndpointCounts] = {}
         self.fields: dict[str, dict[str, FieldCounts]] = {}
         self.last_reset: int | None = None
-        self._first_counts: dict[tuple[str, str], int] = {}
+        self._sampler = ExampleSampler(samples_first, samples_latest, max_keys=None)
         self._seq = 0
         self._pending: _Batch = self._new_batch()
         self._lock = asyncio.Lock()
@@ -225,7 +212,7 @@ class Store:
     @classmethod
     async def open(cls, path: str, *, samples_first: int = 5, samples_latest: int = 5,
                    max_fields: int = 200, flush_interval: float = 0.2,
-                   on_flush=None, on_error=None) -> "Store":
+                   on_flush=None, on_error=None) -> Store:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-store")
         loop = asyncio.get_running_loop()
 
@@ -252,7 +239,7 @@ class Store:
             for ep, path, n in conn.execute(
                     "SELECT endpoint, path, count(*) FROM samples WHERE kind='first' "
                     "GROUP BY endpoint, path"):
-                self._first_counts[(ep, path)] = n
+                self._sampler.first_counts[(ep, path)] = n
             self._seq = conn.execute("SELECT coalesce(max(seq), 0) FROM results").fetchone()[0]
             row = conn.execute("SELECT value FROM meta WHERE key='last_reset'").fetchone()
             self.last_reset = int(row[0]) if row else None
@@ -324,7 +311,7 @@ class Store:
         if not touched:
             self._maybe_wake()
             return
-        if not record.examples:
+        if record.document is None:
             for path, (raw, noise) in touched.items():
                 fc = fields[path]
                 fc.differences += raw
@@ -340,8 +327,7 @@ class Store:
             fc.differences += raw
             fc.noise += noise
             batch.fields[(ep, path)] = fc
-            if self._first_counts.get((ep, path), 0) < self.samples_first:
-                self._first_counts[(ep, path)] = self._first_counts.get((ep, path), 0) + 1
+            if self._sampler.take_first((ep, path)):
                 batch.samples.append((ep, path, "first", seq, record.id))
                 keep = True
             if self.samples_latest > 0:
@@ -349,7 +335,7 @@ class Store:
                 batch.latest_touched.add((ep, path))
                 keep = True
         if keep:
-            batch.results.append((record.id, seq, record.document()))
+            batch.results.append((record.id, seq, ep, record.document))
         self._maybe_wake()
 
     def _maybe_wake(self) -> None:
@@ -362,12 +348,12 @@ class Store:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - keep flushing; the error is logged and counted
+            except Exception:  # keep flushing; the error is logged and counted
                 log.exception("writing results failed")
 
     async def flush(self) -> None:
@@ -398,37 +384,14 @@ class Store:
 
     def _thin(self, b: _Batch) -> None:
         """Drop the "latest" samples a newer one in the same batch pushes out of the ring,
-        then build the documents still referenced. Runs in the store thread."""
-        if self.samples_latest > 0:
-            seen: dict[tuple[str, str], int] = {}
-            kept: list[tuple[str, str, str, int, str]] = []
-            for sample in reversed(b.samples):
-                if sample[2] == "latest":
-                    key = (sample[0], sample[1])
-                    n = seen.get(key, 0)
-                    if n >= self.samples_latest:
-                        continue
-                    seen[key] = n + 1
-                kept.append(sample)
-            kept.reverse()
-            b.samples = kept
+        and the results no sample refers to any more. Runs in the store thread."""
+        latest = [i for i, sample in enumerate(b.samples) if sample[2] == "latest"]
+        keep = newest([((b.samples[i][0], b.samples[i][1]),) for i in latest], self.samples_latest)
+        dropped = {i for i, kept in zip(latest, keep) if not kept}
+        if dropped:
+            b.samples = [sample for i, sample in enumerate(b.samples) if i not in dropped]
         needed = {sample[4] for sample in b.samples}
-        results: list[tuple[str, int, str | Callable[[], str]]] = []
-        failed: set[str] = set()
-        for rid, seq, doc in b.results:
-            if rid not in needed:
-                continue
-            if callable(doc):
-                try:
-                    doc = doc()
-                except Exception:  # noqa: BLE001 - one bad document must not lose the batch
-                    log.exception("building result %s failed; it is not kept as an example", rid)
-                    failed.add(rid)
-                    continue
-            results.append((rid, seq, doc))
-        b.results = results
-        if failed:
-            b.samples = [sample for sample in b.samples if sample[4] not in failed]
+        b.results = [(rid, seq, ep, doc) for rid, seq, ep, doc in b.results if rid in needed]
 
     def _write(self, b: _Batch) -> None:
         self._thin(b)
@@ -444,7 +407,8 @@ class Store:
                 "ON CONFLICT(endpoint, path) DO UPDATE SET differences=excluded.differences, "
                 "noise=excluded.noise",
                 [(ep, path, v.differences, v.noise) for (ep, path), v in b.fields.items()])
-            conn.executemany("INSERT OR REPLACE INTO results(id, seq, doc) VALUES(?,?,?)", b.results)
+            conn.executemany("INSERT OR REPLACE INTO results(id, seq, doc) VALUES(?,?,?)",
+                             [(rid, seq, with_endpoint(doc, ep)) for rid, seq, ep, doc in b.results])
             conn.executemany("INSERT OR REPLACE INTO samples VALUES(?,?,?,?,?)", b.samples)
             orphans: set[str] = set()
             for ep, path in b.latest_touched:
@@ -500,7 +464,7 @@ class Store:
                 conn.execute("BEGIN")
                 try:
                     for table in ("endpoints", "fields", "results", "samples"):
-                        conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+                        conn.execute(f"DELETE FROM {table}")  # fixed names, no input
                     conn.execute("INSERT OR REPLACE INTO meta VALUES('last_reset', ?)", (str(now),))
                     conn.execute("COMMIT")
                 except BaseException:
@@ -510,7 +474,7 @@ class Store:
             await asyncio.get_running_loop().run_in_executor(self._executor, wipe)
             self.endpoints.clear()
             self.fields.clear()
-            self._first_counts.clear()
+            self._sampler.reset()
             self.last_reset = now
             return now
 

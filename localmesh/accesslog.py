@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from localmesh.processes import PROBE_USER_AGENT
+from toolbox.ready import PROBE_USER_AGENT
 
 _LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[0-9.]+" (?P<status>\d{3})')
 _HOST = re.compile(r'host="(?P<host>[^"]*)"')

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from topology import DEFAULT, Istio, TopologyError
 
 from localmesh import traffic
 from localmesh.errors import MeshError
 from localmesh.kind import DEMO_STACK, E2E_STACK
+from topology import DEFAULT, Istio, TopologyError
 
 BACKENDS = ("local", "kind")
 

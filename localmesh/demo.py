@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from diffproxy import report
-
+from diffproxy.client import ApiClient, ApiError
 from localmesh import traffic
 from localmesh.stack import LocalMesh, MeshSettings
 
@@ -51,9 +50,8 @@ def wait_for_results(api_url: str, expected: int, timeout: float = 10.0) -> int:
     total = 0
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{api_url}/api/1/endpoints", timeout=2) as response:
-                total = sum(e.get("total", 0) for e in json.loads(response.read()).values())
-        except (OSError, ValueError):
+            total = ApiClient(api_url, timeout=2).total()
+        except ApiError:
             pass
         if total >= expected:
             return total

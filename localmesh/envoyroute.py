@@ -11,7 +11,8 @@ entry for 0, and no `runtime_fraction` for 100% (absent `mirrorPercentage`).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from topology import Topology
 

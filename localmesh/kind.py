@@ -23,19 +23,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
-
-from topology import DEFAULT, Topology
-from topology import kube
-from topology.istio import SUFFIX_DISABLED_SINCE
 
 from localmesh import accesslog, envoyroute, processes, traffic
 from localmesh.errors import MeshError
 from localmesh.portforward import PortForward
 from localmesh.ports import pick
 from localmesh.stack import PROJECT_ROOT, Received, default_run_dir
+from topology import DEFAULT, Topology, kube
+from topology.istio import SUFFIX_DISABLED_SINCE
 
 # Each its own stack, so neither overwrites the other's config (Pulumi.<stack>.yaml).
 DEMO_STACK = "kind-demo"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from localmesh.errors import MeshError
 
@@ -96,6 +96,3 @@ http {{
         # -e: nginx would otherwise try its compiled-in error log before reading the config.
         return [self.binary, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.error_log),
                 "-g", "daemon off;"]
-
-    def test_argv(self) -> list[str]:
-        return [*self.argv()[:-2], "-t", "-q"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from localmesh import processes
 from localmesh.errors import MeshError

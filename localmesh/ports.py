@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 import errno
-import socket
 from contextlib import ExitStack
 
 from localmesh.errors import MeshError
-
-LOOPBACK = "127.0.0.1"
-
-
-def _bound_socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    # Without SO_REUSEADDR a port that just left TIME_WAIT would look busy to us but not
-    # to nginx/gunicorn/aiohttp, which all set it.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((LOOPBACK, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now; the race until the caller's child
-    binds it is acceptable on a loopback-only machine."""
-    with _bound_socket(0) as sock:
-        return sock.getsockname()[1]
+from toolbox.ports import LOOPBACK
+from toolbox.ports import bound_socket as _bound_socket
 
 
 def check_free(port: int, role: str) -> None:

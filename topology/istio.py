@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
 SUFFIX_DISABLED_SINCE = (1, 28)
 _RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
 _MINOR = re.compile(r"^(\d+)\.(\d+)$")

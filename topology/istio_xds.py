@@ -27,8 +27,8 @@ stack has no control plane to stream endpoints from.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from topology.istio import Istio
 from topology.model import TopologyError
@@ -74,6 +74,9 @@ class Sidecar:
     admin_port: int
     access_log: str = "/dev/stdout"
     node_id: str = "sidecar~127.0.0.1~caller~local"
+
+
+PREVIOUS_HOSTS_TYPE = "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 
 
 def cluster_name(port: int, subset: str, hostname: str) -> str:
@@ -147,7 +150,7 @@ def _retry_policy() -> dict:
             "num_retries": 2,
             "retry_host_predicate": [{
                 "name": "envoy.retry_host_predicates.previous_hosts",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                "typed_config": {"@type": PREVIOUS_HOSTS_TYPE}}],
             "host_selection_retry_max_attempts": 5}
 
 

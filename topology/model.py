@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 
 from topology.istio import Istio
 
-
 STORE_PATH = "/var/lib/diffproxy/results.sqlite"
 # Where every replica of a diff proxy on a shared store finds the database: the diff proxy
 # reads it from its environment (a Kubernetes Secret can fill it), never from its args.
@@ -103,7 +102,7 @@ class Topology:
             if value < 0:
                 raise TopologyError(f"{key} must not be negative, got {value}")
 
-    def with_(self, **changes) -> "Topology":
+    def with_(self, **changes) -> Topology:
         return replace(self, **changes)
 
     # Labels -----------------------------------------------------------------

@@ -26,7 +26,7 @@ KUSTOMIZATION = "kustomization.yaml"
 class _Dumper(yaml.SafeDumper):
     """Block style for multi-line strings (the relay's nginx config) and no YAML aliases."""
 
-    def ignore_aliases(self, data) -> bool:  # noqa: ARG002 - PyYAML's signature
+    def ignore_aliases(self, data) -> bool:
         return True
 
 

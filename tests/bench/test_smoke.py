@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import profile, promtext, publish
+from bench import profile, publish
 from bench.scenarios import _late_slope
 from bench.settings import REPO, SCENARIOS, parse_args
+from toolbox import prom
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -103,12 +104,18 @@ def test_published_pages_link_the_chart_from_where_they_stand():
 
 
 def test_prometheus_text_is_summed_across_label_sets():
-    s = promtext.parse('# HELP x y\nreq_total{method="GET"} 3\nreq_total{method="POST"} 2\n'
-                       'depth 0\nbad{x="1"} nan-ish\n')
-    assert promtext.total(s, "req_total") == 5
-    assert promtext.total(s, "req_total", method="POST") == 2
-    assert promtext.total(s, "depth") == 0
-    assert promtext.total(s, "missing") is None
+    s = prom.parse('# HELP x y\nreq_total{method="GET"} 3\nreq_total{method="POST"} 2\n'
+                   'depth 0\n')
+    assert prom.total(s, "req_total") == 5
+    assert prom.total(s, "req_total", method="POST") == 2
+    assert prom.total(s, "depth") == 0
+    assert prom.total(s, "missing") is None
+    assert prom.value(s, "req_total", method="GET") == 3 and prom.value(s, "missing") == 0
+
+
+def test_text_that_is_not_prometheus_is_refused():
+    with pytest.raises(ValueError):
+        prom.parse('bad{x="1"} nan-ish\n')
 
 
 def test_profile_summary_merges_lines_of_one_function():

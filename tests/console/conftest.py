@@ -4,8 +4,8 @@ driven by Playwright, and a page that fails the test on any console error."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pytest
 

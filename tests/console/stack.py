@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
+from diffproxy.client import ApiClient
 from tests.support import diffapi, procs
 from topology.model import DEFAULT
 
@@ -101,8 +102,8 @@ def send_hostile_traffic(stack: Stack) -> int:
 def settle(stack: Stack) -> dict:
     """Comparisons are recorded asynchronously: wait for all, then the API's endpoint counts."""
     diffapi.wait_idle(stack.admin_url)
-    return httpx.get(f"{stack.api_url}/endpoints", timeout=5.0).json()
+    return ApiClient(stack.console_url).endpoints()
 
 
 def clear(stack: Stack) -> None:
-    httpx.post(f"{stack.api_url}/clear", timeout=5.0).raise_for_status()
+    ApiClient(stack.console_url).clear()

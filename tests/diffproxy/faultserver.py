@@ -79,7 +79,7 @@ class FaultServer:
 
     # lifecycle (called from the test thread) -------------------------------------------
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         self._thread.start()
         for name in ROLES:
             self._call(self._listen(self.roles[name]))

@@ -6,10 +6,10 @@ import zlib
 import pytest
 from httpbin import app as httpbin_app
 
-from diffproxy.compare import (
-    DEFAULT_IGNORED_HEADERS, DIFF_TYPES, MAX_VALUE_CHARS, CompareSettings, Comparator,
-    Comparison, Difference, Response, parse_body, truncate_value,
-)
+from diffproxy.compare import MAX_VALUE_CHARS, Comparator, CompareSettings, Comparison, truncate_value
+from diffproxy.headers import DEFAULT_IGNORED_HEADERS
+from diffproxy.lift import lift, parse_body
+from diffproxy.model import DIFF_TYPES, Difference, Response
 
 JSON = (("Content-Type", "application/json"),)
 
@@ -73,7 +73,7 @@ def test_ignore_fields_globs(httpbin):
 
 def test_gzip_endpoint_lifts_to_json(httpbin, cmp):
     r = fetch(httpbin, "/gzip")
-    lifted = cmp.lift(r)
+    lifted = lift(r, cmp.settings.max_body_bytes)
     assert lifted["body"]["gzipped"] is True
     assert lifted["status"] == 200
     assert lifted["headers"]["content-encoding"] == "gzip"
@@ -261,16 +261,16 @@ def test_invalid_json_falls_back_to_text(cmp):
     a = Response(200, JSON, b'{"a": ')
     b = Response(200, JSON, b'{"a": 1')
     assert cmp.diff(a, b) == {"body": Difference("changed", '{"a": ', '{"a": 1')}
-    assert cmp.lift(a)["body"] == '{"a": '
+    assert lift(a, cmp.settings.max_body_bytes)["body"] == '{"a": '
 
 
 def test_non_standard_json_constants_are_text(cmp):
-    assert cmp.lift(Response(200, JSON, b'{"a": NaN}'))["body"] == '{"a": NaN}'
+    assert lift(Response(200, JSON, b'{"a": NaN}'), cmp.settings.max_body_bytes)["body"] == '{"a": NaN}'
 
 
 def test_deeply_nested_json_does_not_crash(cmp):
     deep = b"[" * 100000 + b"]" * 100000
-    lifted = cmp.lift(Response(200, JSON, deep))
+    lifted = lift(Response(200, JSON, deep), cmp.settings.max_body_bytes)
     assert isinstance(lifted["body"], str)
 
 
@@ -289,7 +289,7 @@ def test_gzip_body_equals_plain_body(httpbin, cmp):
 def test_deflate_both_flavours(cmp, encode):
     body = json.dumps({"a": [1, 2, 3]}).encode()
     r = Response(200, JSON + (("Content-Encoding", "deflate"),), encode(body))
-    assert cmp.lift(r)["body"] == {"a": [1, 2, 3]}
+    assert lift(r, cmp.settings.max_body_bytes)["body"] == {"a": [1, 2, 3]}
 
 
 def test_decompression_bomb_is_capped(cmp):
@@ -300,7 +300,7 @@ def test_decompression_bomb_is_capped(cmp):
     # generous: inflating the 5 MB cap takes milliseconds, 50 MB plus JSON parsing far more
     assert time.process_time() - started < 2.0
     assert diffs["body"].type == "type_changed"
-    lifted = cmp.lift(r)["body"]
+    lifted = lift(r, cmp.settings.max_body_bytes)["body"]
     assert lifted["length"] == len(bomb)
     assert "larger than" in lifted["note"]
 
@@ -315,13 +315,13 @@ def test_small_cap_applies_to_plain_bodies_too():
 
 def test_corrupt_gzip_is_compared_by_hash(cmp):
     r = Response(200, JSON + (("Content-Encoding", "gzip"),), b"not gzip at all")
-    body = cmp.lift(r)["body"]
+    body = lift(r, cmp.settings.max_body_bytes)["body"]
     assert body["length"] == 15 and "could not decode" in body["note"]
 
 
 def test_unsupported_encoding_is_compared_by_hash(cmp):
     r = Response(200, JSON + (("Content-Encoding", "br"),), b"\x1b\x00")
-    assert "br" in cmp.lift(r)["body"]["note"]
+    assert "br" in lift(r, cmp.settings.max_body_bytes)["body"]["note"]
 
 
 def test_concatenated_gzip_members():
@@ -335,7 +335,7 @@ def test_concatenated_gzip_members():
 def test_binary_bodies_by_length_and_hash(httpbin, cmp):
     png = fetch(httpbin, "/image/png")
     assert cmp.diff(png, png) == {}
-    lifted = cmp.lift(png)["body"]
+    lifted = lift(png, cmp.settings.max_body_bytes)["body"]
     assert lifted["length"] == len(png.body) and len(lifted["sha256"]) == 64
     flipped = Response(png.status, png.headers, png.body[:-1] + bytes([png.body[-1] ^ 1]))
     assert set(cmp.diff(png, flipped)) == {"body.sha256"}
@@ -347,7 +347,7 @@ def test_form_bodies(cmp):
     form = (("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),)
     a = Response(200, form, b"name=ann&tag=a&tag=b&empty=")
     b = Response(200, form, b"name=bob&tag=a&tag=b&tag=c&extra=1&empty=")
-    assert cmp.lift(a)["body"] == {"name": ["ann"], "tag": ["a", "b"], "empty": [""]}
+    assert lift(a, cmp.settings.max_body_bytes)["body"] == {"name": ["ann"], "tag": ["a", "b"], "empty": [""]}
     assert cmp.diff(a, b) == {
         "body.name": Difference("changed", "ann", "bob"),
         "body.tag": Difference("size_changed", 2, 3),
@@ -358,7 +358,7 @@ def test_form_bodies(cmp):
 def test_text_plain_with_charset(cmp):
     latin = (("Content-Type", "text/plain; charset=iso-8859-1"),)
     a = Response(200, latin, "café".encode("latin-1"))
-    assert cmp.lift(a)["body"] == "café"
+    assert lift(a, cmp.settings.max_body_bytes)["body"] == "café"
     b = Response(200, latin, "cafe".encode("latin-1"))
     assert cmp.diff(a, b) == {"body": Difference("changed", "café", "cafe")}
 
@@ -380,7 +380,7 @@ def test_one_side_errored(httpbin, cmp):
         "status": Difference("changed", 200, None),
     }
     assert cmp.diff(failed, ok)["error"] == Difference("error", "timeout", None)
-    lifted = cmp.lift(failed)
+    lifted = lift(failed, cmp.settings.max_body_bytes)
     assert lifted["error"] == "timeout" and lifted["body"] is None and lifted["status"] is None
 
 
@@ -533,7 +533,7 @@ def test_pruned_deepdiff_matches_naive_walk(cmp):
 
 
 def test_json_with_byte_order_mark(cmp):
-    assert cmp.lift(Response(200, JSON, b'\xef\xbb\xbf{"a": 1}'))["body"] == {"a": 1}
+    assert lift(Response(200, JSON, b'\xef\xbb\xbf{"a": 1}'), cmp.settings.max_body_bytes)["body"] == {"a": 1}
 
 
 @pytest.mark.parametrize("content_type", [
@@ -552,4 +552,4 @@ def test_garbage_never_raises(cmp, content_type):
         for a, b in zip(responses, responses[1:]):
             result = cmp.compare(a, a, b)
             assert_json_safe(result.raw)
-            json.dumps(cmp.lift(b), allow_nan=False)
+            json.dumps(lift(b, cmp.settings.max_body_bytes), allow_nan=False)

@@ -4,6 +4,7 @@ nothing, and a damaged store is refused without being touched."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -15,12 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from diffproxy.store import Record, Store
-from tests.support import diffapi, procs
+from diffproxy.model import Record
+from diffproxy.store import Store
+from tests.support import procs
 from tests.support.diffapi import get_json
 
 from .conftest import start_fault_proxy
-from .faultserver import ROLES, SLOW_OK
+from .faultserver import SLOW_OK
 
 FLUSH_INTERVAL = 0.2
 MARGIN = 1.0  # queueing and scheduling on a busy CI machine, on top of the flush interval
@@ -134,7 +136,7 @@ async def _written_store(path) -> None:
     for n in range(60):
         store.add(Record(id=f"r{n}", endpoint=f"GET /e{n % 6}",
                          raw={"body.x": {"type": "changed", "left": 1, "right": 2}}, noise={},
-                         doc={"id": f"r{n}", "pad": "p" * 2000}))
+                         document=json.dumps({"id": f"r{n}", "pad": "p" * 2000})))
     await store.close()
 
 
@@ -176,7 +178,7 @@ async def test_api_answers_503_while_the_store_is_closed(tmp_path, faults):
     async with running(s) as (proxy, client):
         api = _url(s.listeners.http) + "/api/1"
         await client.get(_url(s.listeners.proxy) + "/echo-headers")
-        await proxy.comparisons.queue.join()
+        await proxy.pipeline.queue.join()
         await proxy.store.close()  # what a stop does before the http port goes away
         r = await client.get(api + "/requests/x")
         assert r.status_code == 503 and "store" in r.json()["error"]
@@ -186,5 +188,5 @@ async def test_api_answers_503_while_the_store_is_closed(tmp_path, faults):
         # mirrored traffic still gets its answer; the comparison fails and is counted
         r = await client.get(_url(s.listeners.proxy) + "/ok")
         assert r.status_code == 200
-        await proxy.comparisons.queue.join()
+        await proxy.pipeline.queue.join()
         assert proxy.metrics.failed.get() == 1

@@ -2,7 +2,11 @@ import pytest
 from multidict import CIMultiDict
 
 from diffproxy.endpoints import (
-    OVERFLOW_ENDPOINT, EndpointNamer, ResourceMapping, default_name, parse_mappings,
+    OVERFLOW_ENDPOINT,
+    EndpointNamer,
+    ResourceMapping,
+    default_name,
+    parse_mappings,
 )
 
 

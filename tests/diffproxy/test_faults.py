@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from diffproxy.compare import ERROR_KINDS
+from diffproxy.model import ERROR_KINDS
 from tests.support import diffapi
 from tests.support.diffapi import get_json, metric, stats
 

@@ -9,10 +9,11 @@ import socket
 
 import pytest
 
-from diffproxy.forward import (Forwarder, TargetHealth, new_session, probe, strip_hop_by_hop,
-                               strip_shadow)
+from diffproxy.forward import Forwarder, new_session, probe
+from diffproxy.headers import strip_hop_by_hop, strip_shadow
 from diffproxy.metrics import Metrics
-from diffproxy.settings import ProxySettings, Target
+from diffproxy.model import Target, TargetHealth
+from diffproxy.settings import ProxySettings
 from tests.support.procs import free_port
 
 
@@ -48,6 +49,12 @@ def http_reply(status: str = "200 OK", headers: tuple[str, ...] = (), body: byte
     return reply
 
 
+async def send(fw: Forwarder, name: str, target: Target, method: str, path_qs: str,
+               headers, body: bytes):
+    """One request to one target: a fan-out of one."""
+    return (await fw.fan_out(((name, target),), method, path_qs, headers, body))[0]
+
+
 @contextlib.asynccontextmanager
 async def forwarder(**overrides):
     settings = ProxySettings(**{"timeout": 1.0, "max_response_size": 1000,
@@ -64,7 +71,7 @@ async def forwarder(**overrides):
 async def test_forwards_method_path_body_and_own_host():
     async with raw_server(http_reply(headers=("X-Answer: 42",), body=b"hello")) as (target, seen), \
             forwarder() as fw:
-        r = await fw.send("t", target, "PUT", "/a/b?q=%2F", [
+        r = await send(fw, "t", target, "PUT", "/a/b?q=%2F", [
             ("Host", "caller-shadow:80"), ("X-Keep", "1"), ("Connection", "keep-alive, X-Drop"),
             ("X-Drop", "x"), ("Keep-Alive", "300"), ("TE", "trailers"), ("Upgrade", "h2c"),
             ("Proxy-Authorization", "Basic x"), ("Content-Length", "3")], b"abc")
@@ -83,7 +90,7 @@ async def test_forwards_method_path_body_and_own_host():
 
 async def test_caller_host_mode_strips_shadow():
     async with raw_server(http_reply()) as (target, seen), forwarder(forward_host="caller") as fw:
-        await fw.send("t", target, "GET", "/", [("Host", "httpbin-shadow:8000")], b"")
+        await send(fw, "t", target, "GET", "/", [("Host", "httpbin-shadow:8000")], b"")
     assert b"Host: httpbin:8000\r\n" in seen[0]
 
 
@@ -92,19 +99,19 @@ async def test_body_is_not_decompressed():
     reply = http_reply(headers=("Content-Encoding: gzip", "Content-Type: application/json"),
                        body=packed)
     async with raw_server(reply) as (target, _), forwarder() as fw:
-        r = await fw.send("t", target, "GET", "/", [("Accept-Encoding", "gzip")], b"")
+        r = await send(fw, "t", target, "GET", "/", [("Accept-Encoding", "gzip")], b"")
     assert r.body == packed
 
 
 async def _outcome(reply, **overrides):
     async with raw_server(reply) as (target, _), forwarder(**overrides) as fw:
-        result = await fw.send("t", target, "GET", "/", [], b"")
+        result = await send(fw, "t", target, "GET", "/", [], b"")
         return result, fw
 
 
 async def test_refused_target():
     async with forwarder() as fw:
-        r = await fw.send("t", Target("http", "127.0.0.1", free_port()), "GET", "/", [], b"")
+        r = await send(fw, "t", Target("http", "127.0.0.1", free_port()), "GET", "/", [], b"")
     assert (r.status, r.error) == (None, "refused")
     assert fw.health["t"].healthy is False and "refused" in fw.health["t"].last_error
     assert fw.metrics.target_errors.get(target="t", kind="refused") == 1

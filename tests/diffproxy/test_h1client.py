@@ -13,9 +13,20 @@ import subprocess
 
 import pytest
 
-from diffproxy.h1client import ClientError, ClientSettings, H1Client, encode_headers
-from diffproxy.settings import Target
+from diffproxy.h1client import ClientSettings, H1Client
+from diffproxy.model import Target
+from diffproxy.transport import ClientError, encode_headers
 from tests.support.procs import free_port
+
+
+def idle_connections(client: H1Client, target: Target) -> int:
+    pool = client._pools.get((target.scheme, target.host, target.port))
+    return 0 if pool is None else sum(1 for c in pool.idle if not c.closed)
+
+
+def open_connections(client: H1Client, target: Target) -> int:
+    pool = client._pools.get((target.scheme, target.host, target.port))
+    return 0 if pool is None else pool.open
 
 
 @contextlib.asynccontextmanager
@@ -105,7 +116,7 @@ async def test_keep_alive_reuses_one_connection():
     async with raw_server(answer()) as (target, accepted), client() as c:
         for _ in range(3):
             assert (await get(c, target)).body == b"ok"
-        assert len(accepted) == 1 and c.idle_connections(target) == 1
+        assert len(accepted) == 1 and idle_connections(c, target) == 1
 
 
 @pytest.mark.parametrize("data", [
@@ -116,7 +127,7 @@ async def test_body_delimited_by_close(data):
     async with raw_server(raw(data)) as (target, accepted), client() as c:
         assert (await get(c, target)).body == b"until-eof"
         assert (await get(c, target)).body == b"until-eof"
-        assert len(accepted) == 2 and c.open_connections(target) == 0
+        assert len(accepted) == 2 and open_connections(c, target) == 0
 
 
 async def test_chunked_and_interim_responses():
@@ -189,7 +200,7 @@ async def test_failures_have_their_kind(reply, kind):
         with pytest.raises(ClientError) as info:
             await get(c, target)
         assert info.value.kind == kind
-        assert c.open_connections(target) == 0
+        assert open_connections(c, target) == 0
 
 
 async def test_body_cap_keeps_status_and_headers():
@@ -239,7 +250,7 @@ async def test_pool_is_bounded_and_cancelled_requests_close_their_connection():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert c.open_connections(target) == 1 and c.idle_connections(target) == 1
+        assert open_connections(c, target) == 1 and idle_connections(c, target) == 1
 
 
 def test_headers_that_could_split_the_head_are_refused():

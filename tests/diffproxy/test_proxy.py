@@ -7,10 +7,9 @@ import contextlib
 
 import httpx
 
-from diffproxy.app import DiffProxy
-from diffproxy.compare import Response
 from diffproxy.endpoints import OVERFLOW_ENDPOINT
-from diffproxy.proxy import Job
+from diffproxy.model import Job, Response
+from diffproxy.service import ProxyService
 from diffproxy.settings import load
 from tests.support.procs import free_port
 
@@ -26,7 +25,7 @@ def _settings(tmp_path, primary: str, candidate: str, *extra: str):
 
 @contextlib.asynccontextmanager
 async def running(settings):
-    proxy = DiffProxy(settings)
+    proxy = ProxyService(settings)
     await proxy.start()
     try:
         async with httpx.AsyncClient(timeout=5) as client:
@@ -82,13 +81,13 @@ async def test_full_queue_drops_and_counts(tmp_path):
     async with raw_server(http_reply()) as (target, _):
         s = _settings(tmp_path, target.authority, target.authority, "-queue.size=1")
         async with running(s) as (proxy, _):
-            proxy.comparisons._worker.cancel()  # nothing consumes: the queue stays full
+            proxy.pipeline._worker.cancel()  # nothing consumes: the queue stays full
             job = _job()
-            assert proxy.comparisons.submit(job) is True
-            assert proxy.comparisons.submit(job) is False
+            assert proxy.pipeline.submit(job) is True
+            assert proxy.pipeline.submit(job) is False
             assert proxy.metrics.dropped.get() == 1 and proxy.metrics.queued.get() == 1
-            proxy.comparisons.queue.get_nowait()  # so stopping need not wait for it
-            proxy.comparisons.queue.task_done()
+            proxy.pipeline.queue.get_nowait()  # so stopping need not wait for it
+            proxy.pipeline.queue.task_done()
 
 
 def _job() -> Job:
@@ -105,7 +104,7 @@ async def test_endpoint_cap_and_clear(tmp_path):
             base, api = _url(s.listeners.proxy), _url(s.listeners.http) + "/api/1"
             for path in ("/a", "/b", "/c"):
                 await client.get(base + path)
-            await proxy.comparisons.queue.join()
+            await proxy.pipeline.queue.join()
             assert (await client.get(api + "/endpoints")).json() == {
                 "GET /a": {"total": 1, "differences": 0},
                 OVERFLOW_ENDPOINT: {"total": 2, "differences": 0}}
@@ -114,6 +113,6 @@ async def test_endpoint_cap_and_clear(tmp_path):
             cleared = await client.post(api + "/clear", headers={"Authorization": "Bearer t0k"})
             assert cleared.json() == {"success": "Diffs cleared"}
             await client.get(base + "/b")
-            await proxy.comparisons.queue.join()
+            await proxy.pipeline.queue.join()
             assert list((await client.get(api + "/endpoints")).json()) == ["GET /b"]
             assert (await client.get(api + "/info")).json()["last_reset"] is not None

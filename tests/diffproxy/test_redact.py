@@ -5,7 +5,9 @@ import pytest
 from httpbin import app as httpbin_app
 from werkzeug.test import Client
 
-from diffproxy.compare import Comparator, CompareSettings, Difference, Response
+from diffproxy.compare import Comparator, CompareSettings
+from diffproxy.lift import lift
+from diffproxy.model import Difference, Response
 from diffproxy.redact import DEFAULT_REDACTED, REDACTED, Redactor
 
 
@@ -25,11 +27,11 @@ def test_headers_are_masked_case_insensitively():
 
 def test_lifted_httpbin_headers_echo():
     # without a cookie jar so the Cookie header reaches httpbin as sent
-    resp = Client(httpbin_app, use_cookies=False).get("/headers", headers={"Authorization": "Bearer s3cret", "Cookie": "sid=abc",
-                                            "X-Keep": "visible"})
+    resp = Client(httpbin_app, use_cookies=False).get(
+        "/headers", headers={"Authorization": "Bearer s3cret", "Cookie": "sid=abc", "X-Keep": "visible"})
     response = Response(resp.status_code, tuple(resp.headers.items()) + (("Set-Cookie", "sid=abc"),),
                         resp.data)
-    lifted = Comparator(CompareSettings()).lift(response)
+    lifted = lift(response, CompareSettings().max_body_bytes)
     before = copy.deepcopy(lifted)
     out = Redactor().lifted(lifted)
     assert lifted == before  # input untouched
@@ -55,7 +57,7 @@ def test_lifted_configured_fields_at_any_depth():
 def test_lifted_cookies_endpoint(httpbin):
     httpbin.set_cookie("session", "topsecret")
     resp = httpbin.get("/cookies")
-    lifted = Comparator(CompareSettings()).lift(Response(resp.status_code, tuple(resp.headers.items()), resp.data))
+    lifted = lift(Response(resp.status_code, tuple(resp.headers.items()), resp.data), CompareSettings().max_body_bytes)
     assert "topsecret" in json.dumps(lifted)
     assert "topsecret" not in json.dumps(Redactor().lifted(lifted))
 
@@ -67,7 +69,7 @@ def test_lifted_form_bodies():
 
 def test_lifted_url_echo_and_request_uri(httpbin):
     resp = httpbin.get("/get?token=abc123&page=2")
-    lifted = Comparator(CompareSettings()).lift(Response(resp.status_code, tuple(resp.headers.items()), resp.data))
+    lifted = lift(Response(resp.status_code, tuple(resp.headers.items()), resp.data), CompareSettings().max_body_bytes)
     lifted["uri"] = "/get?token=abc123&page=2"
     out = Redactor(fields=["token"]).lifted(lifted)
     assert out["body"]["args"] == {"token": REDACTED, "page": "2"}

@@ -6,8 +6,16 @@ import json
 
 import pytest
 
-from diffproxy.settings import (HelpRequested, Listen, SettingsError, Target, load,
-                                parse_duration, parse_size, parse_target)
+from diffproxy.settings import (
+    HelpRequested,
+    Listen,
+    SettingsError,
+    Target,
+    load,
+    parse_duration,
+    parse_size,
+    parse_target,
+)
 from topology.model import DEFAULT
 
 # The original demo's arguments as a shell that keeps the quotes would pass them.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 
 import pytest
 
-from diffproxy.store import OVERFLOW_FIELD, Record, Store, StoreError
+from diffproxy.model import Record
+from diffproxy.store import OVERFLOW_FIELD, Store, StoreError
 
 CHANGED = {"type": "changed", "left": 1, "right": 2}
 
@@ -16,9 +18,9 @@ def record(n: int, endpoint: str = "GET /a", raw=("body.x",), noise=()) -> Recor
     rid = f"r{n}"
     raw_d = {p: CHANGED for p in raw}
     noise_d = {p: CHANGED for p in noise}
-    doc = {"id": rid, "endpoint": endpoint, "differences": raw_d, "noise": noise_d,
-           "request": {"uri": f"/a?n={n}"}} if raw_d or noise_d else {}
-    return Record(id=rid, endpoint=endpoint, raw=raw_d, noise=noise_d, doc=doc)
+    doc = json.dumps({"id": rid, "differences": raw_d, "noise": noise_d,
+                      "request": {"uri": f"/a?n={n}"}})
+    return Record(id=rid, endpoint=endpoint, raw=raw_d, noise=noise_d, document=doc)
 
 
 async def open_store(path, **kwargs) -> Store:
@@ -153,42 +155,24 @@ async def test_batches_are_written_on_a_timer(tmp_path):
         await store.close()
 
 
-async def test_documents_are_built_only_for_kept_examples(tmp_path):
-    # 20 records on one field in one batch: the first 2 and the latest 2 survive, so only
-    # those four documents may be built (building is the expensive part of a result).
-    built: list[int] = []
-
-    def builder(n: int):
-        def build() -> str:
-            built.append(n)
-            return f'{{"id": "r{n}", "n": {n}}}'
-        return build
-
+async def test_a_record_without_a_document_is_counted_but_never_an_example(tmp_path):
     store = await open_store(tmp_path / "s.sqlite")
     try:
-        for n in range(20):
-            store.add(Record(id=f"r{n}", endpoint="GET /a", raw={"body.x": CHANGED}, noise={},
-                             build=builder(n)))
-        assert built == []  # nothing built on the request path
+        store.add(Record(id="counted", endpoint="GET /a", raw={"body.x": CHANGED}, noise={}))
+        store.add(record(1))
         kept = await store.results("GET /a", "body.x")
-        assert sorted(built) == [0, 1, 18, 19]
-        assert [doc["n"] for doc in kept] == [0, 1, 18, 19]
-        assert store.fields["GET /a"]["body.x"].differences == 20
+        assert [doc["id"] for doc in kept] == ["r1"]
+        assert store.fields["GET /a"]["body.x"].differences == 2
+        assert store.endpoints["GET /a"].total == 2
     finally:
         await store.close()
 
 
-async def test_a_document_that_cannot_be_built_is_not_kept_and_the_batch_survives(tmp_path):
-    def broken() -> str:
-        raise RuntimeError("cannot build")
-
+async def test_the_store_adds_the_endpoint_to_each_document(tmp_path):
     store = await open_store(tmp_path / "s.sqlite")
     try:
-        store.add(Record(id="bad", endpoint="GET /a", raw={"body.x": CHANGED}, noise={},
-                         build=broken))
-        store.add(record(1))
-        kept = await store.results("GET /a", "body.x")
-        assert [doc["id"] for doc in kept] == ["r1"]
-        assert store.endpoints["GET /a"].total == 2
+        store.add(record(1, endpoint="GET /overflowed"))
+        (doc,) = await store.results("GET /overflowed", "body.x")
+        assert doc["endpoint"] == "GET /overflowed" and doc["request"] == {"uri": "/a?n=1"}
     finally:
         await store.close()

@@ -23,18 +23,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import subprocess
-import warnings
 import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
-from urllib.parse import quote
+from typing import Any
 
 import httpx
 import pytest
 
+from diffproxy.client import ApiClient
 from localmesh import LocalMesh, MeshSettings
 from localmesh import kind as kindmesh
+from localmesh.backend import MeshBackend
 from topology import DEFAULT, Istio
 
 # The Host behaviours a local mesh can show: istiod 1.28's default, 1.28 told to behave like
@@ -67,10 +69,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 class MeshUnderTest:
     """What a test sees of one mesh: the caller's side, the backends' logs, the diff API."""
 
-    def __init__(self, mesh: Any) -> None:
+    def __init__(self, mesh: MeshBackend) -> None:
+        assert isinstance(mesh, MeshBackend), f"{type(mesh).__name__} is not a MeshBackend"
         self.mesh = mesh
         self.backend: str = mesh.backend
-        self._http = httpx.Client(timeout=10.0)
+        self._api = ApiClient(mesh.api_url, timeout=10.0)
 
     def caller(self, timeout: float = 30.0) -> httpx.Client:
         """A keep-alive client in the caller's place, for requests with headers or a body.
@@ -81,31 +84,25 @@ class MeshUnderTest:
                             headers={"Host": self.mesh.entry_host})
 
     def close(self) -> None:
-        self._http.close()
+        pass
 
     def __getattr__(self, name: str) -> Any:
-        # The caller's side and the backends' logs are the mesh's own, with one interface on
-        # both backends (LocalMesh, KindMesh): mirror_percentage, host_form, entry_host,
-        # send, send_paths, received, relay_hosts, kill_candidate, api_url.
+        # The caller's side and the backends' logs are the mesh's own: `MeshBackend`.
         return getattr(self.mesh, name)
 
     # The diff proxy's API ----------------------------------------------------------------
 
-    def api(self, path: str, **params: str) -> Any:
-        response = self._http.get(self.api_url + path, params=params)
-        assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:200]}"
-        return response.json()
+    def api(self, path: str) -> Any:
+        return self._api.get(path.removeprefix("/api/1/"))
 
     def clear(self) -> None:
-        response = self._http.post(self.api_url + "/api/1/clear")
-        assert response.json() == {"success": "Diffs cleared"}
+        assert self._api.clear() == {"success": "Diffs cleared"}
 
     def overview(self) -> dict:
-        return self.api("/api/1/overview")
+        return self._api.overview()
 
     def results(self, endpoint: str, field: str) -> list[dict]:
-        path = f"/api/1/endpoints/{quote(endpoint, safe='')}/fields/{quote(field, safe='')}/results"
-        return self.api(path, include_request="true")["requests"]
+        return self._api.results(endpoint, field)["requests"]
 
     def wait_for(self, read: Callable[[], Any], done: Callable[[Any], bool],
                  timeout: float = 20.0) -> Any:

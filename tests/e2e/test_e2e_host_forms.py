@@ -32,7 +32,8 @@ def test_every_istio_release_gives_its_host_form_and_results(backend):
                 statuses = [client.get("/headers", headers={"Host": IPV6_HOST}).status_code
                             for _ in range(3)]
             assert statuses == [200] * 3
-            copies = mesh.wait_for(lambda: mesh.relay_hosts()[len(hosts):], lambda h: len(h) >= 3)
+            seen = len(hosts)
+            copies = mesh.wait_for(lambda seen=seen: mesh.relay_hosts()[seen:], lambda h: len(h) >= 3)
             assert copies == [expect(IPV6_HOST)] * 3, istio
             overview = mesh.wait_totals(7)
             assert overview["GET /headers"]["total"] == 5, istio

@@ -95,7 +95,7 @@ def test_cluster_host_is_why_the_swap_is_needed(tmp_path):
 class _Upstream(BaseHTTPRequestHandler):
     seen: list[dict]
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         self.seen.append({"version": self.request_version, "path": self.path,
                           "host": self.headers.get("Host"), "x": self.headers.get("X-Demo")})
         body = b"relayed"

@@ -10,8 +10,8 @@ import pytest
 
 from localmesh import accesslog, kind, nginx, ports
 from localmesh.errors import MeshError
-from localmesh.processes import PROBE_USER_AGENT
 from localmesh.sidecar import find_envoy
+from toolbox.ready import PROBE_USER_AGENT
 
 ROOT = Path(__file__).resolve().parents[2]
 

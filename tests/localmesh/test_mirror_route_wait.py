@@ -55,7 +55,8 @@ def _envoy_config(admin: int, listen: int) -> dict:
                                                                   "port_value": 9}}}}]}]}}
                 for name in [MIRROR] + [f"{ROUTE}-{h['name']}" for h in hosts]]
     manager = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+                  "HttpConnectionManager"),
         "stat_prefix": "t", "route_config": {"name": str(DEFAULT.ports.app), "virtual_hosts": hosts},
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}

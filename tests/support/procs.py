@@ -20,15 +20,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
-from localmesh.ports import free_port
-from localmesh.processes import stop_group
+from toolbox import procs, ready
+from toolbox.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 _VENV_PYTHON = REPO / ".venv" / "bin" / "python"
@@ -40,17 +37,6 @@ class ProcessFailed(RuntimeError):
     """A process exited or never became ready; the message carries the tail of its log."""
 
 
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """Status of a GET, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
-
-
 @dataclass
 class Proc:
     """One started process (group) and where its output goes."""
@@ -59,7 +45,6 @@ class Proc:
     popen: subprocess.Popen
     log_path: Path
     port: int
-    extra: dict = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -81,30 +66,23 @@ class Proc:
     def wait_until(self, url: str, ok: Iterable[int] = (200,), timeout: float = 20.0) -> None:
         """Poll `url` until it answers with a status in `ok`; fail early if the process dies."""
         ok = tuple(ok)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise ProcessFailed(f"{self.name} exited with {self.popen.returncode}:\n{self.log()}")
-            if http_status(url, timeout=1.0) in ok:
-                return
-            time.sleep(0.05)
+        outcome = ready.poll(lambda: ready.http_status(url, timeout=1.0) in ok, timeout,
+                             died=lambda: not self.alive())
+        if outcome == "ready":
+            return
+        if outcome == "died":
+            raise ProcessFailed(f"{self.name} exited with {self.popen.returncode}:\n{self.log()}")
         self.stop()
         raise ProcessFailed(f"{self.name} not ready at {url} within {timeout}s:\n{self.log()}")
 
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
-
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM to the whole group, SIGKILL if it has not gone within `timeout`."""
-        stop_group(self.popen, timeout)
+        procs.stop_group(self.popen, timeout)
         return self.popen.returncode
 
     def kill(self) -> int:
         """kill -9, no chance to clean up (crash-durability tests)."""
-        self._signal(signal.SIGKILL)
+        procs.signal_group(self.popen.pid, signal.SIGKILL)
         return self.popen.wait(5)
 
 
@@ -118,10 +96,7 @@ def spawn(name: str, cmd: list[str], port: int, log_dir: str | os.PathLike | Non
           env: Mapping[str, str] | None = None) -> Proc:
     """Start `cmd` in a new process group, cwd = repo root, output to `<log_dir>/<name>.log`."""
     log_path = _log_dir(log_dir) / f"{name}-{port}.log"
-    with log_path.open("wb") as log:
-        popen = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                 env={**os.environ, **(env or {})})
+    popen = procs.start(cmd, log_path, cwd=REPO, env={**os.environ, **(env or {})}, append=False)
     return Proc(name=name, popen=popen, log_path=log_path, port=port)
 
 

@@ -1,5 +1,5 @@
 """Wiring: one process, one event loop, three listeners (proxy, http, admin); with
-`-workers=N`, N-1 more processes share the proxy port and report to this one (`workers`).
+`-workers=N`, N-1 more processes share the proxy port and report to this one (`workers.pool`).
 
 Start order: store (refuses a bad file before anything listens), client session, the
 comparison worker, then the three sites. Stop order (SIGTERM/SIGINT): stop taking
@@ -20,12 +20,15 @@ from . import __version__
 from .admin import admin_app
 from .api import Api, add_nosniff, http_middleware
 from .console import add_console_routes
-from .forward import Forwarder, TargetHealth, new_session, probe
+from .forward import Forwarder, new_session, probe
 from .metrics import Metrics
-from .proxy import Comparisons, ProxyHandler, proxy_runner
+from .model import TargetHealth
+from .pipeline import Pipeline
+from .receive import ProxyHandler, proxy_runner
+from .runtime import loop_factory
 from .settings import Settings, fail
 from .store import Store, StoreError
-from .workers import WorkerError, WorkerPool
+from .workers.pool import WorkerError, WorkerPool
 
 log = logging.getLogger("diffproxy")
 
@@ -37,13 +40,13 @@ class StartError(Exception):
     """The proxy cannot start; the message is one line."""
 
 
-class DiffProxy:
+class ProxyService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.health = {name: TargetHealth(address=str(t)) for name, t in settings.targets.items()}
         self.store: Store | None = None
-        self.comparisons: Comparisons | None = None
+        self.pipeline: Pipeline | None = None
         self._session = None
         self._runners: dict[str, web.BaseRunner] = {}
         self._tasks: list[asyncio.Task] = []
@@ -66,11 +69,11 @@ class DiffProxy:
             on_flush=self.metrics.store_flushes.inc, on_error=self.metrics.store_errors.inc)
         self._session = new_session(s.proxy)
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
-        self.comparisons = Comparisons(s, self.store, self.metrics)
-        self.comparisons.start()
+        self.pipeline = Pipeline(s, self.store, self.metrics)
+        self.pipeline.start()
         if s.proxy.workers > 1:
-            self.workers = WorkerPool(s, self.store, self.comparisons, self.metrics, self.health)
-            own_depth = self.comparisons.queue.qsize
+            self.workers = WorkerPool(s, self.store, self.pipeline, self.metrics, self.health)
+            own_depth = self.pipeline.queue.qsize
             self.metrics.queue_depth.callback = lambda: own_depth() + self.workers.depth()
 
 
@@ -82,7 +85,7 @@ class DiffProxy:
 
         listeners = s.listeners
         header_limit = max(8190, s.proxy.max_header_size)
-        proxy = proxy_runner(ProxyHandler(s, forwarder, self.comparisons, self.metrics),
+        proxy = proxy_runner(ProxyHandler(s, forwarder, self.pipeline, self.metrics),
                              s.proxy.max_header_size)
         for name, app, listen in (("admin", admin_app(self.metrics, self.readiness), listeners.admin),
                                   ("http", http_app, listeners.http),
@@ -113,13 +116,13 @@ class DiffProxy:
                  s.store.path)
 
     def _cleared(self) -> None:
-        self.comparisons.reset()
+        self.pipeline.reset()
         if self.workers is not None:
             self.workers.reset()
 
     def _extra_info(self) -> dict:
         s = self.settings
-        queue = self.comparisons.queue if self.comparisons else None
+        queue = self.pipeline.queue if self.pipeline else None
         return {
             "listeners": {"proxy": str(s.listeners.proxy), "http": str(s.listeners.http),
                           "admin": str(s.listeners.admin)},
@@ -154,8 +157,8 @@ class DiffProxy:
             await self._runners.pop("proxy").cleanup()
         if self.workers is not None:  # they finish and ship their comparisons first
             await self.workers.stop(DRAIN_TIMEOUT + 5.0)
-        if self.comparisons is not None:
-            await self.comparisons.drain(DRAIN_TIMEOUT)
+        if self.pipeline is not None:
+            await self.pipeline.drain(DRAIN_TIMEOUT)
         if self.store is not None:
             await self.store.close()
         for runner in self._runners.values():
@@ -166,7 +169,7 @@ class DiffProxy:
 
 
 async def serve(settings: Settings) -> int:
-    proxy = DiffProxy(settings)
+    proxy = ProxyService(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -182,17 +185,9 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-def _loop_factory():
-    try:
-        import uvloop
-    except ImportError:  # uvloop is optional: plain asyncio works, a little slower
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
-
-
 def run(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(serve(settings))
 

@@ -5,54 +5,48 @@ The owner keeps everything that must be single: the store, the API and console, 
 port, the endpoint cap and the metrics. Every `SHIP_INTERVAL` a worker sends one message:
 its metric increments since the last one, its queue depth, the health of the targets it
 talked to, and its finished comparisons as (id, endpoint, differing fields, noisy fields,
-document or None). Documents are built only where the owner can keep them: the first
-`samples.first` per endpoint and field this worker saw, and the newest `samples.latest`
-per endpoint and field in the message.
+document or None). Documents are built only where the owner can keep them, as the
+sampling policy (`sampling`) says, by the worker's own comparison pipeline.
 
 A worker dies with its owner: Linux's parent-death signal (SIGKILL), and, as a second line,
-end of file on the channel. Run by the owner as `python -m diffproxy.worker FD OWNER_PID`.
+end of file on the channel. Run by the owner as `python -m diffproxy.workers.child FD OWNER_PID`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from ..forward import Forwarder, new_session
+from ..metrics import Metrics
+from ..model import Record, TargetHealth
+from ..pipeline import Pipeline
+from ..receive import ProxyHandler, proxy_runner
+from ..runtime import die_with_parent, loop_factory
+from ..settings import Settings
 from . import channel
-from .forward import Forwarder, TargetHealth, new_session
-from .metrics import Metrics
-from .proxy import Comparisons, ProxyHandler, proxy_runner
-from .settings import Settings
-from .store import Record
 
 log = logging.getLogger("diffproxy.worker")
 
 SHIP_INTERVAL = 0.1   # seconds between messages to the owner
 DRAIN_TIMEOUT = 5.0   # seconds to finish queued comparisons when asked to stop
-MAX_FIRST_KEYS = 100_000  # bound on the (endpoint, field) pairs remembered for first examples
-PR_SET_PDEATHSIG = 1
 
 Shipped = tuple[str, str, tuple[str, ...], tuple[str, ...], "str | None"]
 
 
-class ResultSink:
+class Outbox:
     """Stands in for the store inside a worker: collects records until the next message."""
 
-    def __init__(self, samples_first: int, samples_latest: int) -> None:
-        self.samples_first = samples_first
-        self.samples_latest = samples_latest
+    def __init__(self) -> None:
         self._pending: list[Record] = []
-        self._first: dict[tuple[str, str], int] = {}
 
     def known_endpoints(self) -> list[str]:
         return []
@@ -60,48 +54,9 @@ class ResultSink:
     def add(self, record: Record) -> None:
         self._pending.append(record)
 
-    def reset(self) -> None:
-        """The owner's store was cleared: first examples are wanted again."""
-        self._first.clear()
-
-    def take(self) -> list[tuple[Record, bool]]:
-        """Everything collected, each with whether its document should be shipped."""
+    def take(self) -> list[Shipped]:
         pending, self._pending = self._pending, []
-        keep = [False] * len(pending)
-        newest: dict[tuple[str, str], int] = {}
-        for i in range(len(pending) - 1, -1, -1):
-            rec = pending[i]
-            for path in (*rec.raw, *rec.noise):
-                key = (rec.endpoint, path)
-                n = newest.get(key, 0)
-                if n < self.samples_latest:
-                    newest[key] = n + 1
-                    keep[i] = True
-        if len(self._first) > MAX_FIRST_KEYS:
-            self._first.clear()  # at worst a few more documents shipped; memory stays bounded
-        for i, rec in enumerate(pending):
-            for path in (*rec.raw, *rec.noise):
-                key = (rec.endpoint, path)
-                n = self._first.get(key, 0)
-                if n < self.samples_first:
-                    self._first[key] = n + 1
-                    keep[i] = True
-        return list(zip(pending, keep))
-
-
-def _shipped(items: list[tuple[Record, bool]]) -> list[Shipped]:
-    """Build the kept documents (the expensive part); runs in a thread."""
-    out: list[Shipped] = []
-    for rec, keep in items:
-        doc = None
-        if keep and (rec.raw or rec.noise):
-            try:
-                built = rec.document()
-                doc = built() if callable(built) else built
-            except Exception:  # noqa: BLE001 - counted without an example
-                log.exception("building result %s failed", rec.id)
-        out.append((rec.id, rec.endpoint, tuple(rec.raw), tuple(rec.noise), doc))
-    return out
+        return [(r.id, r.endpoint, tuple(r.raw), tuple(r.noise), r.document) for r in pending]
 
 
 class Worker:
@@ -110,9 +65,8 @@ class Worker:
         self.writer = writer
         self.metrics = Metrics()
         self.health = {name: TargetHealth(address=str(t)) for name, t in settings.targets.items()}
-        self.sink = ResultSink(settings.store.samples_first, settings.store.samples_latest)
-        self.comparisons = Comparisons(settings, self.sink, self.metrics, endpoint_cap=False)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-ship")
+        self.outbox = Outbox()
+        self.pipeline = Pipeline(settings, self.outbox, self.metrics, endpoint_cap=False)
         self._session = None
         self._runner: web.BaseRunner | None = None
         self._shipper: asyncio.Task | None = None
@@ -122,8 +76,8 @@ class Worker:
         s = self.settings
         self._session = new_session(s.proxy)
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
-        self.comparisons.start()
-        self._runner = proxy_runner(ProxyHandler(s, forwarder, self.comparisons, self.metrics),
+        self.pipeline.start()
+        self._runner = proxy_runner(ProxyHandler(s, forwarder, self.pipeline, self.metrics),
                                     s.proxy.max_header_size)
         await self._runner.setup()
         listen = s.listeners.proxy
@@ -137,14 +91,12 @@ class Worker:
             await self.ship()
 
     async def ship(self) -> None:
-        items = self.sink.take()
-        results = (await asyncio.get_running_loop().run_in_executor(self._executor, _shipped, items)
-                   if items else [])
+        results = self.outbox.take()
         since, self._last_ship = self._last_ship, time.monotonic()
         health = {name: (h.healthy, h.last_error) for name, h in self.health.items()
                   if h.healthy is not None and h.last_seen >= since}
         channel.write(self.writer, {"metrics": self.metrics.take_deltas(),
-                                    "depth": self.comparisons.queue.qsize(),
+                                    "depth": self.pipeline.queue.qsize(),
                                     "health": health, "results": results})
         await self.writer.drain()
 
@@ -156,21 +108,10 @@ class Worker:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._shipper
-        await self.comparisons.drain(DRAIN_TIMEOUT)
+        await self.pipeline.drain(DRAIN_TIMEOUT)
         await self.ship()
         if self._session is not None:
             await self._session.close()
-        self._executor.shutdown(wait=True)
-
-
-def _die_with_owner(owner_pid: int) -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: end of file on the channel still stops us
-        pass
-    if os.getppid() != owner_pid:  # the owner died before the signal was armed
-        os._exit(1)
 
 
 async def _serve(sock: socket.socket) -> int:
@@ -197,7 +138,7 @@ async def _serve(sock: socket.socket) -> int:
             except channel.ChannelClosed:
                 os._exit(1)  # the owner is gone: nothing here is worth keeping
             if message == "reset":
-                worker.sink.reset()
+                worker.pipeline.reset()
             elif message == "stop":
                 stopping.set()
 
@@ -211,12 +152,11 @@ async def _serve(sock: socket.socket) -> int:
 
 def main(argv: list[str]) -> int:
     fd, owner_pid = int(argv[0]), int(argv[1])
-    _die_with_owner(owner_pid)
+    die_with_parent(owner_pid)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s")
-    from .app import _loop_factory  # noqa: PLC0415 - app imports this module's owner side
     sock = socket.socket(fileno=fd)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(_serve(sock))
 
 

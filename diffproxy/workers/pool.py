@@ -1,11 +1,10 @@
-"""The owner's side of `-workers=N`: start N-1 worker processes (see `worker`), fold what
+"""The owner's side of `-workers=N`: start N-1 worker processes (see `child`), fold what
 they send into the one store and the one set of metrics, stop them with the owner."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -14,17 +13,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..metrics import Metrics
+from ..model import Record, TargetHealth
+from ..pipeline import Pipeline
+from ..settings import Settings
+from ..store import Store
 from . import channel
-from .forward import TargetHealth
-from .metrics import Metrics
-from .proxy import Comparisons
-from .settings import Settings
-from .store import Record, Store
 
 log = logging.getLogger("diffproxy.workers")
 
 START_TIMEOUT = 30.0  # seconds for a worker to import, connect its pool and listen
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 class WorkerError(Exception):
@@ -41,11 +40,11 @@ class _Child:
 
 
 class WorkerPool:
-    def __init__(self, settings: Settings, store: Store, comparisons: Comparisons,
+    def __init__(self, settings: Settings, store: Store, pipeline: Pipeline,
                  metrics: Metrics, health: dict[str, TargetHealth]) -> None:
         self.settings = settings
         self.store = store
-        self.comparisons = comparisons
+        self.pipeline = pipeline
         self.metrics = metrics
         self.health = health
         self._children: list[_Child] = []
@@ -70,7 +69,7 @@ class WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "diffproxy.worker", str(theirs.fileno()), str(os.getpid())],
+                [sys.executable, "-m", "diffproxy.workers.child", str(theirs.fileno()), str(os.getpid())],
                 pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
@@ -79,7 +78,7 @@ class WorkerPool:
         channel.write(writer, self.settings)
         try:
             reply = await asyncio.wait_for(channel.read(reader), START_TIMEOUT)
-        except (asyncio.TimeoutError, channel.ChannelClosed) as exc:
+        except (TimeoutError, channel.ChannelClosed) as exc:
             await self._kill(child)
             raise WorkerError(f"a worker process did not start ({type(exc).__name__}: {exc}); "
                               "see its log above") from None
@@ -96,7 +95,7 @@ class WorkerPool:
                 break
             try:
                 self._apply(child, message)
-            except Exception:  # noqa: BLE001 - one bad message must not stop the others
+            except Exception:  # one bad message must not stop the others
                 log.exception("applying a message from worker %d failed", child.proc.pid)
         child.depth = 0
         code = await asyncio.get_running_loop().run_in_executor(None, child.proc.wait)
@@ -113,18 +112,15 @@ class WorkerPool:
             if health is not None:
                 health.record(healthy, error)
                 self.metrics.target_up.set(1 if healthy else 0, target=name)
-        namer = self.comparisons.namer
+        namer = self.pipeline.namer
         for rid, candidate, raw, noise, doc in message["results"]:
+            # The document has no endpoint: the store adds the admitted one, which may be
+            # the overflow endpoint.
             endpoint = namer.admit(candidate)
-            if doc is not None and endpoint != candidate:  # folded into the overflow endpoint
-                parsed = json.loads(doc)
-                parsed["endpoint"] = endpoint
-                doc = json.dumps(parsed, separators=(",", ":"))
             try:
                 self.store.add(Record(id=rid, endpoint=endpoint, raw=dict.fromkeys(raw, {}),
-                                      noise=dict.fromkeys(noise, {}), doc_json=doc,
-                                      examples=doc is not None))
-            except Exception:  # noqa: BLE001 - counted, like a failed comparison
+                                      noise=dict.fromkeys(noise, {}), document=doc))
+            except Exception:  # counted, like a failed comparison
                 self.metrics.failed.inc()
                 log.exception("recording result %s from worker %d failed", rid, child.proc.pid)
 

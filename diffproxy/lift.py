@@ -1,0 +1,220 @@
+"""Lifting: a raw answer made comparable. Content-Encoding (gzip, deflate) is undone
+with a hard cap, so a decompression bomb costs at most the limit; the charset is found;
+JSON and form bodies are parsed. The forwarder decodes a body once (`inspect`, to refuse
+bombs and non-UTF-8 JSON) and hands the decoded bytes on in `Response.decoded`, so the
+comparison never inflates the same body again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from .headers import content_headers
+from .model import Response
+
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024  # decoded limit of the comparison
+
+# Bodies -------------------------------------------------------------------------------
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Undecodable(Exception):
+    pass
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    """Decompress at most `limit` bytes; raise _TooLarge beyond, _Undecodable on junk."""
+    out = bytearray()
+    members = 0
+    while True:
+        d = zlib.decompressobj(wbits)
+        try:
+            chunk = d.decompress(data, limit - len(out) + 1)
+        except zlib.error as exc:
+            raise _Undecodable(str(exc)) from exc
+        out += chunk
+        if len(out) > limit or d.unconsumed_tail:
+            raise _TooLarge()
+        if not d.eof:
+            raise _Undecodable("truncated stream")
+        data = d.unused_data
+        members += 1
+        # gzip allows concatenated members; trailing zero padding is common and harmless
+        if not data.strip(b"\x00") or members >= 64:
+            return bytes(out)
+
+
+def _decode_content(body: bytes, encoding: str, limit: int) -> bytes:
+    data = body
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+    for coding in reversed(codings):
+        if coding == "identity":
+            continue
+        if coding in ("gzip", "x-gzip"):
+            data = _inflate(data, 16 + zlib.MAX_WBITS, limit)
+        elif coding == "deflate":
+            # RFC says zlib-wrapped; some servers send raw deflate
+            try:
+                data = _inflate(data, zlib.MAX_WBITS, limit)
+            except _Undecodable:
+                data = _inflate(data, -zlib.MAX_WBITS, limit)
+        else:
+            raise _Undecodable(f"unsupported content-encoding {coding!r}")
+    if len(data) > limit:
+        raise _TooLarge()
+    return data
+
+
+class _Digest(dict):
+    """A body compared by length and hash; its own type so that a digest against a parsed
+    body is one `body` type_changed instead of a spray of missing/extra keys."""
+
+
+def _digest(body: bytes, note: str | None = None) -> dict[str, Any]:
+    out = _Digest(length=len(body), sha256=hashlib.sha256(body).hexdigest())
+    if note:
+        out["note"] = note
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _media_type(content_type: str) -> tuple[str, str | None]:
+    parts = content_type.split(";")
+    mt = parts[0].strip().lower()
+    charset = None
+    for p in parts[1:]:
+        k, _, v = p.partition("=")
+        if k.strip().lower() == "charset":
+            charset = v.strip().strip('"').lower() or None
+    return mt, charset
+
+
+def _is_json(mt: str) -> bool:
+    return mt in ("application/json", "text/json", "application/x-json") or mt.endswith("+json")
+
+
+def _is_text(mt: str) -> bool:
+    return (mt.startswith("text/") or mt.endswith("+xml") or mt in (
+        "application/xml", "application/javascript", "application/ecmascript",
+        "application/x-javascript", "application/xhtml+xml"))
+
+
+def _decode_text(data: bytes, charset: str | None) -> str | None:
+    try:
+        return data.decode(charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        if charset and charset not in ("utf-8", "utf8"):
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return None
+
+
+def _parse_json(text: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def parse_body(body: bytes, content_type: str, content_encoding: str, limit: int,
+               decoded: bytes | None = None) -> Any:
+    """The comparable, JSON-serialisable form of a raw body. `decoded`: `body` with its
+    Content-Encoding already undone (by `inspect`), so it is not inflated twice."""
+    if len(body) > limit and not content_encoding.strip():
+        return _digest(body, f"body larger than {limit} bytes: compared by hash")
+    if decoded is not None:
+        if len(decoded) > limit:
+            return _digest(body, f"decoded body larger than {limit} bytes: compared by hash")
+        data = decoded
+    else:
+        try:
+            data = _decode_content(body, content_encoding, limit) if content_encoding else body
+        except _TooLarge:
+            return _digest(body, f"decoded body larger than {limit} bytes: compared by hash")
+        except _Undecodable as exc:
+            return _digest(body, f"could not decode {content_encoding.strip()}: {exc}")
+    if not data:
+        return ""
+    mt, charset = _media_type(content_type)
+    if _is_json(mt) or not mt:
+        text = _decode_text(data, charset if charset not in (None, "utf-8", "utf8") else "utf-8-sig")
+        if text is None:
+            return _digest(data)
+        if _is_json(mt) or text.lstrip()[:1] in ("{", "["):
+            ok, value = _parse_json(text)
+            if ok:
+                return value
+        return text
+    if mt == "application/x-www-form-urlencoded":
+        text = _decode_text(data, charset)
+        if text is None:
+            return _digest(data)
+        try:
+            return parse_qs(text, keep_blank_values=True, max_num_fields=10000)
+        except ValueError:
+            return text
+    if _is_text(mt):
+        text = _decode_text(data, charset)
+        return _digest(data) if text is None else text
+    return _digest(data)
+
+
+def inspect(headers: tuple[tuple[str, str], ...], body: bytes,
+            limit: int) -> tuple[tuple[str, str] | None, bytes | None]:
+    """(why a body that arrived whole is still unusable as declared, or None;
+    the body with its Content-Encoding undone, or None when it has none or it failed).
+
+    ("too_large", ...) when its Content-Encoding expands past `limit` (a decompression
+    bomb: a few KB on the wire, gigabytes for whoever inflates it); ("bad_response", ...)
+    when it is declared JSON without another charset but is not UTF-8 (RFC 8259 8.1).
+    Bodies in encodings this module cannot undo are left to the comparison (digest)."""
+    ctype, cenc = content_headers(headers)
+    data = body
+    decoded = None
+    if cenc.strip():
+        try:
+            data = decoded = _decode_content(body, cenc, limit)
+        except _TooLarge:
+            return ("too_large", f"{cenc.strip()} body expands past {limit} bytes "
+                                 "(decompression bomb?)"), None
+        except _Undecodable:
+            return None, None
+    mt, charset = _media_type(ctype)
+    if data and _is_json(mt) and charset in (None, "utf-8", "utf8"):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ("bad_response", f"JSON body is not valid UTF-8 (byte {exc.start})"), None
+    return None, decoded
+
+
+def body_of(r: Response, limit: int) -> Any:
+    """The parsed body of one response (None for a failed one)."""
+    if r.error is not None:
+        return None
+    ctype, cenc = content_headers(r.headers)
+    return parse_body(r.body, ctype, cenc, limit, r.decoded)
+
+
+def lift(r: Response, limit: int) -> dict:
+    """{status, headers, body, error} of one response; all headers kept (redact before storing)."""
+    headers: dict[str, str] = {}
+    for name, value in r.headers:
+        lower = name.lower()
+        headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+    out = {"status": r.status, "headers": headers, "body": body_of(r, limit), "error": r.error}
+    if r.error is not None:
+        out["error_detail"] = r.error_detail
+    return out

@@ -1,0 +1,123 @@
+"""The nouns every stage shares: where a target lives, what it answered, how two answers
+differ, and what is kept of one mirrored request. Plain data, no behaviour beyond
+formatting, so any stage can import this module without pulling in another stage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+ERROR_KINDS = ("refused", "timeout", "reset", "bad_response", "too_large", "tls", "other")
+DIFF_TYPES = ("changed", "type_changed", "missing", "extra", "size_changed", "error")
+TARGET_ORDER = ("primary", "secondary", "candidate")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one of primary, secondary and candidate lives."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str = ""
+
+    @property
+    def _host_in_url(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self._host_in_url}:{self.port}{self.base_path}"
+
+    @property
+    def authority(self) -> str:
+        """The Host header the target expects: its own name, port only when not default."""
+        default = 443 if self.scheme == "https" else 80
+        return self._host_in_url if self.port == default else f"{self._host_in_url}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.base_url
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A complete HTTP response as a transport read it."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]  # as received: original case, in order
+    body: bytes                           # as received: no decoding
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What one target did with the request."""
+
+    status: int | None  # None: no HTTP response at all
+    headers: tuple[tuple[str, str], ...]  # as received, original case, in order
+    body: bytes  # raw body as received (may be gzip/deflate encoded)
+    error: str | None = None  # None or one of ERROR_KINDS
+    error_detail: str = ""
+    elapsed_ms: float = 0.0
+    # `body` with its Content-Encoding undone, when the forwarder already did that (to
+    # check it for a decompression bomb): the comparison uses it instead of inflating again.
+    decoded: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    type: str  # one of DIFF_TYPES
+    left: Any  # JSON-serialisable, long values truncated
+    right: Any
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request and what the three targets answered, waiting to be compared."""
+
+    id: str
+    trace_id: str
+    timestamp_msec: int
+    method: str
+    path_qs: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    primary: Response
+    secondary: Response
+    candidate: Response
+
+
+@dataclass(frozen=True)
+class Record:
+    """One finished comparison, redacted, ready to store. `raw`/`noise` map field path ->
+    {"type", "left", "right"}. `document` is the whole result as JSON without its
+    endpoint (the store adds that: a worker's endpoint name may still be folded into the
+    overflow endpoint), or None when it is counted only and never kept as an example."""
+
+    id: str
+    endpoint: str
+    raw: dict[str, dict]
+    noise: dict[str, dict]
+    document: str | None = None
+
+
+@dataclass
+class TargetHealth:
+    """Last known state of one target: from real traffic, and from probes while idle."""
+
+    address: str
+    healthy: bool | None = None  # None: not contacted yet
+    last_error: str | None = None
+    last_change_msec: int | None = None
+    last_seen: float = field(default=0.0)
+
+    def record(self, healthy: bool, error: str | None) -> None:
+        if healthy != self.healthy:
+            self.last_change_msec = int(time.time() * 1000)
+        self.healthy = healthy
+        if error is not None:
+            self.last_error = error
+        self.last_seen = time.monotonic()
+
+    def as_json(self) -> dict:
+        return {"address": self.address, "healthy": self.healthy, "last_error": self.last_error}

@@ -1,0 +1,268 @@
+"""The comparison pipeline: off the request path, take each mirrored request's three
+answers from a bounded queue, name its endpoint, compare, redact, build the document of
+what may be kept, and hand the record to the store (or, in a worker process, to the
+channel to the owner).
+
+The queue is bounded; when it is full the comparison is dropped and counted, never making
+the caller wait. One task takes queued jobs in batches, names the endpoints and compares
+them in a thread (so a big deepdiff never stalls the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from multidict import CIMultiDict
+
+from .compare import Comparator, CompareSettings
+from .endpoints import EndpointNamer
+from .headers import strip_shadow
+from .lift import lift, parse_body
+from .metrics import Metrics
+from .model import Difference, Job, Record
+from .redact import Redactor
+from .sampling import ExampleSampler
+from .settings import Settings
+
+log = logging.getLogger("diffproxy.pipeline")
+
+MAX_STORED_REQUEST_BODY = 64 * 1024
+BATCH_SIZE = 256  # comparisons per executor call
+DOCUMENT_WINDOW = 0.1  # seconds of differing records the sampling policy chooses among
+MAX_HELD = 4096  # ... or this many, whichever comes first: bounds memory under load
+
+
+class RecordSink(Protocol):
+    """Where finished comparisons go: the store, or in a worker process, the channel to
+    the owner (`workers.child.Outbox`)."""
+
+    def add(self, record: Record) -> None: ...
+
+    def known_endpoints(self) -> list[str]: ...
+
+
+class Pipeline:
+    """The bounded queue and the task that empties it."""
+
+    def __init__(self, settings: Settings, store: RecordSink, metrics: Metrics,
+                 endpoint_cap: bool = True) -> None:
+        diff = settings.diff
+        # False in a worker process: it names endpoints, the owner applies -max.endpoints.
+        self.endpoint_cap = endpoint_cap
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.proxy.queue_size)
+        self.comparator = Comparator(CompareSettings(
+            ignore_headers=diff.ignore_headers, ignore_fields=diff.ignore_fields,
+            exclude_headers=diff.exclude_headers))
+        self.redactor = Redactor(extra_headers=diff.redact_headers, fields=diff.redact_fields)
+        self.sampler = ExampleSampler(settings.store.samples_first, settings.store.samples_latest)
+        self.namer = self._new_namer()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-compare")
+        self._worker: asyncio.Task | None = None
+        metrics.queue_depth.callback = self.queue.qsize
+
+    def _new_namer(self) -> EndpointNamer:
+        return EndpointNamer(self.settings.diff.resource_mappings,
+                             self.settings.diff.max_endpoints,
+                             known=self.store.known_endpoints())
+
+    def reset(self) -> None:
+        """After the store was cleared: endpoint names and first examples start from scratch."""
+        self.namer = self._new_namer()
+        self.sampler.reset()
+
+    def submit(self, job: Job) -> bool:
+        try:
+            self.queue.put_nowait(job)
+        except asyncio.QueueFull:
+            self.metrics.dropped.inc()
+            return False
+        self.metrics.queued.inc()
+        return True
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run(), name="diffproxy-compare")
+
+    async def _run(self) -> None:
+        # Jobs are taken in batches: one executor round trip per job costs a full event-loop
+        # iteration, which under load (milliseconds each) capped comparisons at ~150/s.
+        # Records with differences are held for one window (`DOCUMENT_WINDOW`) before the
+        # sampling policy picks whose documents to build: over a window of batches only the
+        # newest few per field are wanted, where a batch of a few jobs would want them all.
+        loop = asyncio.get_running_loop()
+        queue = self.queue
+        held: list[tuple[Job, Record]] = []  # their task_done() waits until they are stored
+        window_end = 0.0
+        while True:
+            try:
+                if held:
+                    async with asyncio.timeout_at(window_end):
+                        first = await queue.get()
+                else:
+                    first = await queue.get()
+            except TimeoutError:
+                await self._release(held)
+                held = []
+                continue
+            jobs = [first]
+            while len(jobs) < BATCH_SIZE and not queue.empty():
+                jobs.append(queue.get_nowait())
+            done_now = len(jobs)
+            try:
+                named: list[tuple[Job, str | None]] = []
+                name = self.namer.name if self.endpoint_cap else self.namer.candidate
+                for job in jobs:
+                    try:
+                        named.append((job, name(job.method, job.path_qs, CIMultiDict(job.headers))))
+                    except Exception:  # noqa: BLE001 - one bad request must not stop the worker
+                        self._failed(job)
+                        named.append((job, None))
+                outcomes = await loop.run_in_executor(self._executor, self._analyse_batch, named)
+                for (job, endpoint), outcome in zip(named, outcomes):
+                    if endpoint is None:
+                        continue
+                    if isinstance(outcome, BaseException):
+                        self._failed(job, outcome)
+                    elif outcome.raw or outcome.noise:
+                        if not held:
+                            window_end = loop.time() + DOCUMENT_WINDOW
+                        held.append((job, outcome))
+                        done_now -= 1
+                    else:
+                        self._store(job, outcome)
+            finally:
+                for _ in range(done_now):
+                    queue.task_done()
+            # Under load the queue is never empty, so the timeout above never fires.
+            if held and (loop.time() >= window_end or len(held) >= MAX_HELD):
+                await self._release(held)
+                held = []
+
+    async def _release(self, held: list[tuple[Job, Record]]) -> None:
+        """Build the documents the sampling policy wants of the held records, store them all."""
+        try:
+            records = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._with_documents, held)
+            for (job, _), record in zip(held, records):
+                self._store(job, record)
+        finally:
+            for _ in range(len(held)):
+                self.queue.task_done()
+
+    def _store(self, job: Job, record: Record) -> None:
+        try:
+            self.store.add(record)
+        except Exception as exc:  # noqa: BLE001 - counted, the pipeline goes on
+            self._failed(job, exc)
+            return
+        self.metrics.completed.inc()
+        if record.raw:
+            self.metrics.differences.inc()
+        if record.noise:
+            self.metrics.noise.inc()
+
+    def _failed(self, job: Job, exc: BaseException | None = None) -> None:
+        self.metrics.failed.inc()
+        log.error("comparing %s %s failed", job.method, self.redactor.text(job.path_qs),
+                  exc_info=exc if exc is not None else True)
+
+    def _analyse_batch(self, named: list[tuple[Job, str | None]]) -> list[Record | BaseException | None]:
+        """Compare and redact a batch. Runs in the comparison thread."""
+        out: list[Record | BaseException | None] = []
+        for job, endpoint in named:
+            if endpoint is None:
+                out.append(None)
+                continue
+            try:
+                out.append(self.analyse(job, endpoint))
+            except Exception as exc:  # noqa: BLE001 - reported per job by the caller
+                out.append(exc)
+        return out
+
+    def _with_documents(self, held: list[tuple[Job, Record]]) -> list[Record]:
+        """The held records, with documents for those the sampling policy may keep. Runs in
+        the comparison thread."""
+        keys = [[(r.endpoint, path) for path in (*r.raw, *r.noise)] for _, r in held]
+        out = [record for _, record in held]
+        for i, keep in enumerate(self.sampler.select(keys)):
+            if keep:
+                job, record = held[i]
+                try:
+                    out[i] = dataclasses.replace(record, document=self.document(job, record))
+                except Exception:  # counted without an example
+                    log.exception("building result %s failed; it is not kept as an example",
+                                  record.id)
+        return out
+
+    def analyse(self, job: Job, endpoint: str) -> Record:
+        """Compare, then redact everything that will be stored."""
+        result = self.comparator.compare(job.primary, job.secondary, job.candidate)
+        if result.identical or not (result.raw or result.noise):
+            return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
+        r = self.redactor
+        raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
+        noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
+        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise)
+
+    def document(self, job: Job, record: Record) -> str:
+        """The stored result, redacted and serialised, without its endpoint (the store adds
+        it); built only for records that may be kept as examples."""
+        r = self.redactor
+        limit = self.comparator.settings.max_body_bytes
+        doc = {
+            "id": job.id,
+            "trace_id": job.trace_id,
+            "timestamp_msec": job.timestamp_msec,
+            "method": job.method,
+            "uri": r.text(job.path_qs),
+            "differences": record.raw,
+            "noise": record.noise,
+            "request": self._request(job),
+            "primary": r.lifted(lift(job.primary, limit)),
+            "secondary": r.lifted(lift(job.secondary, limit)),
+            "candidate": r.lifted(lift(job.candidate, limit)),
+        }
+        return json.dumps(doc, separators=(",", ":"))
+
+    def _request(self, job: Job) -> dict:
+        headers: dict[str, str] = {}
+        for name, value in job.headers:
+            lower = name.lower()
+            if lower == "host":
+                value = strip_shadow(value)
+            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+        body = job.body
+        if body:
+            body_value = parse_body(body[:MAX_STORED_REQUEST_BODY],
+                                    headers.get("content-type", ""),
+                                    headers.get("content-encoding", ""),
+                                    MAX_STORED_REQUEST_BODY)
+        else:
+            body_value = ""
+        return self.redactor.lifted({"method": job.method, "uri": job.path_qs,
+                                     "headers": headers, "body": body_value})
+
+    async def drain(self, timeout: float) -> None:
+        """Finish what is queued (bounded wait), then stop the worker."""
+        try:
+            await asyncio.wait_for(self.queue.join(), timeout)
+        except TimeoutError:
+            log.warning("stopping with %d comparisons not done", self.queue.qsize())
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+
+def _difference(d: Difference) -> dict:
+    return {"type": d.type, "left": d.left, "right": d.right}
