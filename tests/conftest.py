@@ -42,7 +42,7 @@ def postgres():
     machine and fails under CI (`.ci/run` installs it: scripts/system-deps.sh)."""
     import os
 
-    from tests.support.postgres import PostgresServer, missing
+    from toolbox.postgres import PostgresServer, missing
 
     problem = missing()
     if problem:

@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from localmesh.ports import free_port
+from toolbox.ports import free_port
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
