@@ -291,6 +291,6 @@ class Metrics:
                        self.target_errors, self.target_latency, self.target_up, self.queued,
                        self.dropped, self.completed, self.failed, self.queue_depth,
                        self.differences, self.noise, self.store_flushes, self.store_errors,
-                       self.workers):
+                       self.store_dropped, self.workers):
             lines += metric.render()
         return "\n".join(lines) + "\n"

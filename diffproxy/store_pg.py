@@ -515,7 +515,7 @@ class PostgresStore:
         async with self._lock:
             try:
                 self._generation = await self._transact(wipe)
-            except Exception as exc:  # noqa: BLE001 - any failure drops the batch, counted
+            except Exception as exc:
                 if not _postgres_error(exc):
                     raise
                 self._lost(exc)

@@ -119,12 +119,14 @@ class PostgresServer:
         if init.returncode != 0:
             shutil.rmtree(root, ignore_errors=True)
             raise RuntimeError(f"initdb failed ({init.returncode}): {init.stderr[-2000:]}")
-        # Loopback only, trust only for loopback; fsync off: test data is thrown away.
+        # Loopback only, trust only for loopback. fsync off (test data is thrown away; only an
+        # OS crash would lose commits); synchronous_commit stays on, so a stop -m immediate
+        # keeps every commit, as a real database crash does.
         (server.data / "pg_hba.conf").write_text(
             "host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n")
         with (server.data / "postgresql.conf").open("a") as conf:
             conf.write(f"\nlisten_addresses = '{HOST}'\nunix_socket_directories = ''\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                       "fsync = off\nfull_page_writes = off\n"
                        "max_connections = 200\nshared_buffers = 64MB\n")
         server.start_again()
         return server
