@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import endpoints
 from .model import Target
@@ -313,6 +313,15 @@ def parse_flush_interval(raw: Any) -> float:
     if value > 1.0:
         raise ValueError("must be at most 1s: results of the last flush window are lost on a crash")
     return value
+
+
+def mask_url(url: str) -> str:
+    """The URL as logs and the API may show it: its password, if any, as ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
 
 
 def parse_store_url(raw: Any) -> str:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from .model import Record
-from .settings import Settings
+from .settings import Settings, mask_url
 from .store import EndpointCounts, FieldCounts, Store
 
 
@@ -48,14 +47,6 @@ def describe(settings: Settings) -> str:
     """The store as logs and /api/1/info show it: a URL's password never leaves the process."""
     url = settings.store.url
     return mask_url(url) if url else settings.store.path
-
-
-def mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
 
 
 async def open_store(settings: Settings, on_flush: Callable[[], None] | None = None,

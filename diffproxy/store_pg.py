@@ -48,6 +48,7 @@ import asyncpg
 from .endpoints import OVERFLOW_ENDPOINT
 from .model import Record
 from .sampling import newest
+from .settings import mask_url
 from .store import (
     FLUSH_ITEMS,
     OVERFLOW_FIELD,
@@ -566,8 +567,6 @@ def _fold(b: _Batch, rename: dict[str, str], field_rename: dict[tuple[str, str],
 async def _connect(url: str, timeout: float) -> asyncpg.Pool:
     """A small pool, retried until `timeout`: writes are one transaction at a time, reads of
     examples (the console) may run beside them."""
-    from .storage import mask_url
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     attempt = 0

@@ -288,3 +288,14 @@ def test_proxy_on_a_lost_database_answers_callers_and_is_not_ready(backends, pro
             assert httpx.get(proxy.proxy_url + "/json", timeout=10).status_code == 200
         finally:
             proxy.stop()
+
+
+def test_a_password_in_the_url_is_masked_wherever_it_is_shown():
+    from diffproxy.settings import load, mask_url
+    from diffproxy.storage import describe
+
+    assert mask_url("postgresql://app:s3cret@db:5432/r") == "postgresql://app:***@db:5432/r"
+    assert mask_url("postgresql://app@db/r") == "postgresql://app@db/r"
+    settings = load(["-candidate=h:1", "-master.primary=h:2"],
+                    env={"DIFFPROXY_STORE_URL": "postgresql://app:s3cret@db:5432/r"})
+    assert settings.store.url.endswith("@db:5432/r") and "s3cret" not in describe(settings)
