@@ -644,6 +644,7 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
     proxy's namespace (`httpbin-v1`, part of the demo's production app), as in the article.
     """
     port = t.ports.backend
+    store = s.shared_store(t.images.postgres, t.images.pull_policy)
     return t.service, MirroredReleaseArgs(
         service=ExistingService.from_manifest(demo_service(t)),
         port=t.ports.app,
@@ -661,10 +662,10 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
             service_label=t.service_label, thresholds=t.thresholds,
             ignore_fields=t.ignore_fields, proxy_port=t.ports.proxy, admin_port=t.ports.admin,
             console_port=t.ports.console,
-            storage=s.storage if s.shared_store(t.images.postgres, "") is None else "emptyDir",
+            # With a shared store, storage* describe the PostgreSQL's volume, not a file's.
+            storage=s.storage if store is None else "emptyDir",
             storage_size=s.storage_size, storage_class=s.storage_class,
-            replicas=s.diffproxy_replicas, max_replicas=s.diffproxy_max_replicas,
-            store=s.shared_store(t.images.postgres, t.images.pull_policy)),
+            replicas=s.diffproxy_replicas, max_replicas=s.diffproxy_max_replicas, store=store),
         relay=(Relay(image=t.images.relay, pull_policy=t.images.pull_policy, subset="v2",
                      labels={"version": t.app_labels("v2")["version"]})
                if t.relay else None),
