@@ -178,6 +178,8 @@ class PostgresStore:
                 pass
         try:
             await self.flush()
+        except StoreError as exc:  # dropped and counted already; the stop goes on
+            log.error("results not written at stop: %s", exc)
         finally:
             try:
                 await asyncio.wait_for(self._pool.close(), 10.0)

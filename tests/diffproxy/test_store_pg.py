@@ -299,3 +299,14 @@ def test_a_password_in_the_url_is_masked_wherever_it_is_shown():
     settings = load(["-candidate=h:1", "-master.primary=h:2"],
                     env={"DIFFPROXY_STORE_URL": "postgresql://app:s3cret@db:5432/r"})
     assert settings.store.url.endswith("@db:5432/r") and "s3cret" not in describe(settings)
+
+
+async def test_a_stop_while_the_database_is_away_counts_what_it_could_not_write():
+    dropped: list[int] = []
+    with PostgresServer.start() as server:
+        store = await PostgresStore.open(server.create_database("stop"), flush_interval=10,
+                                         connect_timeout=10, on_drop=dropped.append)
+        store.add(record("never-written"))
+        server.stop("immediate")
+        await asyncio.wait_for(store.close(), 60)  # returns: a stop never hangs on the database
+        assert sum(dropped) == 1 and not store.is_open
