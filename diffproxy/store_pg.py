@@ -10,9 +10,10 @@ write at once:
   increments every `flush_interval` in one transaction; a `kill -9` loses at most that
   replica's unwritten window (`flush_interval`, default 200 ms, and at most one batch).
 - The API reads counts from memory: the database's totals as of this replica's last
-  refresh (after every flush, and every `REFRESH_INTERVAL` when idle) plus what this
-  replica counted since. Another replica's comparisons show up within its flush interval
-  plus ours; after traffic stops every replica reports the same totals.
+  refresh (every `REFRESH_INTERVAL`, 1 s: it reads every count row, so not at every
+  flush) plus what this replica wrote or counted since. Another replica's comparisons show
+  up within its flush interval plus a refresh interval; after traffic stops every replica
+  reports the same totals.
 - One sampling policy for the cluster (`sampling.py`): the first N examples of a field are
   the first N written by any replica (the field's row lock, taken by the count increment,
   serialises writers of one field); the latest N are the N newest by a database sequence.
@@ -294,9 +295,22 @@ class PostgresStore:
                     self._lost(exc)
                 self._rebuild_view()  # the dropped counts leave the API too
                 raise StoreError(f"writing results failed: {exc}") from None
-            if written:  # else counted before a clear elsewhere: discarded, as a clear says
-                self._on_flush()
-            await self._refresh()
+            if not written:  # counted before a clear elsewhere: discarded, as a clear says
+                await self._refresh()
+                return
+            self._on_flush()
+            # What this replica wrote is in the database now; the others' writes arrive
+            # with the next refresh (every REFRESH_INTERVAL), which reads every row.
+            for ep, (total, diffs) in batch.endpoints.items():
+                c = self._db_endpoints.setdefault(ep, EndpointCounts())
+                c.total += total
+                c.differences += diffs
+                self._db_fields.setdefault(ep, {})
+            for (ep, path), (diffs, noise) in batch.fields.items():
+                f = self._db_fields.setdefault(ep, {}).setdefault(path, FieldCounts())
+                f.differences += diffs
+                f.noise += noise
+            self._rebuild_view()
 
     async def _transact(self, fn, *args):
         """`fn(conn, *args)` in one transaction; a deadlock between replicas is retried."""
