@@ -27,3 +27,13 @@ def test_result_view_aliases_left_and_right():
     assert full["left"] == {"status": 200} and full["right"] == {"status": 500}
     brief = result_view(doc, False)
     assert "request" not in brief and "left" not in brief and brief["id"] == "1"
+
+
+def test_result_view_says_who_failed_and_older_documents_read_as_nobody():
+    doc = {"id": "2", "differences": {}, "noise": {"error": {"type": "error", "left": "reset",
+                                                             "right": None}},
+           "failed": ["primary"], "baseline_failed": True}
+    view = result_view(doc, False)
+    assert (view["failed"], view["baseline_failed"]) == (["primary"], True)
+    older = result_view({"id": "3", "differences": {}, "noise": {}}, False)
+    assert (older["failed"], older["baseline_failed"]) == ([], False)
