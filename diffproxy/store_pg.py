@@ -37,6 +37,7 @@ write at once:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -71,13 +72,20 @@ TABLES = ("diffproxy_meta", "diffproxy_endpoints", "diffproxy_fields", "diffprox
 
 log = logging.getLogger("diffproxy.store")
 
+# The counters of `store.EndpointCounts` and `store.FieldCounts`, in their order.
+EP_COLUMNS = tuple(f.name for f in dataclasses.fields(EndpointCounts))
+FIELD_COLUMNS = tuple(f.name for f in dataclasses.fields(FieldCounts))
+
+
+def _counters(columns: tuple[str, ...]) -> str:
+    return ", ".join(f"{c} bigint NOT NULL" for c in columns)
+
+
 _SCHEMA = f"""
 CREATE TABLE diffproxy_meta(key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE diffproxy_endpoints(name text PRIMARY KEY, total bigint NOT NULL,
-                                 differences bigint NOT NULL);
+CREATE TABLE diffproxy_endpoints(name text PRIMARY KEY, {_counters(EP_COLUMNS)});
 CREATE TABLE diffproxy_fields(endpoint text NOT NULL, path text NOT NULL,
-                              differences bigint NOT NULL, noise bigint NOT NULL,
-                              PRIMARY KEY(endpoint, path));
+                              {_counters(FIELD_COLUMNS)}, PRIMARY KEY(endpoint, path));
 CREATE SEQUENCE diffproxy_result_seq;
 CREATE TABLE diffproxy_results(id text PRIMARY KEY, seq bigint NOT NULL UNIQUE, doc text NOT NULL);
 CREATE TABLE diffproxy_samples(endpoint text NOT NULL, path text NOT NULL, kind text NOT NULL,
@@ -92,14 +100,14 @@ _MIGRATIONS: dict[int, str] = {}
 
 @dataclass
 class _Batch:
-    endpoints: dict[str, list[int]] = field(default_factory=dict)  # name -> [total, differences]
-    fields: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # -> [diffs, noise]
+    endpoints: dict[str, list[int]] = field(default_factory=dict)  # name -> EP_COLUMNS
+    fields: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # -> FIELD_COLUMNS
     results: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (endpoint, doc)
     samples: list[tuple[str, str, str, str]] = field(default_factory=list)  # ep, path, kind, id
     comparisons: int = 0
     # Per comparison, for those naming an endpoint or field the database did not hold at the
     # last refresh: what `_fold` needs to re-count them exactly under the overflow names.
-    touches: list[tuple[str, dict[str, list[bool]]]] = field(default_factory=list)
+    touches: list[tuple[str, dict[str, list[bool]], int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.comparisons or self.fields)
@@ -220,13 +228,14 @@ class PostgresStore:
         ep = _storable(record.endpoint)
         b = self._pending
         b.comparisons += 1
-        counts = self.endpoints.setdefault(ep, EndpointCounts())
-        counts.total += 1
-        delta = b.endpoints.setdefault(ep, [0, 0])
-        delta[0] += 1
-        if record.raw:
-            counts.differences += 1
-            delta[1] += 1
+        one = {"total": 1, "differences": int(bool(record.raw)),
+               "baseline_failures": int(record.baseline_failed),
+               **{f"failed_{name}": 1 for name in record.failed}}
+        step = [one.get(c, 0) for c in EP_COLUMNS]
+        _add(self.endpoints.setdefault(ep, EndpointCounts()), EP_COLUMNS, step)
+        delta = b.endpoints.setdefault(ep, [0] * len(EP_COLUMNS))
+        for i, n in enumerate(step):
+            delta[i] += n
         touched: dict[str, list[bool]] = {}
         for path in record.raw:
             touched.setdefault(self._field(ep, _storable(path)), [False, False])[0] = True
@@ -234,15 +243,15 @@ class PostgresStore:
             touched.setdefault(self._field(ep, _storable(path)), [False, False])[1] = True
         fields = self.fields.setdefault(ep, {})
         db_fields = self._db_fields.get(ep)
+        siblings = len(record.raw)  # Diffy's weight: fields differing alongside
         if db_fields is None or any(path not in db_fields for path in touched):
-            b.touches.append((ep, touched))
+            b.touches.append((ep, touched, siblings))
         for path, (raw, noise) in touched.items():
-            fc = fields[path]
-            fc.differences += raw
-            fc.noise += noise
-            d = b.fields.setdefault((ep, path), [0, 0])
-            d[0] += raw
-            d[1] += noise
+            step = [int(raw), int(noise), siblings if raw else 0]  # FIELD_COLUMNS
+            _add(fields[path], FIELD_COLUMNS, step)
+            d = b.fields.setdefault((ep, path), [0] * len(FIELD_COLUMNS))
+            for i, n in enumerate(step):
+                d[i] += n
             if record.document is not None:
                 if self.samples_first > 0:
                     b.samples.append((ep, path, "first", record.id))
@@ -301,15 +310,12 @@ class PostgresStore:
             self._on_flush()
             # What this replica wrote is in the database now; the others' writes arrive
             # with the next refresh (every REFRESH_INTERVAL), which reads every row.
-            for ep, (total, diffs) in batch.endpoints.items():
-                c = self._db_endpoints.setdefault(ep, EndpointCounts())
-                c.total += total
-                c.differences += diffs
+            for ep, step in batch.endpoints.items():
+                _add(self._db_endpoints.setdefault(ep, EndpointCounts()), EP_COLUMNS, step)
                 self._db_fields.setdefault(ep, {})
-            for (ep, path), (diffs, noise) in batch.fields.items():
-                f = self._db_fields.setdefault(ep, {}).setdefault(path, FieldCounts())
-                f.differences += diffs
-                f.noise += noise
+            for (ep, path), step in batch.fields.items():
+                _add(self._db_fields.setdefault(ep, {}).setdefault(path, FieldCounts()),
+                     FIELD_COLUMNS, step)
             self._rebuild_view()
 
     async def _transact(self, fn, *args):
@@ -332,21 +338,12 @@ class PostgresStore:
         await self._admit(conn, b)
         # Sorted: replicas lock rows in one order, so they queue rather than deadlock.
         eps = sorted(b.endpoints.items())
-        await conn.execute(
-            "INSERT INTO diffproxy_endpoints AS e(name, total, differences) "
-            "SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) "
-            "ON CONFLICT(name) DO UPDATE SET total = e.total + excluded.total, "
-            "differences = e.differences + excluded.differences",
-            [k for k, _ in eps], [v[0] for _, v in eps], [v[1] for _, v in eps])
-        fields = sorted(b.fields.items())
-        if fields:
-            await conn.execute(
-                "INSERT INTO diffproxy_fields AS f(endpoint, path, differences, noise) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) "
-                "ON CONFLICT(endpoint, path) DO UPDATE SET "
-                "differences = f.differences + excluded.differences, noise = f.noise + excluded.noise",
-                [k[0] for k, _ in fields], [k[1] for k, _ in fields],
-                [v[0] for _, v in fields], [v[1] for _, v in fields])
+        await conn.execute(_UPSERT_ENDPOINTS, [k for k, _ in eps],
+                           *([v[i] for _, v in eps] for i in range(len(EP_COLUMNS))))
+        rows = sorted(b.fields.items())
+        if rows:
+            await conn.execute(_UPSERT_FIELDS, [k[0] for k, _ in rows], [k[1] for k, _ in rows],
+                               *([v[i] for _, v in rows] for i in range(len(FIELD_COLUMNS))))
         if b.samples:
             await self._write_samples(conn, b)
         return True
@@ -450,9 +447,10 @@ class PostgresStore:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
                                                                   readonly=True):
             meta = dict(await conn.fetch("SELECT key, value FROM diffproxy_meta"))
-            endpoints = await conn.fetch("SELECT name, total, differences FROM diffproxy_endpoints")
-            fields = await conn.fetch(
-                "SELECT endpoint, path, differences, noise FROM diffproxy_fields")
+            endpoints = await conn.fetch(
+                f"SELECT name, {', '.join(EP_COLUMNS)} FROM diffproxy_endpoints")
+            rows = await conn.fetch(
+                f"SELECT endpoint, path, {', '.join(FIELD_COLUMNS)} FROM diffproxy_fields")
         was_down, self._down = self._down, None
         if was_down:
             log.info("results database back; recording again")
@@ -464,27 +462,23 @@ class PostgresStore:
             self._pending = _Batch()  # counted before the clear: the clear wins
             if notify:
                 self._on_cleared()
-        self._db_endpoints = {r[0]: EndpointCounts(r[1], r[2]) for r in endpoints}
+        self._db_endpoints = {r[0]: EndpointCounts(*r[1:]) for r in endpoints}
         self._db_fields = {name: {} for name in self._db_endpoints}
-        for r in fields:
-            self._db_fields.setdefault(r[0], {})[r[1]] = FieldCounts(r[2], r[3])
+        for r in rows:
+            self._db_fields.setdefault(r[0], {})[r[1]] = FieldCounts(*r[2:])
         self._rebuild_view()
 
     def _rebuild_view(self) -> None:
         """Database totals plus what this replica counted and has not written yet."""
-        endpoints = {k: EndpointCounts(v.total, v.differences) for k, v in self._db_endpoints.items()}
-        fields = {ep: {p: FieldCounts(f.differences, f.noise) for p, f in paths.items()}
-                  for ep, paths in self._db_fields.items()}
-        for ep, (total, diffs) in self._pending.endpoints.items():
-            c = endpoints.setdefault(ep, EndpointCounts())
-            c.total += total
-            c.differences += diffs
-            fields.setdefault(ep, {})
-        for (ep, path), (diffs, noise) in self._pending.fields.items():
-            f = fields.setdefault(ep, {}).setdefault(path, FieldCounts())
-            f.differences += diffs
-            f.noise += noise
-        self.endpoints, self.fields = endpoints, fields
+        endpoints = {k: dataclasses.replace(v) for k, v in self._db_endpoints.items()}
+        by_ep = {ep: {p: dataclasses.replace(f) for p, f in paths.items()}
+                 for ep, paths in self._db_fields.items()}
+        for ep, step in self._pending.endpoints.items():
+            _add(endpoints.setdefault(ep, EndpointCounts()), EP_COLUMNS, step)
+            by_ep.setdefault(ep, {})
+        for (ep, path), step in self._pending.fields.items():
+            _add(by_ep.setdefault(ep, {}).setdefault(path, FieldCounts()), FIELD_COLUMNS, step)
+        self.endpoints, self.fields = endpoints, by_ep
 
     # Reading ----------------------------------------------------------------------------------
 
@@ -547,6 +541,25 @@ class PostgresStore:
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
+def _add(counts, columns: tuple[str, ...], step) -> None:
+    for name, n in zip(columns, step):
+        setattr(counts, name, getattr(counts, name) + n)
+
+
+def _upsert(table: str, keys: tuple[str, ...], columns: tuple[str, ...]) -> str:
+    """Increments from parallel arrays: `n = n + excluded.n`, never read-modify-write."""
+    names = (*keys, *columns)
+    types = ["text"] * len(keys) + ["bigint"] * len(columns)
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+    updates = ", ".join(f"{c} = t.{c} + excluded.{c}" for c in columns)
+    return (f"INSERT INTO {table} AS t({', '.join(names)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT({', '.join(keys)}) DO UPDATE SET {updates}")
+
+
+_UPSERT_ENDPOINTS = _upsert("diffproxy_endpoints", ("name",), EP_COLUMNS)
+_UPSERT_FIELDS = _upsert("diffproxy_fields", ("endpoint", "path"), FIELD_COLUMNS)
+
+
 def _fold(b: _Batch, rename: dict[str, str], field_rename: dict[tuple[str, str], str]) -> None:
     """Move a batch's counts and examples from names past a cap onto the overflow names.
     A comparison counts once per field however many of its paths fold into that field, so
@@ -555,25 +568,27 @@ def _fold(b: _Batch, rename: dict[str, str], field_rename: dict[tuple[str, str],
         return rename.get(ep, ep), field_rename.get((ep, path), path)
 
     endpoints: dict[str, list[int]] = {}
-    for ep, (total, diffs) in b.endpoints.items():
-        d = endpoints.setdefault(rename.get(ep, ep), [0, 0])
-        d[0] += total
-        d[1] += diffs
-    fields = {k: list(v) for k, v in b.fields.items()}
-    for ep, touched in b.touches:
+    for ep, step in b.endpoints.items():
+        d = endpoints.setdefault(rename.get(ep, ep), [0] * len(EP_COLUMNS))
+        for i, n in enumerate(step):
+            d[i] += n
+    rows = {k: list(v) for k, v in b.fields.items()}
+    for ep, touched, siblings in b.touches:
         merged: dict[tuple[str, str], list[bool]] = {}
         for path, (raw, noise) in touched.items():
-            d = fields[(ep, path)]
+            d = rows[(ep, path)]
             d[0] -= raw
             d[1] -= noise
+            d[2] -= siblings if raw else 0
             m = merged.setdefault(key_of(ep, path), [False, False])
             m[0] |= raw
             m[1] |= noise
         for key, (raw, noise) in merged.items():
-            d = fields.setdefault(key, [0, 0])
+            d = rows.setdefault(key, [0] * len(FIELD_COLUMNS))
             d[0] += raw
             d[1] += noise
-    b.fields = {k: v for k, v in fields.items() if v != [0, 0]}  # the names folded away
+            d[2] += siblings if raw else 0
+    b.fields = {k: v for k, v in rows.items() if any(v)}  # the names folded away are empty
     b.endpoints = endpoints
     b.samples = list(dict.fromkeys((*key_of(ep, path), kind, rid)
                                    for ep, path, kind, rid in b.samples))

@@ -237,3 +237,23 @@ async def test_failures_and_weights_survive_reopen_and_old_files_gain_the_column
         assert store.fields["GET /a"]["body.y"].weight == 2
     finally:
         await store.close()
+
+
+async def test_failures_and_weights_are_counted_alike_on_every_backend(backend):
+    store = await backend()
+    store.add(replace(record(1, raw=("body.x", "body.y")), failed=("primary",),
+                      baseline_failed=True))
+    store.add(replace(record(2, raw=("body.x",)), failed=("candidate",)))
+    store.add(record(3, raw=(), noise=("body.z",)))
+    await store.close()
+    store = await backend()
+    try:
+        counts = store.endpoints["GET /a"]
+        assert (counts.total, counts.differences, counts.baseline_failures) == (3, 2, 1)
+        assert (counts.failed_primary, counts.failed_secondary, counts.failed_candidate) == (1, 0, 1)
+        fields = store.fields["GET /a"]
+        assert (fields["body.x"].differences, fields["body.x"].weight) == (2, 2 + 1)
+        assert fields["body.y"].weight == 2
+        assert (fields["body.z"].noise, fields["body.z"].weight) == (1, 0)
+    finally:
+        await store.close()
