@@ -32,7 +32,7 @@ test: venv sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv
-	@scripts/system-deps.sh nginx wrk
+	@scripts/system-deps.sh nginx wrk postgresql
 	$(PY) -m bench
 
 manifests: venv

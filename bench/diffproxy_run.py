@@ -89,7 +89,9 @@ class ProxyUnderTest:
 
 @contextlib.contextmanager
 def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidate: int,
-              workers: int = 1, ready_timeout: float = 30.0) -> Iterator[ProxyUnderTest]:
+              workers: int = 1, ready_timeout: float = 30.0,
+              store_url: str | None = None) -> Iterator[ProxyUnderTest]:
+    """`store_url`: the shared PostgreSQL store instead of a SQLite file of its own."""
     workdir.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in range(3)]
     argv = [python, "-m", "diffproxy",
@@ -99,7 +101,7 @@ def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidat
             f"-proxy.port=127.0.0.1:{ports[0]}",
             f"-admin.port=127.0.0.1:{ports[1]}",
             f"-http.port=127.0.0.1:{ports[2]}",
-            f"-store.path={workdir / 'results.sqlite'}",
+            f"-store.url={store_url}" if store_url else f"-store.path={workdir / 'results.sqlite'}",
             "-serviceName=bench",
             f"-workers={workers}"]
     log = workdir / "diffproxy.log"

@@ -147,6 +147,13 @@ def markdown(run: RunResult, chart: str | None = None) -> str:
             parts += [f"Only {share:.0f}% of these requests were compared (the rest were dropped at "
                       "the full queue), so the growth of the comparison and store path is "
                       "under-represented.", ""]
+    if run.shared_store:
+        from bench.shared_store import SharedStoreRow, table
+
+        rows = [r if isinstance(r, SharedStoreRow) else SharedStoreRow(**r)
+                for r in run.shared_store]
+        parts += ["Shared store (README \"Scaling out\"): replicas behind one round-robin nginx, "
+                  "candidate differs; every process on this machine's cores.", "", table(rows), ""]
     parts += [targets_table(run), ""]
     if run.failures:
         parts += ["Scenarios that produced no figures:", ""]

@@ -13,6 +13,7 @@ TITLES = {
     "e": "(e) diff proxy, 20 ms backends",
     "f": "(f) Envoy `request_mirror_policies` fan-out",
     "memory": "memory: many distinct paths",
+    "shared": "shared store: 1-3 replicas on one PostgreSQL, next to SQLite",
 }
 
 
@@ -85,6 +86,7 @@ class RunResult:
     machine: dict
     scenarios: dict[str, ScenarioResult] = field(default_factory=dict)
     memory: MemoryResult | None = None
+    shared_store: list | None = None  # bench.shared_store.SharedStoreRow, one per configuration
     profiles: dict[str, ProfileResult] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # scenario -> why it produced no figures
     notes: list[str] = field(default_factory=list)

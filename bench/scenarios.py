@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench import diffproxy_run, envoy, machine, nginx, profile, wrk
+from bench import diffproxy_run, envoy, machine, nginx, profile, shared_store, wrk
 from bench.bodies import candidate_body, primary_body
 from bench.diffproxy_run import Counts, ProxyUnderTest
 from bench.procs import BenchError, running, usage, wait_for_port
@@ -248,6 +248,9 @@ def run_all(s: BenchSettings, work: Path, log: Callable[[str], None] = print) ->
                     run.scenarios[key] = result
         if "memory" in s.scenarios:
             run.memory = _attempt(run, TITLES["memory"], lambda: _memory(s, b, work), log)
+        if "shared" in s.scenarios:
+            run.shared_store = _attempt(run, TITLES["shared"], lambda: shared_store.run(
+                s, (b.primary, b.secondary, b.candidate_diff), work / "shared"), log)
         if s.profile:
             for key in ("c", "d"):
                 p = _attempt(run, f"profile {key}", lambda k=key: _profile(k, s, b, work), log)

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-SCENARIOS = ("a", "b", "c", "d", "e", "f", "memory")
+SCENARIOS = ("a", "b", "c", "d", "e", "f", "memory", "shared")
 REPO = Path(__file__).resolve().parent.parent
 
 

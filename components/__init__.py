@@ -17,10 +17,11 @@ from topology.release import (
                               Relay,
                               ReleaseNames,
                               ServicePort,
+                              SharedStore,
 )
 
 __all__ = [
     "Candidate", "DiffProxy", "ExistingService", "HttpbinApp", "HttpbinAppArgs", "IstioInstall",
     "IstioInstallArgs", "MirroredRelease", "MirroredReleaseArgs", "Namespaces", "NamespacesArgs",
-    "Primary", "Relay", "ReleaseNames", "ServicePort", "SleepClient", "SleepClientArgs",
+    "Primary", "Relay", "ReleaseNames", "ServicePort", "SharedStore", "SleepClient", "SleepClientArgs",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pulumi
+import pulumi_random
 
 from components.objects import create, dependencies, key
 from topology import TopologyError
@@ -66,8 +67,25 @@ class MirroredRelease(pulumi.ComponentResource):
         self.candidate_service = child("candidate", candidate_service)
         *claim, proxy, proxy_service = objects.diffproxy
         claims = [child("diffproxy-results", c) for c in claim]
-        self.diffproxy = child("diffproxy", proxy, *claims)
+        # Scaled out: the replicas' shared PostgreSQL first (they wait for it to answer).
+        store: list[pulumi.Resource] = []
+        self.store_password: pulumi.Output[str] | None = None
+        if objects.store_secret is not None:
+            password = pulumi_random.RandomPassword(
+                f"{name}-store-password", length=32, special=False,
+                opts=pulumi.ResourceOptions(parent=self))
+            self.store_password = password.result
+            secret = {**objects.store_secret, "string_data": {"password": password.result}}
+            store.append(child("store", secret))
+        if objects.store:
+            store_service, statefulset = objects.store
+            store.append(child("store", store_service))
+            store.append(child("store", statefulset, *store))
+        self.diffproxy = child("diffproxy", proxy, *claims, *store)
         self.diffproxy_service = child("diffproxy", proxy_service)
+        for obj in objects.scaling:
+            role = "diffproxy-budget" if obj["kind"] == "PodDisruptionBudget" else "diffproxy-scaler"
+            child(role, obj, self.diffproxy)
         mirror_target: list[pulumi.Resource] = [self.diffproxy_service]
         self.relay: pulumi.CustomResource | None = None
         if objects.relay:

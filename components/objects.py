@@ -10,8 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource, CustomResourcePatch
-from pulumi_kubernetes.apps.v1 import Deployment
-from pulumi_kubernetes.core.v1 import ConfigMap, Namespace, PersistentVolumeClaim, Service
+from pulumi_kubernetes.apps.v1 import Deployment, StatefulSet
+from pulumi_kubernetes.autoscaling.v2 import HorizontalPodAutoscaler
+from pulumi_kubernetes.core.v1 import ConfigMap, Namespace, PersistentVolumeClaim, Secret, Service
+from pulumi_kubernetes.policy.v1 import PodDisruptionBudget
 
 # Objects a workload mounts or needs: created before the Deployments of the same component.
 _PREREQUISITES = ("ConfigMap", "PersistentVolumeClaim")
@@ -21,6 +23,10 @@ _CORE = {
     ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
     ("v1", "Service"): Service,
     ("apps/v1", "Deployment"): Deployment,
+    ("apps/v1", "StatefulSet"): StatefulSet,
+    ("v1", "Secret"): Secret,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
 }
 
 
@@ -48,7 +54,7 @@ def create(obj: dict, opts: pulumi.ResourceOptions, name: str | None = None,
     cls = _CORE.get((api, kind))
     if cls is None or patch:
         raise ValueError(f"no Pulumi resource type for {api} {kind}{' patch' if patch else ''}")
-    fields = {f: obj[f] for f in ("metadata", "spec", "data") if f in obj}
+    fields = {f: obj[f] for f in ("metadata", "spec", "data", "string_data", "type") if f in obj}
     return cls(name, **fields, opts=opts)
 
 

@@ -23,7 +23,8 @@ _CLUSTER = ClusterSettings()
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$")
 _IMAGE_KEYS = {"httpbinImage": "httpbin", "relayImage": "relay", "sleepImage": "sleep",
-               "diffproxyImage": "diffproxy", "candidateImage": "candidate"}
+               "diffproxyImage": "diffproxy", "candidateImage": "candidate",
+               "postgresImage": "postgres"}
 # TopologyError messages start with the Topology's own name for a value.
 _TOPOLOGY_NAMES = {**{f"images.{field}": key for key, field in _IMAGE_KEYS.items()},
                    "thresholds.relative": "thresholdRelative",
@@ -33,8 +34,8 @@ _TOPOLOGY_NAMES = {**{f"images.{field}": key for key, field in _IMAGE_KEYS.items
 @dataclass(frozen=True)
 class Key:
     name: str
-    type: str  # as in Pulumi.yaml: string | boolean (floats are strings: there is no float type)
-    default: str | bool
+    type: str  # as in Pulumi.yaml: string | boolean | integer (floats are strings: no float type)
+    default: str | bool | int
 
 
 def _num(value: float) -> str:
@@ -60,6 +61,9 @@ KEYS: tuple[Key, ...] = (
     Key("storageSize", "string", _CLUSTER.storage_size),
     Key("storageClass", "string", _CLUSTER.storage_class),
     Key("prometheus", "string", _CLUSTER.prometheus),
+    Key("diffproxyReplicas", "integer", _CLUSTER.diffproxy_replicas),
+    Key("diffproxyStore", "string", _CLUSTER.diffproxy_store),
+    Key("diffproxyMaxReplicas", "integer", _CLUSTER.diffproxy_max_replicas),
 )
 _DEFAULTS = {key.name: key.default for key in KEYS}
 
@@ -90,6 +94,10 @@ class _Reader:
     def flag(self, key: str) -> bool:
         value = self._config.get_bool(key)  # ConfigTypeError names the key
         return bool(_DEFAULTS[key]) if value is None else value
+
+    def integer(self, key: str) -> int:
+        value = self._config.get_int(key)  # ConfigTypeError names the key
+        return int(_DEFAULTS[key]) if value is None else value
 
     def number(self, key: str) -> float:
         value = self._config.get_float(key)  # ConfigTypeError names the key
@@ -143,6 +151,9 @@ def _load(read: _Reader) -> StackSettings:
         httpbin_launcher=tuple(read.text("httpbinLauncher").split()),
         candidate_app=read.text("candidateApp"),
         prometheus=read.text("prometheus"),
+        diffproxy_replicas=read.integer("diffproxyReplicas"),
+        diffproxy_store=read.text("diffproxyStore"),
+        diffproxy_max_replicas=read.integer("diffproxyMaxReplicas"),
     )
     return StackSettings(topology=topology, cluster=cluster, install_istio=install_istio,
                          istio_version=istio_version, kube_context=read.text("kubeContext"))

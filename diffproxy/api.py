@@ -25,7 +25,8 @@ from .latency import Thresholds as LatencyThresholds
 from .model import TargetHealth
 from .noise import FieldStats, classify, verdict
 from .settings import Settings
-from .store import OVERFLOW_FIELD, Store, StoreError
+from .storage import ResultStore
+from .store import OVERFLOW_FIELD, StoreError
 
 log = logging.getLogger("diffproxy.api")
 
@@ -75,7 +76,7 @@ def result_view(doc: dict, include_request: bool) -> dict:
 
 
 class Api:
-    def __init__(self, settings: Settings, store: Store, health: dict[str, TargetHealth],
+    def __init__(self, settings: Settings, store: ResultStore, health: dict[str, TargetHealth],
                  on_clear: Callable[[], None], extra_info: Callable[[], dict] | None = None) -> None:
         self.settings = settings
         self.store = store

@@ -227,6 +227,10 @@ class Metrics:
                                      "Batches written to the results store.")
         self.store_errors = Counter("diffproxy_store_errors_total",
                                     "Batches the results store failed to write.")
+        # issue 16: the shared PostgreSQL store.
+        self.store_dropped = Counter("diffproxy_store_dropped_total",
+                                     "Comparisons not recorded because the results database "
+                                     "could not be written (lost, or down at the time).")
         self.queue_depth = Gauge("diffproxy_comparison_queue_depth",
                                  "Comparisons waiting: on the queue, or for the targets the "
                                  "caller was not answered from.")
@@ -234,7 +238,8 @@ class Metrics:
                              "Processes serving the proxy port (this one included).")
         self.workers.set(1)
         for name in (self.queued, self.dropped, self.completed, self.failed, self.cleared,
-                     self.differences, self.noise, self.store_flushes, self.store_errors):
+                     self.differences, self.noise, self.store_flushes, self.store_errors,
+                     self.store_dropped):
             name.touch()
         for reason in ("side_effect", "too_large", "malformed", "slow_client"):
             self.rejected.touch(reason=reason)
@@ -314,6 +319,6 @@ class Metrics:
                        self.target_errors, self.target_latency, self.target_up, self.queued,
                        self.dropped, self.completed, self.failed, self.cleared, self.queue_depth,
                        self.differences, self.noise, self.store_flushes, self.store_errors,
-                       self.workers):
+                       self.store_dropped, self.workers):
             lines += metric.render()
         return "\n".join(lines) + "\n"

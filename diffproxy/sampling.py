@@ -7,6 +7,10 @@ a result), and the store asks `take_first` and `newest` which of those it keeps.
 record the store keeps is always one the pipeline selected: the newest N of all records
 are among the newest N of their batch, and the first N ever are among the first N of the
 pipeline, which starts counting no earlier than the store.
+
+With replicas on one PostgreSQL (`store_pg.py`) the store applies the same policy to the
+whole cluster: each replica's pipeline selects as above, and the database keeps the first
+N any replica wrote and the newest N across all of them.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ from .pipeline import Pipeline
 from .receive import ProxyHandler, proxy_server
 from .runtime import loop_factory
 from .settings import Settings, fail
-from .store import Store, StoreError
+from .storage import ResultStore, describe, open_store
+from .store import StoreError
 from .workers.pool import WorkerError, WorkerPool
 
 log = logging.getLogger("diffproxy")
@@ -47,7 +48,7 @@ class ProxyService:
         self.settings = settings
         self.metrics = Metrics()
         self.health = {name: TargetHealth(address=str(t)) for name, t in settings.targets.items()}
-        self.store: Store | None = None
+        self.store: ResultStore | None = None
         self.pipeline: Pipeline | None = None
         self._session = None
         self._runners: dict[str, web.BaseRunner] = {}
@@ -60,17 +61,18 @@ class ProxyService:
     def readiness(self) -> str | None:
         if self.store is None or not self.store.is_open:
             return "results store not open"
+        problem = self.store.problem()
+        if problem is not None:
+            return problem
         if not self._ready:
             return "starting or stopping"
         return None
 
     async def start(self) -> None:
         s = self.settings
-        self.store = await Store.open(
-            s.store.path, samples_first=s.store.samples_first,
-            samples_latest=s.store.samples_latest, max_fields=s.diff.max_fields,
-            flush_interval=s.store.flush_interval,
-            on_flush=self.metrics.store_flushes.inc, on_error=self.metrics.store_errors.inc,
+        self.store = await open_store(
+            s, on_flush=self.metrics.store_flushes.inc, on_error=self.metrics.store_errors.inc,
+            on_drop=lambda n: self.metrics.store_dropped.inc(n), on_cleared=self._cleared,
             on_latency=self.metrics.observe_latency)
         self._session = new_session(s.proxy)
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
@@ -122,7 +124,7 @@ class ProxyService:
         log.info("diffproxy %s: proxy %s, api+console %s, admin %s; primary %s, secondary %s, "
                  "candidate %s; store %s", __version__, listeners.proxy, listeners.http,
                  listeners.admin, s.targets.primary, s.targets.secondary, s.targets.candidate,
-                 s.store.path)
+                 describe(s))
         if s.ignored_flags:
             log.warning("ignored Diffy flags (no meaning in diffproxy; see docs/diffproxy.md): %s",
                         ", ".join(f"-{k}" for k in s.ignored_flags))
@@ -146,7 +148,9 @@ class ProxyService:
         return {
             "listeners": {"proxy": str(s.listeners.proxy), "http": str(s.listeners.http),
                           "admin": str(s.listeners.admin)},
-            "store": {"path": s.store.path, "samples_first": s.store.samples_first,
+            "store": {"path": s.store.path if not s.store.url else None,
+                      "url": describe(s) if s.store.url else None,
+                      "samples_first": s.store.samples_first,
                       "samples_latest": s.store.samples_latest},
             "queue": {"depth": int(self.metrics.queue_depth.get()) if queue else 0,
                       "capacity": s.proxy.queue_size,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import endpoints
 from .model import Target
@@ -108,6 +108,9 @@ class StoreSettings:
     samples_first: int = 5
     samples_latest: int = 5
     flush_interval: float = 0.2
+    # issue 16: a PostgreSQL shared by replicas instead of the SQLite file ("" = SQLite).
+    url: str = ""
+    connect_timeout: float = 30.0
 
 
 # issue 14: latency verdict -----------------------------------------------------------------
@@ -344,6 +347,33 @@ def parse_flush_interval(raw: Any) -> float:
     return value
 
 
+def mask_url(url: str) -> str:
+    """The URL as logs and the API may show it: its password, if any, as ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{netloc}"))
+
+
+def parse_store_url(raw: Any) -> str:
+    """A postgresql:// URL; messages never repeat it (it may carry a password)."""
+    url = _text(raw).strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("is not a valid URL (expected postgresql://USER@HOST:PORT/DATABASE)") \
+            from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"must be a postgresql:// URL, got scheme {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise ValueError("names no host (expected postgresql://USER@HOST:PORT/DATABASE)")
+    return url
+
+
 # The flag table -----------------------------------------------------------------------------
 
 
@@ -396,6 +426,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag("workers", _int_at_least(1), "1", "processes serving the proxy port (SO_REUSEPORT); e.g. the number of cores"),
     Flag("store.path", _identity, "./diffproxy.sqlite", "SQLite results file"),
     Flag("store.flushInterval", parse_flush_interval, "200ms", "how often results are written (<= 1s)"),
+    # issue 16: the shared PostgreSQL store (README "Scaling out").
+    Flag("store.url", parse_store_url, "",
+         "postgresql://USER@HOST:PORT/DB shared by replicas, instead of -store.path "
+         "(DIFFPROXY_STORE_URL; password in the URL or PGPASSWORD)"),
+    Flag("store.connectTimeout", parse_duration, "30",
+         "how long the database may take to answer at start before exit 2 (seconds, or 500ms)"),
     Flag("ignore.headers", parse_list, "", "extra headers never compared (comma list, globs)"),
     Flag("ignore.fields", parse_list, "", "field paths never compared (comma list, globs)"),
     Flag("redact.headers", parse_list, "", "extra headers masked before storing"),
@@ -652,6 +688,8 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             samples_first=get("samples.first"),
             samples_latest=get("samples.latest"),
             flush_interval=get("store.flushInterval"),
+            url=_store_url(raw, get),
+            connect_timeout=get("store.connectTimeout"),
         ),
         edge=EdgeSettings(
             header_timeout=get("receive.headerTimeout"),
@@ -666,6 +704,14 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             min_samples=get("latency.minSamples"),
         ),
     )
+
+
+def _store_url(raw: Callable[[str], tuple[str, Any]], get: Callable[[str], Any]) -> str:
+    url = get("store.url")
+    if url and raw("store.path")[1] != FLAGS_BY_KEY["store.path"].default:
+        raise SettingsError(f"{raw('store.url')[0]} and {raw('store.path')[0]}: choose one "
+                            "store, the shared PostgreSQL or the SQLite file")
+    return url
 
 
 def fail(message: str) -> int:

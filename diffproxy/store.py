@@ -313,6 +313,10 @@ class Store:
     def is_open(self) -> bool:
         return not self._closed
 
+    def problem(self) -> str | None:
+        """Why results cannot be recorded now (`storage.ResultStore`), or None."""
+        return "results store closed" if self._closed else None
+
     # Recording -------------------------------------------------------------------------------
 
     @staticmethod

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that run for real, only those missing, and only for what was
-# asked: `system-deps.sh nginx prometheus` for the local demo (relay and sidecar stand-in, its
-# Prometheus), `chromium` for the console tests, `wrk` for the benchmarks, `promtool` for the
-# rules tests (the prometheus package has both); no argument means all (CI, make test).
+# asked: `system-deps.sh nginx prometheus` for the local demo (relay, its Prometheus),
+# `chromium` for the console tests, `wrk` for the benchmarks, `promtool` for the rules tests
+# (the prometheus package has both), `postgresql` for the shared results store's tests and
+# benchmark; no argument means all (CI, make test).
 # The kind backend needs none of them (its tools are Docker, kind, kubectl and Pulumi).
 set -euo pipefail
-[ $# -eq 0 ] && set -- nginx chromium wrk prometheus promtool
+[ $# -eq 0 ] && set -- nginx chromium wrk prometheus promtool postgresql
 need=()
 for tool in "$@"; do
     case "$tool" in
@@ -13,7 +14,14 @@ for tool in "$@"; do
         chromium) package=chromium ;;
         wrk) package=wrk ;;
         prometheus|promtool) package=prometheus ;;
-        *) echo "system-deps.sh: unknown tool $tool (known: nginx chromium wrk prometheus promtool)" >&2; exit 2 ;;
+        # Debian keeps the server's programs in /usr/lib/postgresql/<major>/bin, off PATH;
+        # the tests run it as the package's `postgres` user. SYSTEM_DEPS_ROOT: tests only.
+        postgresql) package=postgresql
+            for ctl in "${SYSTEM_DEPS_ROOT:-}"/usr/lib/postgresql/*/bin/pg_ctl; do
+                [ -x "$ctl" ] && continue 2
+            done
+            need+=("$package"); continue ;;
+        *) echo "system-deps.sh: unknown tool $tool (known: nginx chromium wrk prometheus promtool postgresql)" >&2; exit 2 ;;
     esac
     command -v "$tool" >/dev/null 2>&1 || [[ " ${need[*]} " == *" $package "* ]] || need+=("$package")
 done

@@ -31,3 +31,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: runs the whole mirroring demo (local processes or kind)")
 
+
+
+# A real PostgreSQL (tests/support/postgres.py) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One server for the session. Missing PostgreSQL skips with one line on a developer's
+    machine and fails under CI (`.ci/run` installs it: scripts/system-deps.sh)."""
+    import os
+
+    from toolbox.postgres import PostgresServer, missing
+
+    problem = missing()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """A new empty database on the session's server, as a postgresql:// URL."""
+    return postgres.create_database()

@@ -18,7 +18,7 @@ import posixpath
 from dataclasses import dataclass
 
 from topology.istio import Istio
-from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args, service_names
+from topology.model import STORE_PATH, STORE_URL_ENV, Topology, TopologyError, diffproxy_args, service_names
 from topology.monitoring import Monitoring, Scope, dashboard_json, rule_groups
 from topology.relay import render_relay_conf
 from topology.release import (
@@ -31,6 +31,7 @@ from topology.release import (
     Primary,
     Relay,
     ReleaseNames,
+    SharedStore,
     host,
 )
 
@@ -50,7 +51,16 @@ RESOURCES = {
                   "limits": {"cpu": "1", "memory": "512Mi"}},
     "sleep": {"requests": {"cpu": "10m", "memory": "16Mi"},
               "limits": {"cpu": "100m", "memory": "64Mi"}},
+    "postgres": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                 "limits": {"cpu": "1", "memory": "512Mi"}},
 }
+# The shared store's database, user and port: the release's own PostgreSQL is made with them.
+STORE_DATABASE = "diffproxy"
+STORE_USER = "diffproxy"
+STORE_PORT = 5432
+# UID of `postgres` in the official Alpine image: its entrypoint expects to own PGDATA.
+POSTGRES_UID = 70
+STORE_KINDS = ("", "sqlite", "postgres", "secret:<name>")
 
 # Sized for one kind node in a 2-CPU Docker VM, where kind's own control plane already
 # requests 950m (apiserver 250m, controller-manager 200m, scheduler 100m, etcd 100m, two
@@ -83,6 +93,22 @@ class ClusterSettings:
     httpbin_launcher: tuple[str, ...] = ()
     candidate_app: str = "candidate.app:app"
     prometheus: str = "off"  # off | annotations | operator (Pulumi config `prometheus`)
+    # Scaling out the diff proxy (README "Scaling out").
+    diffproxy_replicas: int = 1
+    # "": SQLite with one replica, the release's own PostgreSQL with more; "sqlite";
+    # "postgres" (deploy one); "secret:NAME" (the user's database, URL in Secret NAME, key url).
+    diffproxy_store: str = ""
+    diffproxy_max_replicas: int = 0  # > diffproxy_replicas: a CPU autoscaler up to this many
+
+    def shared_store(self, image: str, pull_policy: str) -> SharedStore | None:
+        kind = self.diffproxy_store
+        if kind == "sqlite" or (kind == "" and self.diffproxy_replicas == 1
+                                and not self.diffproxy_max_replicas):
+            return None
+        if kind.startswith("secret:"):
+            return SharedStore(url_secret=kind.removeprefix("secret:"))
+        return SharedStore(image=image, pull_policy=pull_policy, storage_size=self.storage_size,
+                           storage_class=self.storage_class)
 
     def __post_init__(self) -> None:
         if self.prometheus not in ("off", "annotations", "operator"):
@@ -96,6 +122,21 @@ class ClusterSettings:
         if not self.candidate_app.strip() or ":" not in self.candidate_app:
             raise TopologyError(
                 f"candidateApp must be a WSGI target module:callable, got {self.candidate_app!r}")
+        store = self.diffproxy_store
+        if store not in STORE_KINDS[:3] and not (store.startswith("secret:") and store[7:]):
+            raise TopologyError(f"diffproxyStore must be empty, sqlite, postgres or "
+                                f"secret:<Secret name>, got {store!r}")
+        for key, value, least in (("diffproxyReplicas", self.diffproxy_replicas, 1),
+                                  ("diffproxyMaxReplicas", self.diffproxy_max_replicas, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise TopologyError(f"{key} must be a whole number >= {least}, got {value!r}")
+        if self.diffproxy_max_replicas and self.diffproxy_max_replicas <= self.diffproxy_replicas:
+            raise TopologyError(f"diffproxyMaxReplicas must be more than diffproxyReplicas "
+                                f"({self.diffproxy_replicas}) or 0 (no autoscaler), got "
+                                f"{self.diffproxy_max_replicas}")
+        if store == "sqlite" and (self.diffproxy_replicas > 1 or self.diffproxy_max_replicas):
+            raise TopologyError(f"diffproxyStore sqlite keeps one file per pod: "
+                                f"diffproxyReplicas must be 1, got {self.diffproxy_replicas}")
 
 
 # Names derived from the topology -------------------------------------------------------
@@ -266,10 +307,18 @@ class ReleaseObjects:
     virtual_service: dict
     # ServiceMonitor, PrometheusRule (monitoring "operator"), the Grafana dashboard ConfigMap.
     monitoring: list[dict] = dataclasses.field(default_factory=list)
+    # With diffproxy.store: the PodDisruptionBudget [, HorizontalPodAutoscaler] of the
+    # replicas, and the release's own PostgreSQL (headless Service, StatefulSet), if deployed.
+    scaling: list[dict] = dataclasses.field(default_factory=list)
+    store: list[dict] = dataclasses.field(default_factory=list)
+    # The deployed PostgreSQL's password Secret, without its data: the Pulumi component
+    # fills it with a generated password; manifests leave it to the user (never rendered).
+    store_secret: dict | None = None
 
     def all(self) -> list[dict]:
-        return [self.primary_service, *self.candidate, *self.diffproxy, *self.relay,
-                self.destination_rule, self.virtual_service, *self.monitoring]
+        return [self.primary_service, *self.candidate, *self.store, *self.diffproxy,
+                *self.scaling, *self.relay, self.destination_rule, self.virtual_service,
+                *self.monitoring]
 
 
 def release_hosts(name: str, a: MirroredReleaseArgs) -> dict[str, str]:
@@ -297,8 +346,8 @@ def release_diffproxy_args(name: str, a: MirroredReleaseArgs) -> list[str]:
         candidate=f"{n.candidate_service}:{a.candidate.port}",
         service_label=d.service_label or a.service.name, proxy_port=d.proxy_port,
         admin_port=d.admin_port, console_port=d.console_port, thresholds=d.thresholds,
-        store_path=STORE_PATH, ignore_fields=d.ignore_fields, latency=d.latency,
-        allowed_hosts=service_names(n.diffproxy, a.namespace))
+        store_path=STORE_PATH if d.store is None else None, ignore_fields=d.ignore_fields,
+        latency=d.latency, allowed_hosts=service_names(n.diffproxy, a.namespace))
     for flag, values in (("ignore.headers", d.ignore_headers),
                          ("redact.headers", d.redact_headers),
                          ("redact.fields", d.redact_fields)):
@@ -312,6 +361,8 @@ def release_objects(name: str, a: MirroredReleaseArgs) -> ReleaseObjects:
     n, ns = a.names.resolve(name), a.namespace
     candidate_labels = a.candidate_labels(n)
     primary_labels = dict(a.primary.labels or {"app": n.primary_service})
+    store = a.diffproxy.store
+    deployed = store is not None and store.deployed
     return ReleaseObjects(
         primary_service=_service(n.primary_service, a.primary_namespace, a.primary_selector,
                                  [("http", a.primary_port, a.primary_target_port)],
@@ -326,7 +377,130 @@ def release_objects(name: str, a: MirroredReleaseArgs) -> ReleaseObjects:
         destination_rule=_destination_rule(n.rule, a),
         virtual_service=_virtual_service(name, n.rule, a),
         monitoring=monitoring_objects(name, a),
+        scaling=_scaling_objects(n.diffproxy, ns, a.diffproxy) if store is not None else [],
+        store=_store_objects(n.diffproxy, ns, store) if deployed else [],
+        store_secret=_store_secret(n.diffproxy, ns, store) if deployed else None,
     )
+
+
+def store_name(diffproxy: str) -> str:
+    """The release's own PostgreSQL: StatefulSet, headless Service and password Secret."""
+    return f"{diffproxy}-store"
+
+
+def store_password_secret(diffproxy: str, store: SharedStore) -> str:
+    return store.password_secret or store_name(diffproxy)
+
+
+def _store_env(diffproxy: str, ns: str, store: SharedStore) -> list[dict]:
+    """How every replica finds the shared database; no secret ever goes into the args."""
+    if not store.deployed:
+        return [{"name": STORE_URL_ENV, "valueFrom": {"secretKeyRef": {
+            "name": store.url_secret, "key": store.url_key}}}]
+    # The URL names no password: libpq's PGPASSWORD (asyncpg reads it) comes from the Secret.
+    # The StatefulSet's first pod by its stable name: the headless Service has no clusterIP.
+    url = (f"postgresql://{STORE_USER}@{store_name(diffproxy)}-0.{store_name(diffproxy)}."
+           f"{ns}.svc.cluster.local:{STORE_PORT}/{STORE_DATABASE}")
+    return [{"name": STORE_URL_ENV, "value": url},
+            {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+                "name": store_password_secret(diffproxy, store), "key": "password"}}}]
+
+
+def _store_secret(diffproxy: str, ns: str, store: SharedStore) -> dict | None:
+    if store.password_secret is not None:
+        return None  # the user's own Secret
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": _meta(store_name(diffproxy), ns, {"app": store_name(diffproxy)}),
+            "type": "Opaque"}
+
+
+def _store_objects(diffproxy: str, ns: str, store: SharedStore) -> list[dict]:
+    name = store_name(diffproxy)
+    labels = {"app": name}
+    service = {
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(name, ns, labels),
+        "spec": {
+            "clusterIP": "None",  # headless: the StatefulSet's pod gets a stable DNS name
+            "selector": dict(labels),
+            # tcp-*: Istio treats it as opaque TCP (PostgreSQL's protocol is not HTTP).
+            "ports": [{"name": "tcp-postgres", "port": STORE_PORT, "targetPort": "tcp-postgres",
+                       "protocol": "TCP"}],
+        },
+    }
+    probe = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-U", STORE_USER,
+                                  "-d", STORE_DATABASE]},
+             "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3}
+    security = _container_security(read_only_root=True)
+    security.update(runAsUser=POSTGRES_UID, runAsGroup=POSTGRES_UID)
+    container = {
+        "name": "postgres",
+        "image": store.image,
+        "imagePullPolicy": store.pull_policy,
+        "env": [
+            {"name": "POSTGRES_USER", "value": STORE_USER},
+            {"name": "POSTGRES_DB", "value": STORE_DATABASE},
+            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
+                "name": store_password_secret(diffproxy, store), "key": "password"}}},
+            # A subfolder: a fresh volume's root may hold lost+found, which initdb refuses.
+            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+        ],
+        "ports": [{"name": "tcp-postgres", "containerPort": STORE_PORT, "protocol": "TCP"}],
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 10},
+        "resources": copy.deepcopy(RESOURCES["postgres"]),
+        "securityContext": security,
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                         {"name": "run", "mountPath": "/var/run/postgresql"},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    claim: dict = {"accessModes": ["ReadWriteOnce"],
+                   "resources": {"requests": {"storage": store.storage_size}}}
+    if store.storage_class:
+        claim["storageClassName"] = store.storage_class
+    statefulset = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(name, ns, labels),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {
+                "metadata": {"labels": dict(labels),
+                             "annotations": dict(SIDECAR_ANNOTATIONS)},
+                "spec": {
+                    "securityContext": {"fsGroup": POSTGRES_UID},
+                    # Time for a clean shutdown (a checkpoint) before the kubelet kills it.
+                    "terminationGracePeriodSeconds": 60,
+                    "containers": [container],
+                    "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": dict(labels)},
+                                      "spec": claim}],
+        },
+    }
+    return [service, statefulset]
+
+
+def _scaling_objects(diffproxy: str, ns: str, d: DiffProxy) -> list[dict]:
+    labels = {"app": diffproxy}
+    # One pod at a time may be drained: the others keep taking the mirrored copies.
+    objects = [{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": _meta(diffproxy, ns, labels),
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(labels)}}}]
+    if d.max_replicas:
+        objects.append({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(diffproxy, ns, labels),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                   "name": diffproxy},
+                "minReplicas": d.replicas, "maxReplicas": d.max_replicas,
+                "metrics": [{"type": "Resource", "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": d.cpu_target}}}],
+            },
+        })
+    return objects
 
 
 def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str],
@@ -334,7 +508,9 @@ def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str],
     labels = {"app": name}
     claim = f"{name}-results"
     objects: list[dict] = []
-    if d.storage == "pvc":
+    if d.store is not None:
+        results = None  # no file: the results are in the shared PostgreSQL
+    elif d.storage == "pvc":
         claim_spec: dict = {"accessModes": ["ReadWriteOnce"],
                             "resources": {"requests": {"storage": d.storage_size}}}
         if d.storage_class:
@@ -369,6 +545,11 @@ def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str],
         "volumeMounts": [{"name": "results", "mountPath": posixpath.dirname(STORE_PATH)},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes = [results, {"name": "tmp", "emptyDir": {}}]
+    if results is None:
+        container["env"] = _store_env(name, ns, d.store)
+        container["volumeMounts"] = container["volumeMounts"][1:]
+        volumes = volumes[1:]
     # The proxy dials its targets at once; without this it may start before its sidecar can.
     annotations = {"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}'}
     if monitoring is not None and monitoring.mode == "annotations":
@@ -377,10 +558,14 @@ def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str],
         annotations.update({"prometheus.io/scrape": "true",
                             "prometheus.io/port": str(d.admin_port),
                             "prometheus.io/path": "/metrics"})
-    objects.append(_deployment(
-        name, ns, labels, [container],
-        volumes=[results, {"name": "tmp", "emptyDir": {}}],
-        annotations=annotations, recreate=d.storage == "pvc"))
+    deployment = _deployment(name, ns, labels, [container], volumes=volumes,
+                             annotations=annotations, recreate=d.storage == "pvc")
+    if d.max_replicas:
+        # The autoscaler owns the count; a replicas field would reset it at every apply.
+        del deployment["spec"]["replicas"]
+    else:
+        deployment["spec"]["replicas"] = d.replicas
+    objects.append(deployment)
     objects.append(_service(name, ns, labels, [
         ("http-proxy", d.proxy_port), ("http-admin", d.admin_port),
         ("http-console", d.console_port)]))
@@ -476,6 +661,7 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
     proxy's namespace (`httpbin-v1`, part of the demo's production app), as in the article.
     """
     port = t.ports.backend
+    store = s.shared_store(t.images.postgres, t.images.pull_policy)
     return t.service, MirroredReleaseArgs(
         service=ExistingService.from_manifest(demo_service(t)),
         port=t.ports.app,
@@ -492,8 +678,11 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
             image=t.images.diffproxy, pull_policy=t.images.pull_policy,
             service_label=t.service_label, thresholds=t.thresholds, latency=t.latency,
             ignore_fields=t.ignore_fields, proxy_port=t.ports.proxy, admin_port=t.ports.admin,
-            console_port=t.ports.console, storage=s.storage, storage_size=s.storage_size,
-            storage_class=s.storage_class),
+            console_port=t.ports.console,
+            # With a shared store, storage* describe the PostgreSQL's volume, not a file's.
+            storage=s.storage if store is None else "emptyDir",
+            storage_size=s.storage_size, storage_class=s.storage_class,
+            replicas=s.diffproxy_replicas, max_replicas=s.diffproxy_max_replicas, store=store),
         relay=(Relay(image=t.images.relay, pull_policy=t.images.pull_policy, subset="v2",
                      labels={"version": t.app_labels("v2")["version"]})
                if t.relay else None),
@@ -539,7 +728,9 @@ def backend_objects(t: Topology, s: ClusterSettings) -> list[dict]:
 
 
 def diffproxy_objects(t: Topology, s: ClusterSettings) -> list[dict]:
-    return _demo_release_objects(t, s).diffproxy
+    """The diff proxy and, scaled out, its shared PostgreSQL, disruption budget, autoscaler."""
+    release = _demo_release_objects(t, s)
+    return [*release.store, *release.diffproxy, *release.scaling]
 
 
 def app_objects(t: Topology, s: ClusterSettings) -> list[dict]:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from topology.istio import Istio
 
 STORE_PATH = "/var/lib/diffproxy/results.sqlite"
+# Where every replica of a diff proxy on a shared store finds the database: the diff proxy
+# reads it from its environment (a Kubernetes Secret can fill it), never from its args.
+STORE_URL_ENV = "DIFFPROXY_STORE_URL"
 
 
 class TopologyError(ValueError):
@@ -38,6 +41,8 @@ class Images:
     sleep: str = "docker.io/curlimages/curl:8.11.1"
     diffproxy: str = "diffproxy:0.1.0"
     candidate: str = "mirror-demo-httpbin:0.10.2"
+    # The shared results store that several diff proxy replicas write to (diffproxyStore).
+    postgres: str = "docker.io/library/postgres:17.2-alpine"
     pull_policy: str = "IfNotPresent"
 
 
@@ -109,6 +114,7 @@ class Topology:
             ("images.sleep", self.images.sleep),
             ("images.diffproxy", self.images.diffproxy),
             ("images.candidate", self.images.candidate),
+            ("images.postgres", self.images.postgres),
         ):
             if not value or not str(value).strip():
                 raise TopologyError(f"{key} must not be empty")
@@ -189,12 +195,13 @@ def service_names(name: str, namespace: str) -> tuple[str, ...]:
 
 def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_label: str,
                    proxy_port: int, admin_port: int, console_port: int, thresholds: Thresholds,
-                   store_path: str = STORE_PATH, ignore_fields: tuple[str, ...] = (),
+                   store_path: str | None = STORE_PATH, ignore_fields: tuple[str, ...] = (),
                    listen_host: str = "", allow_http_side_effects: bool = False,
                    latency: LatencyThresholds | None = None,
                    allowed_hosts: tuple[str, ...] = ()) -> list[str]:
     """Diffy's flags exactly as the original demo passes them, then ours: every diff proxy
-    the project starts (cluster demo, any MirroredRelease, local stack) is configured here."""
+    the project starts (cluster demo, any MirroredRelease, local stack) is configured here.
+    `store_path` None: no SQLite file, the replicas share the store named by STORE_URL_ENV."""
     args = [
         f"-candidate={candidate}",
         f"-master.primary={primary}",
@@ -207,8 +214,9 @@ def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_labe
         f"-rootUrl=localhost:{console_port}",
         f"-threshold.relative={thresholds.relative:g}",
         f"-threshold.absolute={thresholds.absolute:g}",
-        f"-store.path={store_path}",
     ]
+    if store_path is not None:
+        args.append(f"-store.path={store_path}")
     if allow_http_side_effects:
         args.append("-allowHttpSideEffects=true")
     if ignore_fields:

@@ -10,6 +10,7 @@ default Topology. Istio itself is not among them: install it first (docs/cluster
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -26,6 +27,13 @@ KUSTOMIZATION = "kustomization.yaml"
 # works on a cluster without them. (It cannot list `..`: kustomize refuses a root inside
 # another.)
 MONITORING = "monitoring"
+# The overlay `kubectl apply -k manifests/shared-store`: the diff proxy scaled out on a
+# PostgreSQL of its own (README "Scaling out"). Its password Secret is the user's to create.
+OVERLAY = "shared-store"
+SHARED = ClusterSettings(diffproxy_replicas=3, diffproxy_store="postgres",
+                         diffproxy_max_replicas=6)
+# What the overlay replaces in the diff proxy's Deployment (JSON 6902 paths).
+_PATCHED = ("/spec/replicas", "/spec/template/spec/containers/0", "/spec/template/spec/volumes")
 
 
 class _Dumper(yaml.SafeDumper):
@@ -51,10 +59,11 @@ def dump(objects: list[dict]) -> str:
 def render(t: Topology = DEFAULT, s: ClusterSettings | None = None) -> dict[str, str]:
     """File name -> text, kustomizations included (`monitoring/...`: the operator overlay)."""
     files = {f"{name}.yaml": HEADER + dump(objects) for name, objects in groups(t, s).items()}
+    base_files = list(files)
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": list(files),
+        "resources": base_files,
     }
     files[KUSTOMIZATION] = HEADER + yaml.dump(kustomization, Dumper=_Dumper, sort_keys=False)
     s = s or ClusterSettings()
@@ -66,26 +75,104 @@ def render(t: Topology = DEFAULT, s: ClusterSettings | None = None) -> dict[str,
     files.update(own)
     files[f"{MONITORING}/{KUSTOMIZATION}"] = HEADER + yaml.dump(overlay, Dumper=_Dumper,
                                                                 sort_keys=False)
+    files.update(render_overlay(t))
     return files
+
+
+def _at(obj: dict, path: str):
+    for part in path.strip("/").split("/"):
+        if isinstance(obj, list):
+            obj = obj[int(part)]
+        elif part in obj:
+            obj = obj[part]
+        else:
+            return None
+    return obj
+
+
+def deployment_patch(base: dict, target: dict) -> list[dict]:
+    """JSON 6902 operations turning the base Deployment into the scaled-out one."""
+    ops = []
+    for path in _PATCHED:
+        value = _at(target, path)
+        if value is None:
+            ops.append({"op": "remove", "path": path})
+        elif _at(base, path) != value:
+            ops.append({"op": "replace", "path": path, "value": value})
+    return ops
+
+
+def apply_patch(obj: dict, ops: list[dict]) -> dict:
+    """The few JSON 6902 operations `deployment_patch` writes, applied as kustomize does."""
+    out = copy.deepcopy(obj)
+    for op in ops:
+        *parents, last = op["path"].strip("/").split("/")
+        node = out
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key = int(last) if isinstance(node, list) else last
+        if op["op"] == "remove":
+            del node[key]
+        else:
+            node[key] = copy.deepcopy(op["value"])
+    return out
+
+
+def render_overlay(t: Topology = DEFAULT) -> dict[str, str]:
+    base = groups(t)["diffproxy"]
+    shared = groups(t, SHARED)["diffproxy"]
+    deployment = next(o for o in base if o["kind"] == "Deployment")
+    scaled = next(o for o in shared if o["kind"] == "Deployment")
+    ops = deployment_patch(deployment, scaled)
+    if apply_patch(deployment, ops) != scaled:
+        raise AssertionError("the overlay's patch misses a change of the diff proxy Deployment")
+    kept = {(o["kind"], o["metadata"]["name"]) for o in base}
+    added = [o for o in shared if (o["kind"], o["metadata"]["name"]) not in kept]
+    secret = deployment["metadata"]["name"] + "-store"
+    note = (f"# Before applying, create the database password Secret (never rendered here):\n"
+            f"#   kubectl -n {t.diffy_namespace} create secret generic {secret} \\\n"
+            f"#     --from-literal=password=\"$(head -c 24 /dev/urandom | base64)\"\n")
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["..", "store.yaml"],
+        "patches": [{"path": "diffproxy-patch.yaml",
+                     "target": {"group": "apps", "version": "v1", "kind": "Deployment",
+                                "name": deployment["metadata"]["name"],
+                                "namespace": deployment["metadata"]["namespace"]}}],
+    }
+    return {
+        f"{OVERLAY}/{KUSTOMIZATION}": HEADER + note + yaml.dump(kustomization, Dumper=_Dumper,
+                                                                sort_keys=False),
+        f"{OVERLAY}/store.yaml": HEADER + dump(added),
+        f"{OVERLAY}/diffproxy-patch.yaml": HEADER + yaml.dump(ops, Dumper=_Dumper,
+                                                              sort_keys=False, width=100),
+    }
+
+
+def _present(out_dir: Path) -> set[str]:
+    if not out_dir.is_dir():
+        return set()
+    return {p.relative_to(out_dir).as_posix() for pattern in ("*.yaml", f"{OVERLAY}/*.yaml", f"{MONITORING}/*.yaml")
+            for p in out_dir.glob(pattern)}
 
 
 def stale(out_dir: Path, files: dict[str, str]) -> list[str]:
     """Names that differ from what would be rendered, are missing, or should not be there."""
-    present = ({str(p.relative_to(out_dir)) for p in (*out_dir.glob("*.yaml"),
-                                                       *out_dir.glob(f"{MONITORING}/*.yaml"))}
-               if out_dir.is_dir() else set())
+    present = _present(out_dir)
     wrong = [name for name, text in files.items()
              if name not in present or (out_dir / name).read_text() != text]
     return sorted(wrong + [name for name in present - set(files) if _ours(out_dir / name)])
 
 
 def write(out_dir: Path, files: dict[str, str]) -> None:
-    (out_dir / MONITORING).mkdir(parents=True, exist_ok=True)
-    for leftover in (*out_dir.glob("*.yaml"), *out_dir.glob(f"{MONITORING}/*.yaml")):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in _present(out_dir) - set(files):
         # Only files this renderer wrote are removed; anything else in the directory stays.
-        if str(leftover.relative_to(out_dir)) not in files and _ours(leftover):
-            leftover.unlink()
+        if _ours(out_dir / name):
+            (out_dir / name).unlink()
     for name, text in files.items():
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (out_dir / name).write_text(text)
 
 

@@ -17,7 +17,7 @@ from ..metrics import Metrics
 from ..model import Record, TargetHealth
 from ..pipeline import Pipeline
 from ..settings import Settings
-from ..store import Store
+from ..storage import ResultStore
 from . import channel
 
 log = logging.getLogger("diffproxy.workers")
@@ -41,7 +41,7 @@ class _Child:
 
 
 class WorkerPool:
-    def __init__(self, settings: Settings, store: Store, pipeline: Pipeline,
+    def __init__(self, settings: Settings, store: ResultStore, pipeline: Pipeline,
                  metrics: Metrics, health: dict[str, TargetHealth]) -> None:
         self.settings = settings
         self.store = store

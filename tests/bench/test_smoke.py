@@ -17,7 +17,7 @@ from bench.scenarios import _late_slope
 from bench.settings import REPO, SCENARIOS, parse_args
 from toolbox import prom
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
 
 PROXIED = ("c", "d", "e")
 
@@ -29,7 +29,7 @@ def smoke(tmp_path_factory) -> dict:
     docs_before = docs.read_bytes() if docs.exists() else None
     readme_before = (REPO / "README.md").read_bytes()
     proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=110)
+                          cwd=REPO, capture_output=True, text=True, timeout=280)
     runs = list(out.iterdir())
     return {"proc": proc, "runs": runs, "docs_before": docs_before, "docs": docs,
             "readme_before": readme_before}
@@ -44,6 +44,13 @@ def _dir(smoke: dict) -> Path:
 def test_every_scenario_has_positive_figures(smoke):
     raw = json.loads((_dir(smoke) / "results.json").read_text())
     assert raw["failures"] == {}
+    shared = raw["shared_store"]
+    assert [(r["store"], r["replicas"]) for r in shared] == [
+        ("sqlite", 1), ("postgres", 1), ("postgres", 2), ("postgres", 3)]
+    for r in shared:
+        assert r["requests"] > 0 and r["compared"] > 0 and r["totals_agree"], r
+        if r["store"] == "postgres":
+            assert r["db_cpu_ms_per_1k_comparisons"] > 0 and r["db_wal_bytes_per_comparison"] > 0
     assert sorted(raw["scenarios"]) == ["a", "b", "c", "d", "e", "f"]
     for key, r in raw["scenarios"].items():
         assert r["requests"] > 0, key

@@ -1,4 +1,9 @@
-"""The SQLite results store: exact counts, first/latest examples, overflow, persistence."""
+"""The results stores: exact counts, first/latest examples, overflow, persistence.
+
+Tests taking `backend` run twice: on the SQLite file and on a real PostgreSQL (a new empty
+database per test, tests/conftest.py). The file-specific ones (foreign files, locking)
+stay SQLite only; tests/diffproxy/test_store_pg.py holds the shared-database ones.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +34,28 @@ async def open_store(path, **kwargs) -> Store:
     return await Store.open(str(path), **{"samples_first": 2, "samples_latest": 2, **kwargs})
 
 
-async def test_counts_are_exact_and_survive_reopen(tmp_path):
-    store = await open_store(tmp_path / "s.sqlite")
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, tmp_path):
+    """An opener of one store location: `await backend()` opens it (again)."""
+    if request.param == "sqlite":
+        where = tmp_path / "s.sqlite"
+
+        async def opener(**kwargs):
+            return await open_store(where, **kwargs)
+    else:
+        from diffproxy.store_pg import PostgresStore
+
+        url = request.getfixturevalue("pg_url")
+
+        async def opener(**kwargs):
+            return await PostgresStore.open(
+                url, **{"samples_first": 2, "samples_latest": 2, "connect_timeout": 10, **kwargs})
+    opener.kind = request.param
+    return opener
+
+
+async def test_counts_are_exact_and_survive_reopen(backend):
+    store = await backend()
     for n in range(5):
         store.add(record(n, raw=("body.x",), noise=("body.x",) if n < 2 else ()))
     for n in range(5, 8):
@@ -39,7 +64,7 @@ async def test_counts_are_exact_and_survive_reopen(tmp_path):
     assert store.endpoints["GET /a"].total == 8 and store.endpoints["GET /a"].differences == 5
     await store.close()
 
-    store = await open_store(tmp_path / "s.sqlite")
+    store = await backend()
     try:
         a = store.endpoints["GET /a"]
         assert (a.total, a.differences) == (8, 5)
@@ -51,8 +76,8 @@ async def test_counts_are_exact_and_survive_reopen(tmp_path):
         await store.close()
 
 
-async def test_keeps_first_and_latest_examples(tmp_path):
-    store = await open_store(tmp_path / "s.sqlite")
+async def test_keeps_first_and_latest_examples(backend):
+    store = await backend()
     try:
         for n in range(1, 7):
             store.add(record(n))
@@ -65,8 +90,8 @@ async def test_keeps_first_and_latest_examples(tmp_path):
         await store.close()
 
 
-async def test_field_overflow_is_counted_not_lost(tmp_path):
-    store = await open_store(tmp_path / "s.sqlite", max_fields=2)
+async def test_field_overflow_is_counted_not_lost(backend):
+    store = await backend(max_fields=2)
     try:
         store.add(record(1, raw=("body.a", "body.b", "body.c", "body.d")))
         store.add(record(2, raw=("body.e",)))
@@ -81,8 +106,8 @@ async def test_field_overflow_is_counted_not_lost(tmp_path):
         await store.close()
 
 
-async def test_clear_forgets_everything_and_records_when(tmp_path):
-    store = await open_store(tmp_path / "s.sqlite")
+async def test_clear_forgets_everything_and_records_when(backend):
+    store = await backend()
     store.add(record(1))
     await store.flush()
     reset = await store.clear()
@@ -91,7 +116,7 @@ async def test_clear_forgets_everything_and_records_when(tmp_path):
     assert store.add(record(3, endpoint="GET /before")) is False
     assert store.add(dataclasses.replace(record(2, endpoint="GET /c"), epoch=store.epoch))
     await store.close()
-    store = await open_store(tmp_path / "s.sqlite")
+    store = await backend()
     try:
         assert store.last_reset == reset
         assert list(store.endpoints) == ["GET /c"]
@@ -147,10 +172,9 @@ async def test_newer_schema_is_refused(tmp_path):
         await open_store(path)
 
 
-async def test_batches_are_written_on_a_timer(tmp_path):
+async def test_batches_are_written_on_a_timer(backend):
     flushes: list[int] = []
-    store = await open_store(tmp_path / "s.sqlite", flush_interval=0.05,
-                             on_flush=lambda: flushes.append(1))
+    store = await backend(flush_interval=0.05, on_flush=lambda: flushes.append(1))
     try:
         store.add(record(1))
         await asyncio.sleep(0.3)  # several flush intervals, no read and no close
@@ -159,8 +183,8 @@ async def test_batches_are_written_on_a_timer(tmp_path):
         await store.close()
 
 
-async def test_a_record_without_a_document_is_counted_but_never_an_example(tmp_path):
-    store = await open_store(tmp_path / "s.sqlite")
+async def test_a_record_without_a_document_is_counted_but_never_an_example(backend):
+    store = await backend()
     try:
         store.add(Record(id="counted", endpoint="GET /a", raw={"body.x": CHANGED}, noise={}))
         store.add(record(1))
@@ -172,8 +196,8 @@ async def test_a_record_without_a_document_is_counted_but_never_an_example(tmp_p
         await store.close()
 
 
-async def test_the_store_adds_the_endpoint_to_each_document(tmp_path):
-    store = await open_store(tmp_path / "s.sqlite")
+async def test_the_store_adds_the_endpoint_to_each_document(backend):
+    store = await backend()
     try:
         store.add(record(1, endpoint="GET /overflowed"))
         (doc,) = await store.results("GET /overflowed", "body.x")
@@ -214,5 +238,25 @@ async def test_failures_and_weights_survive_reopen_and_old_files_gain_the_column
         # Diffy's weight: the fields differing alongside, summed over the requests it differed in
         assert store.fields["GET /a"]["body.x"].weight == 2 + 1
         assert store.fields["GET /a"]["body.y"].weight == 2
+    finally:
+        await store.close()
+
+
+async def test_failures_and_weights_are_counted_alike_on_every_backend(backend):
+    store = await backend()
+    store.add(replace(record(1, raw=("body.x", "body.y")), failed=("primary",),
+                      baseline_failed=True))
+    store.add(replace(record(2, raw=("body.x",)), failed=("candidate",)))
+    store.add(record(3, raw=(), noise=("body.z",)))
+    await store.close()
+    store = await backend()
+    try:
+        counts = store.endpoints["GET /a"]
+        assert (counts.total, counts.differences, counts.baseline_failures) == (3, 2, 1)
+        assert (counts.failed_primary, counts.failed_secondary, counts.failed_candidate) == (1, 0, 1)
+        fields = store.fields["GET /a"]
+        assert (fields["body.x"].differences, fields["body.x"].weight) == (2, 2 + 1)
+        assert fields["body.y"].weight == 2
+        assert (fields["body.z"].noise, fields["body.z"].weight) == (1, 0)
     finally:
         await store.close()

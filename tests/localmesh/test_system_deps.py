@@ -33,7 +33,8 @@ def _run(tmp_path: Path, *tools: str, uid: int = 1000, present: tuple[str, ...] 
     for name in present:
         _tool(bin_dir, name)
     done = subprocess.run([BASH, str(SCRIPT), *tools], capture_output=True, text=True,
-                          env={"PATH": str(bin_dir)}, timeout=30)
+                          env={"PATH": str(bin_dir), "SYSTEM_DEPS_ROOT": str(tmp_path)},
+                          timeout=30)
     apt = tmp_path / "apt.log"
     return done, apt.read_text() if apt.exists() else ""
 
@@ -47,7 +48,7 @@ def _make_n(*args: str) -> str:
 def test_kind_demo_asks_for_no_system_package():
     assert "system-deps.sh" not in _make_n("demo", "BACKEND=kind")
     assert "scripts/system-deps.sh nginx prometheus\n" in _make_n("demo", "BACKEND=local")
-    assert "scripts/system-deps.sh nginx wrk\n" in _make_n("bench")
+    assert "scripts/system-deps.sh nginx wrk postgresql\n" in _make_n("bench")
 
 
 def test_only_the_asked_tool_counts_for_a_non_root_user(tmp_path):
@@ -68,7 +69,22 @@ def test_root_installs_only_what_is_missing(tmp_path):
     done, apt = _run(tmp_path, uid=0, present=("chromium",))
     assert done.returncode == 0, done.stderr
     install = [line for line in apt.splitlines() if line.startswith("install")]
-    assert install == ["install -y -qq --no-install-recommends nginx-light wrk prometheus"]
+    assert install == ["install -y -qq --no-install-recommends nginx-light wrk postgresql"]
+
+
+def test_an_installed_postgresql_server_is_found_off_path(tmp_path):
+    # Debian's server programs live in /usr/lib/postgresql/<major>/bin, never on PATH.
+    server_bin = tmp_path / "usr" / "lib" / "postgresql" / "15" / "bin"
+    server_bin.mkdir(parents=True)
+    _tool(server_bin, "pg_ctl")
+    done, apt = _run(tmp_path, "postgresql", uid=0)
+    assert done.returncode == 0, done.stderr
+    assert apt == ""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done, apt = _run(elsewhere, "postgresql", uid=0)
+    assert done.returncode == 0, done.stderr
+    assert "install -y -qq --no-install-recommends postgresql" in apt
 
 
 def test_unknown_tool_is_an_error(tmp_path):

@@ -154,17 +154,20 @@ class DiffProxyProc(Proc):
         return f"http://{HOST}:{self.admin_port}"
 
 
-def diffproxy_args(primary: str, secondary: str, candidate: str, store_path: str | os.PathLike,
-                   proxy_port: int, http_port: int, admin_port: int,
-                   extra: Iterable[str] = ()) -> list[str]:
-    """Diffy-style flags for a loopback proxy."""
+def diffproxy_args(primary: str, secondary: str, candidate: str,
+                   store_path: str | os.PathLike | None, proxy_port: int, http_port: int,
+                   admin_port: int, extra: Iterable[str] = ()) -> list[str]:
+    """Diffy-style flags for a loopback proxy; `store_path` None: the store is in `extra`
+    (`-store.url=...`) or the environment (DIFFPROXY_STORE_URL)."""
+    store = [] if store_path is None else [f"-store.path={store_path}"]
     return [f"-candidate={candidate}", f"-master.primary={primary}",
             f"-master.secondary={secondary}", "-service.protocol=http", "-serviceName=httpbin",
             f"-proxy.port={HOST}:{proxy_port}", f"-admin.port={HOST}:{admin_port}",
-            f"-http.port={HOST}:{http_port}", f"-store.path={store_path}", *extra]
+            f"-http.port={HOST}:{http_port}", *store, *extra]
 
 
-def start_diffproxy(primary: str, secondary: str, candidate: str, store_path: str | os.PathLike,
+def start_diffproxy(primary: str, secondary: str, candidate: str,
+                    store_path: str | os.PathLike | None,
                     extra: Iterable[str] = (), log_dir: str | os.PathLike | None = None,
                     env: Mapping[str, str] | None = None, ports: tuple[int, int, int] | None = None,
                     timeout: float = 20.0) -> DiffProxyProc:
