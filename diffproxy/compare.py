@@ -18,6 +18,8 @@ equal length are compared element by element.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import math
 import operator
 import re
@@ -31,6 +33,10 @@ from .headers import DEFAULT_IGNORED_HEADERS
 from .lift import DEFAULT_MAX_BODY_BYTES, body_of
 from .model import Difference, Response
 
+# Beyond this many differing values in one body (after equal subtrees are pruned), DeepDiff
+# would take seconds (10,000 random keys: ~1 s): the bodies are then compared by hash of
+# their canonical JSON, reported once at `body.sha256`, and counted as bounded ("width").
+MAX_COMPARE_NODES = 5_000
 MAX_VALUE_CHARS = 1000  # longer strings in a Difference are cut here
 _MAX_ITEMS = 100  # longer arrays / bigger objects in a Difference are cut here
 _MAX_DEPTH = 12
@@ -67,6 +73,8 @@ class Comparison:
     raw: dict[str, Difference]  # primary vs candidate
     noise: dict[str, Difference]  # primary vs secondary
     identical: bool  # fast path: bytes identical, deepdiff skipped
+    # "depth"/"width" per body compared by hash for its shape (lift.MAX_COMPARE_DEPTH/NODES)
+    bounded: tuple[str, ...] = ()
 
 
 # Bounding values ---------------------------------------------------------------------
@@ -196,6 +204,24 @@ def _prune(left: Any, right: Any, keys: list, found: list[tuple[list, Difference
     return left, right
 
 
+def _count(value: Any) -> int:
+    """Values in a (pruned, depth-bounded) tree, counted iteratively."""
+    n = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        n += 1
+        if type(v) is dict:
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+    return n
+
+
+def _canonical_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 # Paths --------------------------------------------------------------------------------
 
 
@@ -271,7 +297,8 @@ class Comparator:
             kind = "missing" if rv is None else "extra" if lv is None else "changed"
             out[f"headers.{name}"] = Difference(kind, truncate_value(lv), truncate_value(rv))
 
-    def _diff_bodies(self, lb: Any, rb: Any, out: dict[str, Difference]) -> None:
+    def _diff_bodies(self, lb: Any, rb: Any, out: dict[str, Difference],
+                     bounded: list[str]) -> None:
         if _strict_equal(lb, rb):
             return
         if not isinstance(lb, (dict, list)) or type(lb) is not type(rb):
@@ -281,6 +308,10 @@ class Comparator:
         # DeepDiff visits every node, equal or not (~25 us each): hand it only what differs
         found: list[tuple[list, Difference]] = []
         pl, pr = _prune(lb, rb, [], found)
+        if len(found) + _count(pl) + _count(pr) > MAX_COMPARE_NODES:
+            bounded.append("width")
+            out["body.sha256"] = Difference("changed", _canonical_hash(lb), _canonical_hash(rb))
+            return
         for keys, difference in found:
             out.setdefault(_body_path(keys), difference)
         tree = DeepDiff(pl, pr, ignore_order=False, view="tree", threshold_to_diff_deeper=0,
@@ -291,7 +322,8 @@ class Comparator:
                 if path not in out:
                     out[path] = Difference(kind, truncate_value(level.t1), truncate_value(level.t2))
 
-    def _diff(self, left: Response, right: Response, bodies: dict[int, Any]) -> dict[str, Difference]:
+    def _diff(self, left: Response, right: Response, bodies: dict[int, Any],
+              bounded: list[str]) -> dict[str, Difference]:
         out: dict[str, Difference] = {}
         if left.error is not None or right.error is not None:
             if left.error != right.error:
@@ -306,7 +338,7 @@ class Comparator:
             for r in (left, right):
                 if id(r) not in bodies:
                     bodies[id(r)] = self._parsed_body(r)
-            self._diff_bodies(bodies[id(left)], bodies[id(right)], out)
+            self._diff_bodies(bodies[id(left)], bodies[id(right)], out, bounded)
         return self._drop_ignored(out)
 
     @staticmethod
@@ -321,7 +353,7 @@ class Comparator:
         return ctype, cenc
 
     def diff(self, left: Response, right: Response) -> dict[str, Difference]:
-        return self._diff(left, right, {})
+        return self._diff(left, right, {}, [])
 
     def compare(self, primary: Response, secondary: Response, candidate: Response) -> Comparison:
         # Hot path: most mirrored requests are byte-identical on all three targets.
@@ -332,6 +364,8 @@ class Comparator:
             if ph == self._compared_headers(secondary) == self._compared_headers(candidate):
                 return Comparison(raw={}, noise={}, identical=True)
         bodies: dict[int, Any] = {}
-        noise = self._diff(primary, secondary, bodies)
-        raw = self._diff(primary, candidate, bodies)
-        return Comparison(raw=raw, noise=noise, identical=False)
+        wide: list[str] = []
+        noise = self._diff(primary, secondary, bodies, wide)
+        raw = self._diff(primary, candidate, bodies, wide)
+        bounded = [b.bounded for b in bodies.values() if getattr(b, "bounded", None)]
+        return Comparison(raw=raw, noise=noise, identical=False, bounded=tuple(bounded + wide[:1]))

@@ -170,6 +170,10 @@ class Pipeline:
 
     def _failed(self, job: Job, exc: BaseException | None = None) -> None:
         self.metrics.failed.inc()
+        if isinstance(exc, RecursionError):  # its traceback is ~1000 frames of one walk
+            log.error("comparing %s %s failed: nested too deep (RecursionError)", job.method,
+                      self.redactor.text(job.path_qs))
+            return
         log.error("comparing %s %s failed", job.method, self.redactor.text(job.path_qs),
                   exc_info=exc if exc is not None else True)
 
@@ -204,6 +208,8 @@ class Pipeline:
     def analyse(self, job: Job, endpoint: str) -> Record:
         """Compare, then redact everything that will be stored."""
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
+        for reason in result.bounded:
+            self.metrics.bounded.inc(reason=reason)
         if result.identical or not (result.raw or result.noise):
             return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
         r = self.redactor

@@ -8,6 +8,7 @@ process can be driven through every (role x fault) case without restarting anyth
     /fault/<role>/<fault>   the named role misbehaves; the other two answer normally
     /echo-headers           {"headers": {...}}; the candidate appends "+v2" to every value
     /echo-body              the request body back, byte for byte
+    /deep/N                 JSON nested N levels deep; the candidate's innermost value differs
     /slow-ok                a normal answer after SLOW_OK seconds
     /surrogate-key          the candidate answers JSON whose key is a lone surrogate escape
     anything else           {"ok": true} (the same on every role)
@@ -169,6 +170,10 @@ class FaultServer:
             writer.write(_reply("200 OK", _json({"headers": echoed})))
         elif path == "/echo-body":
             writer.write(_reply("200 OK", body, content_type="application/octet-stream"))
+        elif parts[0] == "deep" and len(parts) == 2 and parts[1].isdigit():
+            n = int(parts[1])  # n nesting levels; the candidate's leaf differs
+            leaf = b"2" if role.name == "candidate" else b"1"
+            writer.write(_reply("200 OK", b"[" * n + leaf + b"]" * n))
         elif path == "/surrogate-key":
             data = b'{"\\ud800key": 1}' if role.name == "candidate" else b'{"ok": 1}'
             writer.write(_reply("200 OK", data))

@@ -221,3 +221,23 @@ def test_distinct_paths_and_header_names_stay_capped_and_bounded(bad_proxy, clie
           f"(+{growth_mb:.1f} MB); comparisons dropped: {header_drops + path_drops}")
     assert growth_mb < RSS_BOUND_MB
     assert get_json(proxy.api_url, f"endpoints/{enc(OVERFLOW_ENDPOINT)}/stats")["endpoint"]["total"] > 0
+
+
+@pytest.mark.parametrize("levels", [700, 5000])
+def test_deep_json_is_counted_and_compared_by_hash_without_tracebacks(bad_proxy, client, levels):
+    before = diffapi.wait_idle(bad_proxy.admin_url)
+    r = client.get(f"{bad_proxy.proxy_url}/deep/{levels}")
+    assert r.status_code == 200 and r.content.startswith(b"[[[")
+    after = diffapi.wait_idle(bad_proxy.admin_url)
+    grew = {name: metric(after, name) - metric(before, name) for name in (
+        "diffproxy_comparisons_completed_total", "diffproxy_comparisons_failed_total")}
+    assert grew == {"diffproxy_comparisons_completed_total": 1,
+                    "diffproxy_comparisons_failed_total": 0}
+    assert (metric(after, "diffproxy_comparisons_bounded_total", reason="depth")
+            > metric(before, "diffproxy_comparisons_bounded_total", reason="depth"))
+    (endpoint,) = [e for e in get_json(bad_proxy.api_url, "endpoints") if e.startswith("GET /deep/")]
+    assert get_json(bad_proxy.api_url, "endpoints")[endpoint]["differences"] >= 1
+    example = diffapi.results(bad_proxy.api_url, endpoint, "body.sha256")["requests"][-1]
+    assert "deeper than" in example["candidate"]["body"]["note"]
+    log = bad_proxy.log(tail=10**9)
+    assert "Traceback" not in log and "RecursionError" not in log
