@@ -33,7 +33,6 @@ from .workers.pool import WorkerError, WorkerPool
 log = logging.getLogger("diffproxy")
 
 PROBE_INTERVAL = 5.0  # seconds between TCP probes of a target that saw no traffic
-DRAIN_TIMEOUT = 5.0   # seconds to finish queued comparisons on shutdown
 
 
 class StartError(Exception):
@@ -156,9 +155,9 @@ class ProxyService:
         if "proxy" in self._runners:  # no new mirrored traffic; in-flight requests finish
             await self._runners.pop("proxy").cleanup()
         if self.workers is not None:  # they finish and ship their comparisons first
-            await self.workers.stop(DRAIN_TIMEOUT + 5.0)
+            await self.workers.stop(self.settings.proxy.drain_timeout + 15.0)
         if self.pipeline is not None:
-            await self.pipeline.drain(DRAIN_TIMEOUT)
+            await self.pipeline.drain(self.settings.proxy.drain_timeout)
         if self.store is not None:
             await self.store.close()
         for runner in self._runners.values():

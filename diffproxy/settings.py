@@ -78,6 +78,9 @@ class ProxySettings:
     forward_host: str = "target"
     queue_size: int = 1000
     workers: int = 1  # processes serving the proxy port (1: this process only)
+    # issue 13: bounds (hostile-bounds)
+    queue_max_bytes: int = 256 * 1024 * 1024  # body bytes waiting for comparison at most
+    drain_timeout: float = 5.0  # seconds SIGTERM waits for queued comparisons
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class StoreSettings:
     samples_first: int = 5
     samples_latest: int = 5
     flush_interval: float = 0.2
+    # issue 13: bounds (hostile-bounds)
+    max_bytes: int = 1024**3  # size budget of the store; examples are thinned beyond it
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,13 @@ FLAGS: tuple[Flag, ...] = (
          "distinct fields per endpoint; more are counted as __overflow_fields__"),
     Flag("admin.token", _identity, "", "if set, clearing results needs 'Authorization: Bearer TOKEN'"),
     Flag("config", _identity, "", "YAML or JSON file with any of these keys"),
+    # issue 13: bounds (hostile-bounds)
+    Flag("queue.maxBytes", parse_size, "256MB",
+         "body bytes waiting for comparison at most; more are dropped and counted"),
+    Flag("store.maxBytes", parse_size, "1GB",
+         "size budget of the results store: oldest examples are deleted beyond it (counts stay exact)"),
+    Flag("shutdown.drainTimeout", parse_duration, "5s",
+         "on SIGTERM, how long queued comparisons may take before the rest is dropped (counted)"),
 )
 FLAGS_BY_KEY = {f.key: f for f in FLAGS}
 _FLAGS_BY_LOWER = {f.key.lower(): f for f in FLAGS}
@@ -530,6 +542,8 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             forward_host=get("forward.host"),
             queue_size=get("queue.size"),
             workers=get("workers"),
+            queue_max_bytes=get("queue.maxBytes"),
+            drain_timeout=get("shutdown.drainTimeout"),
         ),
         diff=DiffSettings(
             relative_threshold=get("threshold.relative"),
@@ -548,6 +562,7 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             samples_first=get("samples.first"),
             samples_latest=get("samples.latest"),
             flush_interval=get("store.flushInterval"),
+            max_bytes=get("store.maxBytes"),
         ),
     )
 
