@@ -65,7 +65,8 @@ class ProxyService:
             s.store.path, samples_first=s.store.samples_first,
             samples_latest=s.store.samples_latest, max_fields=s.diff.max_fields,
             flush_interval=s.store.flush_interval,
-            on_flush=self.metrics.store_flushes.inc, on_error=self.metrics.store_errors.inc)
+            on_flush=self.metrics.store_flushes.inc, on_error=self.metrics.store_errors.inc,
+            max_bytes=s.store.max_bytes, on_thin=self.metrics.store_thinned.inc)
         self._session = new_session(s.proxy)
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
         self.pipeline = Pipeline(s, self.store, self.metrics)

@@ -11,6 +11,12 @@ and a ring of the latest `samples_latest`. Each example is one whole result (req
 the three lifted responses, already redacted by the caller), stored once however many
 fields point at it and deleted when none does.
 
+Size budget (`max_bytes`, -store.maxBytes, default 1 GiB): after each flush, when the live
+pages of the file exceed the budget, the oldest example documents (and their sample rows)
+are deleted until it is back under 90% of it. Counts are never thinned. SQLite reuses the
+freed pages, so the file stops growing at about the budget plus one batch; the WAL is
+truncated to `WAL_LIMIT` after each checkpoint.
+
 A file that is not a diffproxy store, or one written by a newer version, is refused with
 a `StoreError` and never modified.
 """
@@ -35,6 +41,8 @@ SCHEMA_VERSION = 1
 OVERFLOW_FIELD = "__overflow_fields__"
 FLUSH_ITEMS = 200
 SQLITE_MAGIC = b"SQLite format 3\x00"
+WAL_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint
+THIN_TO = 0.9  # thinning frees down to this share of the budget
 
 log = logging.getLogger("diffproxy.store")
 
@@ -139,6 +147,7 @@ def _open_sync(path: str) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             raise StoreError(f"store {path}: cannot switch to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
         if not has_schema:
             # One script, one transaction: a crash half-way leaves an empty file, never a
             # schema without its version.
@@ -186,7 +195,8 @@ class Store:
 
     def __init__(self, path: str, samples_first: int, samples_latest: int, max_fields: int,
                  flush_interval: float, conn: sqlite3.Connection, executor: ThreadPoolExecutor,
-                 on_flush=None, on_error=None) -> None:
+                 on_flush=None, on_error=None, max_bytes: int | None = None,
+                 on_thin=None) -> None:
         self.path = path
         self.samples_first = samples_first
         self.samples_latest = samples_latest
@@ -196,6 +206,9 @@ class Store:
         self._executor = executor
         self._on_flush = on_flush or (lambda: None)
         self._on_error = on_error or (lambda: None)
+        self.max_bytes = max_bytes
+        self._on_thin = on_thin or (lambda n: None)
+        self.thinned = 0  # example documents deleted for the size budget
         self.endpoints: dict[str, EndpointCounts] = {}
         self.fields: dict[str, dict[str, FieldCounts]] = {}
         self.last_reset: int | None = None
@@ -212,14 +225,15 @@ class Store:
     @classmethod
     async def open(cls, path: str, *, samples_first: int = 5, samples_latest: int = 5,
                    max_fields: int = 200, flush_interval: float = 0.2,
-                   on_flush=None, on_error=None) -> Store:
+                   on_flush=None, on_error=None, max_bytes: int | None = None,
+                   on_thin=None) -> Store:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-store")
         loop = asyncio.get_running_loop()
 
         try:
             conn = await loop.run_in_executor(executor, _open_sync, path)
             store = cls(path, samples_first, samples_latest, max_fields, flush_interval,
-                        conn, executor, on_flush, on_error)
+                        conn, executor, on_flush, on_error, max_bytes, on_thin)
             await loop.run_in_executor(executor, store._load)
         except BaseException:
             executor.shutdown(wait=False)
@@ -428,6 +442,45 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if self.max_bytes is not None:
+            self._keep_budget()
+
+    def used_bytes(self) -> int:
+        """Bytes of live pages in the file (free pages are reused before it grows)."""
+        conn = self._conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * conn.execute("PRAGMA page_size").fetchone()[0]
+
+    def _keep_budget(self) -> None:
+        """Delete the oldest example documents while the file is over its budget. Runs in
+        the store thread, after a flush."""
+        used = self.used_bytes()
+        if used <= self.max_bytes:
+            return
+        to_free = used - int(self.max_bytes * THIN_TO)
+        conn = self._conn
+        victims: list[str] = []
+        freed = 0
+        for rid, size in conn.execute("SELECT id, length(doc) FROM results ORDER BY seq"):
+            victims.append(rid)
+            freed += size
+            if freed >= to_free:
+                break
+        if not victims:
+            return
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("DELETE FROM samples WHERE result_id=?", [(r,) for r in victims])
+            conn.executemany("DELETE FROM results WHERE id=?", [(r,) for r in victims])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.thinned += len(victims)
+        self._on_thin(len(victims))
+        log.warning("store %s over its %d-byte budget (-store.maxBytes): deleted the %d oldest "
+                    "examples (counts are kept)", self.path, self.max_bytes, len(victims))
 
     # Reading (examples come from disk, after writing what is pending) ------------------------
 
