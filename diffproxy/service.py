@@ -55,6 +55,8 @@ class ProxyService:
     def readiness(self) -> str | None:
         if self.store is None or not self.store.is_open:
             return "results store not open"
+        if self.store.write_error is not None:
+            return f"results store unwritable: {self.store.write_error}"
         if not self._ready:
             return "starting or stopping"
         return None
@@ -159,13 +161,19 @@ class ProxyService:
             await self.workers.stop(self.settings.proxy.drain_timeout + 15.0)
         if self.pipeline is not None:
             await self.pipeline.drain(self.settings.proxy.drain_timeout)
+        failure: StoreError | None = None
         if self.store is not None:
-            await self.store.close()
+            try:
+                await self.store.close()
+            except StoreError as exc:
+                failure = exc
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()
         if self._session is not None:
             await self._session.close()
+        if failure is not None:
+            raise failure
 
 
 async def serve(settings: Settings) -> int:
@@ -177,11 +185,16 @@ async def serve(settings: Settings) -> int:
     try:
         await proxy.start()
     except (StoreError, StartError) as exc:
-        await proxy.stop()
+        with contextlib.suppress(StoreError):
+            await proxy.stop()
         return fail(str(exc))
     await stopping.wait()
     log.info("stopping: finishing queued comparisons and writing results")
-    await proxy.stop()
+    try:
+        await proxy.stop()
+    except StoreError as exc:
+        print(f"diffproxy: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

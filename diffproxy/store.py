@@ -65,6 +65,15 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message is one line."""
 
 
+def describe(exc: BaseException) -> str:
+    """One line naming the cause of a write failure; disk full is said as such."""
+    text = str(exc) or type(exc).__name__
+    errno_ = getattr(exc, "sqlite_errorcode", None)
+    if errno_ == sqlite3.SQLITE_FULL or "disk is full" in text or getattr(exc, "errno", None) == 28:
+        return f"disk full (ENOSPC): {text}"
+    return text
+
+
 @dataclass
 class EndpointCounts:
     total: int = 0
@@ -163,11 +172,20 @@ def _open_sync(path: str) -> sqlite3.Connection:
         raise
     except sqlite3.OperationalError as exc:
         conn.close()
-        raise StoreError(f"store {path} cannot be opened: {exc} "
-                         "(is another diffproxy using it?)") from None
+        if "locked" in str(exc):
+            raise StoreError(f"store {path} cannot be opened: {exc} "
+                             "(is another diffproxy using it?)") from None
+        raise StoreError(f"store {path} cannot be written: {describe(exc)}") from None
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"store {path} is corrupt or not a database: {exc}") from None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """ROLLBACK unless SQLite already did (it does on SQLITE_FULL): a second error would
+    hide the first, which names the cause."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _storable(name: str) -> str:
@@ -209,6 +227,7 @@ class Store:
         self.max_bytes = max_bytes
         self._on_thin = on_thin or (lambda n: None)
         self.thinned = 0  # example documents deleted for the size budget
+        self.write_error: str | None = None  # why the last flush failed; None once one works
         self.endpoints: dict[str, EndpointCounts] = {}
         self.fields: dict[str, dict[str, FieldCounts]] = {}
         self.last_reset: int | None = None
@@ -274,6 +293,9 @@ class Store:
                 pass
         try:
             await self.flush()
+        except Exception as exc:
+            raise StoreError(f"could not write the last results to {self.path}: "
+                             f"{describe(exc)}") from None
         finally:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
             self._executor.shutdown(wait=True)
@@ -365,10 +387,16 @@ class Store:
             except TimeoutError:
                 pass
             self._wake.clear()
+            failing = self.write_error
             try:
                 await self.flush()
-            except Exception:  # keep flushing; the error is logged and counted
-                log.exception("writing results failed")
+            except Exception as exc:  # keep flushing; counted every time, logged once
+                if describe(exc) != failing:
+                    log.error("writing results to %s failed: %s; counts are kept in memory "
+                              "and retried", self.path, describe(exc))
+            else:
+                if failing is not None and self.write_error is None:
+                    log.info("writing results to %s works again", self.path)
 
     async def flush(self) -> None:
         """Write the pending batch in one transaction (no-op when nothing is pending)."""
@@ -385,7 +413,8 @@ class Store:
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(self._executor, self._write, snap)
-            except Exception:
+            except Exception as exc:
+                self.write_error = describe(exc)
                 self._on_error()
                 # The counts are absolute, so re-marking the keys dirty repairs them on the
                 # next flush; the example records of this batch are lost.
@@ -394,6 +423,7 @@ class Store:
                 for k, v in batch.fields.items():
                     self._pending.fields.setdefault(k, v)
                 raise
+            self.write_error = None
             self._on_flush()
 
     def _thin(self, b: _Batch) -> None:
@@ -440,7 +470,7 @@ class Store:
                     "(SELECT 1 FROM samples WHERE result_id=?)", [(r, r) for r in orphans])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         if self.max_bytes is not None:
             self._keep_budget()
@@ -475,7 +505,7 @@ class Store:
             conn.executemany("DELETE FROM results WHERE id=?", [(r,) for r in victims])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         self.thinned += len(victims)
         self._on_thin(len(victims))
@@ -487,7 +517,10 @@ class Store:
     async def _read(self, fn, *args):
         if self._closed:
             raise StoreError("store is closed")
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception:  # unwritable (disk full): what is on disk can still be read
+            pass
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def results(self, endpoint: str, path: str) -> list[dict[str, Any]]:
@@ -521,7 +554,7 @@ class Store:
                     conn.execute("INSERT OR REPLACE INTO meta VALUES('last_reset', ?)", (str(now),))
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
 
             await asyncio.get_running_loop().run_in_executor(self._executor, wipe)
