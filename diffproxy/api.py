@@ -1,5 +1,17 @@
 """Diffy's JSON API (`/api/1/...`) on the http port.
 
+Every view is bounded, and computed off the event loop (a worker thread, or the store's
+thread for examples), so reading results never stalls the proxy port. Without paging
+parameters the shapes are Diffy's, cut at the defaults:
+- `overview`: at most `limit` endpoints (default and maximum 1000, in name order, after
+  `cursor`), each with its `fields_limit` (default 20) most telling fields (signal first,
+  then most differences) and `fields_total`; `X-Next-Cursor` names the next page's cursor.
+- `endpoints/E/stats`: at most `limit` fields (default and maximum 1000) after `cursor`.
+- field results with `include_request`: each request and response body longer than
+  `max_bytes` (default 64 KiB, as JSON) is replaced by {"truncated": true, "bytes": N,
+  "preview": the first max_bytes characters}, and the example's `full` link
+  (`/api/1/requests/ID`) fetches it whole, one example at a time.
+
 Endpoint names (`GET /users/:id`) and field paths arrive percent-encoded as single path
 segments (`GET%20%2Fusers%2F%3Aid`). aiohttp's router would decode `%2F` before
 matching, so the API routes on `request.raw_path` itself: split on literal slashes first,
@@ -8,7 +20,10 @@ then decode each segment. Unencoded slashes are tolerated where the shape is una
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import dataclasses
+import heapq
 import hmac
 import json
 import logging
@@ -30,6 +45,9 @@ log = logging.getLogger("diffproxy.api")
 PREFIX = "/api/1"
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 _TRUE = ("true", "1", "yes", "on")
+MAX_PAGE = 1000  # endpoints per overview page, fields per stats page
+DEFAULT_FIELDS_LIMIT = 20  # fields per endpoint in the overview
+DEFAULT_EXAMPLE_BYTES = 64 * 1024  # per body in field results; /requests/ID has it whole
 
 
 class ApiError(Exception):
@@ -50,6 +68,48 @@ def _flag(request: web.Request, name: str, default: bool = False) -> bool:
     return default if value is None else value.strip().lower() in _TRUE
 
 
+def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {value!r}") from None
+    if not 0 < n <= maximum:
+        raise ApiError(400, f"{name} must be between 1 and {maximum}, got {n}")
+    return n
+
+
+def _page(items: list[tuple[str, Any]], cursor: str | None, limit: int):
+    """(items after `cursor` in name order, at most `limit`; the next cursor or None)."""
+    items.sort(key=lambda kv: kv[0])
+    if cursor:
+        items = items[bisect.bisect_right([k for k, _ in items], cursor):]
+    page = items[:limit]
+    return page, (page[-1][0] if len(items) > limit else None)
+
+
+def bound_body(value: Any, max_bytes: int) -> Any:
+    text = json.dumps(value, separators=(",", ":"))
+    if len(text) <= max_bytes:
+        return value
+    return {"truncated": True, "bytes": len(text), "preview": text[:max_bytes]}
+
+
+def bounded_example(doc: dict, max_bytes: int) -> dict:
+    """A stored result with every body longer than `max_bytes` (as JSON) cut to a preview."""
+    out = dict(doc)
+    for key in ("request", "primary", "secondary", "candidate"):
+        part = out.get(key)
+        if isinstance(part, dict) and "body" in part:
+            body = bound_body(part["body"], max_bytes)
+            if body is not part["body"]:
+                out[key] = {**part, "body": body}
+                out["full"] = f"{PREFIX}/requests/{doc.get('id')}"
+    return out
+
+
 def split_segments(raw_path: str) -> list[str]:
     """`/api/1/endpoints/GET%20%2Fa/stats?x` -> ["endpoints", "GET /a", "stats"]."""
     path = raw_path.split("?", 1)[0].split("#", 1)[0]
@@ -66,6 +126,8 @@ def result_view(doc: dict, include_request: bool) -> dict:
             out[key] = doc.get(key)
         out["left"] = doc.get("primary")
         out["right"] = doc.get("candidate")
+        if "full" in doc:  # bodies were cut: where the whole example is
+            out["full"] = doc["full"]
     return out
 
 
@@ -84,7 +146,10 @@ class Api:
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            return json_response(await self._dispatch(request, split_segments(request.raw_path)))
+            data = await self._dispatch(request, split_segments(request.raw_path))
+            if isinstance(data, web.Response):
+                return data
+            return json_response(data)
         except ApiError as exc:
             return json_response({"error": str(exc)}, exc.status, exc.headers)
         except StoreError as exc:
@@ -109,7 +174,9 @@ class Api:
                 return self.endpoints()
             if len(seg) >= 3 and seg[-1] == "stats":
                 self._allow(request, "GET")
-                return self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise"))
+                return await self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise"),
+                                        request.query.get("cursor"),
+                                        _int_param(request, "limit", MAX_PAGE, MAX_PAGE))
             if len(seg) >= 5 and "results" in seg[-2:]:
                 index: str | None = None
                 if seg[-1] != "results":
@@ -122,8 +189,10 @@ class Api:
                     endpoint, path = "/".join(body[:cut]), "/".join(body[cut + 1:])
                     if endpoint and path:
                         self._allow(request, "GET")
-                        return await self.results(endpoint, path, index,
-                                                  _flag(request, "include_request", index is not None))
+                        return await self.results(
+                            endpoint, path, index,
+                            _flag(request, "include_request", index is not None),
+                            _int_param(request, "max_bytes", DEFAULT_EXAMPLE_BYTES, 2**31))
         elif head == "requests" and len(seg) == 2:
             self._allow(request, "GET")
             return await self.request_by_id(seg[1])
@@ -136,7 +205,10 @@ class Api:
             return await self.clear(request)
         elif head == "overview" and len(seg) == 1:
             self._allow(request, "GET")
-            return self.overview()
+            return await self.overview(request.query.get("cursor"),
+                                       _int_param(request, "limit", MAX_PAGE, MAX_PAGE),
+                                       _int_param(request, "fields_limit", DEFAULT_FIELDS_LIMIT,
+                                                  10**6))
         elif head == "info" and len(seg) == 1:
             self._allow(request, "GET")
             return self.info()
@@ -154,10 +226,10 @@ class Api:
             raise ApiError(404, f"unknown endpoint {endpoint!r}")
         return counts
 
-    def _fields(self, endpoint: str, total: int, exclude_noise: bool) -> dict:
+    def _classified(self, items, total: int, exclude_noise: bool) -> dict:
         diff = self.settings.diff
         out = {}
-        for path, fc in sorted(self.store.fields.get(endpoint, {}).items()):
+        for path, fc in items:
             stats = classify(fc.differences, fc.noise, total, diff.relative_threshold,
                              diff.absolute_threshold)
             if exclude_noise and not stats.signal:
@@ -165,25 +237,49 @@ class Api:
             out[path] = dataclasses.asdict(stats)
         return out
 
-    def stats(self, endpoint: str, exclude_noise: bool) -> dict:
+    async def stats(self, endpoint: str, exclude_noise: bool, cursor: str | None = None,
+                    limit: int = MAX_PAGE) -> web.Response:
         counts = self._counts(endpoint)
-        return {"endpoint": {"total": counts.total, "differences": counts.differences},
-                "fields": self._fields(endpoint, counts.total, exclude_noise)}
+        total, differences = counts.total, counts.differences
+        fields = self.store.fields.get(endpoint, {})
 
-    def overview(self) -> dict:
-        out = {}
-        for name, counts in sorted(self.store.endpoints.items()):
-            fields = self._fields(name, counts.total, False)
-            out[name] = {"total": counts.total, "differences": counts.differences,
-                         "signal": any(f["signal"] for f in fields.values()), "fields": fields}
-        return out
+        def build() -> tuple[str, str | None]:
+            # list() of a dict is one C call under the GIL: a consistent snapshot while
+            # the event loop goes on counting
+            page, nxt = _page(list(fields.items()), cursor, limit)
+            body = {"endpoint": {"total": total, "differences": differences},
+                    "fields": self._classified(page, total, exclude_noise)}
+            return json.dumps(body, separators=(",", ":")), nxt
+        text, nxt = await asyncio.to_thread(build)
+        return _paged(text, nxt)
+
+    async def overview(self, cursor: str | None = None, limit: int = MAX_PAGE,
+                       fields_limit: int = DEFAULT_FIELDS_LIMIT) -> web.Response:
+        endpoints = self.store.endpoints
+        all_fields = self.store.fields
+
+        def build() -> tuple[str, str | None]:
+            page, nxt = _page(list(endpoints.items()), cursor, limit)
+            out = {}
+            for name, counts in page:
+                items = list(all_fields.get(name, {}).items())
+                fields = self._classified(items, counts.total, False)
+                top = heapq.nsmallest(fields_limit, fields.items(), key=lambda kv: (
+                    not kv[1]["signal"], -kv[1]["differences"], kv[0]))
+                out[name] = {"total": counts.total, "differences": counts.differences,
+                             "signal": any(f["signal"] for f in fields.values()),
+                             "fields": dict(sorted(top)), "fields_total": len(fields)}
+            return json.dumps(out, separators=(",", ":")), nxt
+        text, nxt = await asyncio.to_thread(build)
+        return _paged(text, nxt)
 
     async def results(self, endpoint: str, path: str, index: str | None,
-                      include_request: bool) -> dict:
+                      include_request: bool, max_bytes: int = DEFAULT_EXAMPLE_BYTES) -> dict:
         self._counts(endpoint)
         if path not in self.store.fields.get(endpoint, {}):
             raise ApiError(404, f"endpoint {endpoint!r} has no field {path!r}")
-        docs = await self.store.results(endpoint, path)
+        shape = (lambda d: bounded_example(d, max_bytes)) if include_request else None
+        docs = await self.store.results(endpoint, path, shape)
         if index is None:
             return {"endpoint": endpoint, "path": path,
                     "requests": [result_view(d, include_request) for d in docs]}
@@ -233,6 +329,13 @@ class Api:
             "overflow": {"endpoint": OVERFLOW_ENDPOINT, "field": OVERFLOW_FIELD},
             **self.extra_info(),
         }
+
+
+def _paged(text: str, next_cursor: str | None) -> web.Response:
+    headers = {**NOSNIFF, "Cache-Control": "no-store"}
+    if next_cursor is not None:
+        headers["X-Next-Cursor"] = next_cursor
+    return web.Response(text=text, content_type="application/json", headers=headers)
 
 
 @web.middleware

@@ -523,14 +523,17 @@ class Store:
             pass
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def results(self, endpoint: str, path: str) -> list[dict[str, Any]]:
-        """The examples of one field, oldest first (first-N then latest-N, no duplicates)."""
+    async def results(self, endpoint: str, path: str, shape=None) -> list[dict[str, Any]]:
+        """The examples of one field, oldest first (first-N then latest-N, no duplicates).
+        `shape(doc)`, if given, runs in the store thread on each document as it is read (the
+        API cuts big bodies there: one whole document in memory at a time)."""
         def query() -> list[dict[str, Any]]:
             rows = self._conn.execute(
                 "SELECT r.doc FROM results r WHERE r.id IN "
                 "(SELECT result_id FROM samples WHERE endpoint=? AND path=?) ORDER BY r.seq",
-                (endpoint, path)).fetchall()
-            return [json.loads(doc) for (doc,) in rows]
+                (endpoint, path))
+            return [json.loads(doc) if shape is None else shape(json.loads(doc))
+                    for (doc,) in rows]
         return await self._read(query)
 
     async def result(self, result_id: str) -> dict[str, Any] | None:
