@@ -36,13 +36,14 @@ from aiohttp import web
 from . import __version__
 from .endpoints import OVERFLOW_ENDPOINT
 from .model import TargetHealth
-from .noise import classify
+from .noise import FieldStats, classify, verdict
 from .settings import Settings
 from .store import OVERFLOW_FIELD, Store, StoreError
 
 log = logging.getLogger("diffproxy.api")
 
 PREFIX = "/api/1"
+_FIELD_KEYS = ("differences", "noise", "relative_difference", "absolute_difference", "signal")
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 _TRUE = ("true", "1", "yes", "on")
 MAX_PAGE = 1000  # endpoints per overview page, fields per stats page
@@ -121,6 +122,8 @@ def result_view(doc: dict, include_request: bool) -> dict:
     """A stored result as the API shows it; Diffy's `left`/`right` alias primary/candidate."""
     out = {k: doc.get(k) for k in ("id", "trace_id", "timestamp_msec", "endpoint", "method",
                                    "uri", "differences", "noise")}
+    out["failed"] = doc.get("failed", [])
+    out["baseline_failed"] = doc.get("baseline_failed", False)
     if include_request:
         for key in ("request", "primary", "secondary", "candidate"):
             out[key] = doc.get(key)
@@ -171,10 +174,11 @@ class Api:
         if head == "endpoints":
             if len(seg) == 1:
                 self._allow(request, "GET")
-                return self.endpoints()
+                return await asyncio.to_thread(self.endpoints)  # every field of every endpoint
             if len(seg) >= 3 and seg[-1] == "stats":
                 self._allow(request, "GET")
-                return await self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise"),
+                return await self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise", True),
+                                        _flag(request, "include_weights"),
                                         request.query.get("cursor"),
                                         _int_param(request, "limit", MAX_PAGE, MAX_PAGE))
             if len(seg) >= 5 and "results" in seg[-2:]:
@@ -217,8 +221,23 @@ class Api:
     # resources ----------------------------------------------------------------------------
 
     def endpoints(self) -> dict:
-        return {name: {"total": c.total, "differences": c.differences}
-                for name, c in sorted(self.store.endpoints.items())}
+        """Diffy's {total, differences} per endpoint, plus who failed and the verdict."""
+        return {name: self._endpoint(name, c)
+                for name, c in sorted(list(self.store.endpoints.items()), key=lambda kv: kv[0])}
+
+    def _endpoint(self, name: str, c, fields: dict | None = None) -> dict:
+        if fields is None:
+            fields = self._fields(name, c.total, False)
+        diff = self.settings.diff
+        stats = [FieldStats(**{k: f[k] for k in _FIELD_KEYS}) for f in fields.values()]
+        return {"total": c.total, "differences": c.differences,
+                "verdict": verdict(c.total, c.baseline_failures, stats, diff.min_requests,
+                                   diff.baseline_failure_percent),
+                "signal_fields": sum(1 for f in stats if f.signal),
+                "noise_fields": sum(1 for f in stats if not f.signal),
+                "baseline_failures": c.baseline_failures,
+                "failures": {"primary": c.failed_primary, "secondary": c.failed_secondary,
+                             "candidate": c.failed_candidate}}
 
     def _counts(self, endpoint: str):
         counts = self.store.endpoints.get(endpoint)
@@ -226,7 +245,17 @@ class Api:
             raise ApiError(404, f"unknown endpoint {endpoint!r}")
         return counts
 
-    def _classified(self, items, total: int, exclude_noise: bool) -> dict:
+    def _fields(self, endpoint: str, total: int, exclude_noise: bool,
+                include_weights: bool = False) -> dict:
+        """Diffy lists the fields primary and candidate differed on; noise-only fields
+        (differences 0) are listed here too unless `exclude_noise`, as `signal: false`."""
+        # list() of a dict is one C call under the GIL: a consistent snapshot even from a
+        # worker thread while the event loop goes on counting
+        items = sorted(list(self.store.fields.get(endpoint, {}).items()), key=lambda kv: kv[0])
+        return self._classified(items, total, exclude_noise, include_weights)
+
+    def _classified(self, items, total: int, exclude_noise: bool,
+                    include_weights: bool = False) -> dict:
         diff = self.settings.diff
         out = {}
         for path, fc in items:
@@ -235,20 +264,21 @@ class Api:
             if exclude_noise and not stats.signal:
                 continue
             out[path] = dataclasses.asdict(stats)
+            if include_weights:
+                out[path]["weight"] = fc.weight
         return out
 
-    async def stats(self, endpoint: str, exclude_noise: bool, cursor: str | None = None,
+    async def stats(self, endpoint: str, exclude_noise: bool = True,
+                    include_weights: bool = False, cursor: str | None = None,
                     limit: int = MAX_PAGE) -> web.Response:
         counts = self._counts(endpoint)
-        total, differences = counts.total, counts.differences
-        fields = self.store.fields.get(endpoint, {})
 
         def build() -> tuple[str, str | None]:
-            # list() of a dict is one C call under the GIL: a consistent snapshot while
-            # the event loop goes on counting
+            all_fields = self._fields(endpoint, counts.total, False, include_weights)
+            fields = ({p: f for p, f in all_fields.items() if f["signal"]} if exclude_noise
+                      else all_fields)
             page, nxt = _page(list(fields.items()), cursor, limit)
-            body = {"endpoint": {"total": total, "differences": differences},
-                    "fields": self._classified(page, total, exclude_noise)}
+            body = {"endpoint": self._endpoint(endpoint, counts, all_fields), "fields": dict(page)}
             return json.dumps(body, separators=(",", ":")), nxt
         text, nxt = await asyncio.to_thread(build)
         return _paged(text, nxt)
@@ -256,17 +286,15 @@ class Api:
     async def overview(self, cursor: str | None = None, limit: int = MAX_PAGE,
                        fields_limit: int = DEFAULT_FIELDS_LIMIT) -> web.Response:
         endpoints = self.store.endpoints
-        all_fields = self.store.fields
 
         def build() -> tuple[str, str | None]:
             page, nxt = _page(list(endpoints.items()), cursor, limit)
             out = {}
             for name, counts in page:
-                items = list(all_fields.get(name, {}).items())
-                fields = self._classified(items, counts.total, False)
+                fields = self._fields(name, counts.total, False)
                 top = heapq.nsmallest(fields_limit, fields.items(), key=lambda kv: (
                     not kv[1]["signal"], -kv[1]["differences"], kv[0]))
-                out[name] = {"total": counts.total, "differences": counts.differences,
+                out[name] = {**self._endpoint(name, counts, fields),
                              "signal": any(f["signal"] for f in fields.values()),
                              "fields": dict(sorted(top)), "fields_total": len(fields)}
             return json.dumps(out, separators=(",", ":")), nxt
@@ -280,6 +308,10 @@ class Api:
             raise ApiError(404, f"endpoint {endpoint!r} has no field {path!r}")
         shape = (lambda d: bounded_example(d, max_bytes)) if include_request else None
         docs = await self.store.results(endpoint, path, shape)
+        # Examples where the field differs between primary and candidate first (oldest
+        # first within each group), so results/0 - what a reader or the report shows as
+        # "the example" - explains the field; noise-only examples follow.
+        docs.sort(key=lambda d: path not in (d.get("differences") or {}))
         if index is None:
             return {"endpoint": endpoint, "path": path,
                     "requests": [result_view(d, include_request) for d in docs]}
