@@ -223,8 +223,17 @@ def test_distinct_paths_and_header_names_stay_capped_and_bounded(bad_proxy, clie
     assert get_json(proxy.api_url, f"endpoints/{enc(OVERFLOW_ENDPOINT)}/stats")["endpoint"]["total"] > 0
 
 
+@pytest.fixture(scope="module")
+def deep_proxy(faults, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("deep")
+    proxy = start_fault_proxy(faults, tmp / "deep.sqlite", log_dir=tmp)
+    yield proxy
+    proxy.stop()
+
+
 @pytest.mark.parametrize("levels", [700, 5000])
-def test_deep_json_is_counted_and_compared_by_hash_without_tracebacks(bad_proxy, client, levels):
+def test_deep_json_is_counted_and_compared_by_hash_without_tracebacks(deep_proxy, client, levels):
+    bad_proxy = deep_proxy
     before = diffapi.wait_idle(bad_proxy.admin_url)
     r = client.get(f"{bad_proxy.proxy_url}/deep/{levels}")
     assert r.status_code == 200 and r.content.startswith(b"[[[")
