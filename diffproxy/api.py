@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import dataclasses
 import heapq
 import hmac
 import json

@@ -6,8 +6,8 @@ channel to the owner).
 The queue is bounded in jobs (-queue.size) and in body bytes (-queue.maxBytes: the request
 and the three answers, raw and decoded, counted from submit until the record is stored);
 when either is full the comparison is dropped and counted (diffproxy_comparisons_dropped_total
-and _dropped_bytes_total), never making the caller wait. One task takes queued jobs in batches, names the endpoints and compares
-them in a thread (so a big deepdiff never stalls the event loop).
+and _dropped_bytes_total), never making the caller wait. One task takes queued jobs in
+batches, names the endpoints and compares them in a thread (so a big deepdiff never stalls the event loop).
 """
 
 from __future__ import annotations

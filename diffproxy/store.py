@@ -322,7 +322,7 @@ class Store:
                 pass
         try:
             await self.flush()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any write failure: named in one line
             raise StoreError(f"could not write the last results to {self.path}: "
                              f"{describe(exc)}") from None
         finally:
@@ -429,7 +429,7 @@ class Store:
             failing = self.write_error
             try:
                 await self.flush()
-            except Exception as exc:  # keep flushing; counted every time, logged once
+            except Exception as exc:  # noqa: BLE001 - keep flushing; counted always, logged once
                 if describe(exc) != failing:
                     log.error("writing results to %s failed: %s; counts are kept in memory "
                               "and retried", self.path, describe(exc))
@@ -562,7 +562,7 @@ class Store:
             raise StoreError("store is closed")
         try:
             await self.flush()
-        except Exception:  # unwritable (disk full): what is on disk can still be read
+        except Exception:  # noqa: BLE001 - unwritable (disk full): the file can still be read
             pass
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 

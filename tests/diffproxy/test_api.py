@@ -98,3 +98,13 @@ async def test_large_examples_are_truncated_with_a_link_to_the_whole(tmp_path):
         assert whole.json()["primary"]["body"]["a"] == big
         more = await client.get(base, params={"include_request": "true", "max_bytes": 3_000_000})
         assert more.json()["requests"][0]["primary"]["body"]["a"] == big
+
+
+def test_result_view_says_who_failed_and_older_documents_read_as_nobody():
+    doc = {"id": "2", "differences": {}, "noise": {"error": {"type": "error", "left": "reset",
+                                                             "right": None}},
+           "failed": ["primary"], "baseline_failed": True}
+    view = result_view(doc, False)
+    assert (view["failed"], view["baseline_failed"]) == (["primary"], True)
+    older = result_view({"id": "3", "differences": {}, "noise": {}}, False)
+    assert (older["failed"], older["baseline_failed"]) == ([], False)

@@ -1,5 +1,5 @@
-import hashlib
 import gzip
+import hashlib
 import json
 import time
 import zlib
@@ -7,7 +7,14 @@ import zlib
 import pytest
 from httpbin import app as httpbin_app
 
-from diffproxy.compare import MAX_COMPARE_NODES, MAX_VALUE_CHARS, Comparator, CompareSettings, Comparison, truncate_value
+from diffproxy.compare import (
+    MAX_COMPARE_NODES,
+    MAX_VALUE_CHARS,
+    Comparator,
+    CompareSettings,
+    Comparison,
+    truncate_value,
+)
 from diffproxy.headers import DEFAULT_IGNORED_HEADERS
 from diffproxy.lift import MAX_COMPARE_DEPTH, lift, parse_body
 from diffproxy.model import DIFF_TYPES, Difference, Response

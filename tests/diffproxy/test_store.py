@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -205,3 +206,39 @@ async def test_size_budget_thins_the_oldest_examples_and_keeps_counts_exact(tmp_
         totals = conn.execute("SELECT sum(total) FROM endpoints").fetchone()[0]
     conn.close()
     assert orphans == 0 and totals == 200
+
+
+async def test_failures_and_weights_survive_reopen_and_old_files_gain_the_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    # a store as the first release wrote it: schema version 1 without the issue-12 columns
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE endpoints(name TEXT PRIMARY KEY, total INTEGER NOT NULL,"
+        " differences INTEGER NOT NULL);"
+        "CREATE TABLE fields(endpoint TEXT NOT NULL, path TEXT NOT NULL, differences INTEGER"
+        " NOT NULL, noise INTEGER NOT NULL, PRIMARY KEY(endpoint, path));"
+        "CREATE TABLE results(id TEXT PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, doc TEXT NOT NULL);"
+        "CREATE TABLE samples(endpoint TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,"
+        " seq INTEGER NOT NULL, result_id TEXT NOT NULL, PRIMARY KEY(endpoint, path, kind, seq));"
+        "INSERT INTO meta VALUES('schema_version', '1');"
+        "INSERT INTO endpoints VALUES('GET /a', 3, 1);"
+        "INSERT INTO fields VALUES('GET /a', 'body.x', 1, 0);")
+    conn.close()
+    store = await open_store(path)
+    assert store.endpoints["GET /a"].total == 3 and store.fields["GET /a"]["body.x"].weight == 0
+    base = record(10, raw=("body.x", "body.y"))
+    store.add(replace(base, failed=("primary",), baseline_failed=True))
+    store.add(replace(record(11, raw=("body.x",)), failed=("candidate",)))
+    await store.close()
+
+    store = await open_store(path)
+    try:
+        counts = store.endpoints["GET /a"]
+        assert (counts.total, counts.baseline_failures) == (5, 1)
+        assert (counts.failed_primary, counts.failed_secondary, counts.failed_candidate) == (1, 0, 1)
+        # Diffy's weight: the fields differing alongside, summed over the requests it differed in
+        assert store.fields["GET /a"]["body.x"].weight == 2 + 1
+        assert store.fields["GET /a"]["body.y"].weight == 2
+    finally:
+        await store.close()
