@@ -23,7 +23,7 @@ sysdeps:
 
 demo: venv
 ifeq ($(BACKEND),local)
-	@scripts/system-deps.sh nginx
+	@scripts/system-deps.sh nginx prometheus
 endif
 	$(PY) -m localmesh demo --backend $(BACKEND)
 

@@ -1,19 +1,25 @@
-"""The candidate: httpbin, except that `GET /json` reports a different slideshow author.
+"""The candidate: httpbin with two deliberate changes, one in a body and one in time.
 
-This is the demo's "risky release". Every other route is untouched, so the diff results
-show exactly one signal field, `body.slideshow.author` on `GET /json`, among the noise
-(`/uuid`, per-request ids). Run it like httpbin: `gunicorn candidate.app:app`.
+- `GET /json` reports a different slideshow author: the one signal field,
+  `body.slideshow.author`, among the noise (`/uuid`, per-request ids);
+- `GET /delay/<n>` answers `LATENCY_ADDED` (80 ms) later than httpbin, with the same body:
+  the one endpoint the latency verdict calls `slower` (docs/latency.md).
+
+Every other route is untouched. Run it like httpbin: `gunicorn candidate.app:app`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from httpbin import app as httpbin
 
 CHANGED_PATH = "/json"
 CHANGED_FIELD = ("slideshow", "author")
 CANDIDATE_VALUE = "Yours Truly, v2"
+SLOWER_PREFIX = "/delay/"
+LATENCY_ADDED = 0.080  # seconds, before httpbin starts on the request
 
 
 def _rewrite(body: bytes) -> bytes:
@@ -27,7 +33,10 @@ def _rewrite(body: bytes) -> bytes:
 
 
 def app(environ, start_response):
-    if environ.get("PATH_INFO") != CHANGED_PATH:
+    path = environ.get("PATH_INFO", "")
+    if path.startswith(SLOWER_PREFIX) and environ.get("REQUEST_METHOD") == "GET":
+        time.sleep(LATENCY_ADDED)
+    if path != CHANGED_PATH:
         return httpbin(environ, start_response)
 
     captured: dict = {}

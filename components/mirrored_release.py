@@ -81,6 +81,9 @@ class MirroredRelease(pulumi.ComponentResource):
         # 503; one mirroring to a target not yet there loses the copies.
         self.virtual_service = child("mirror", objects.virtual_service, self.destination_rule,
                                      *mirror_target, patch=args.adopt_virtual_service is not None)
+        # Prometheus and Grafana (`monitoring`): watch the diff proxy once it exists.
+        self.monitoring = [child(f"monitoring-{obj['kind'].lower()}", obj, self.diffproxy_service)
+                           for obj in objects.monitoring]
 
         hosts = release_hosts(name, args)
         destination = release_mirror_destination(name, args)

@@ -41,7 +41,7 @@ def create(obj: dict, opts: pulumi.ResourceOptions, name: str | None = None,
     object's fields onto an existing one instead of creating it (Istio objects only)."""
     api, kind = obj["apiVersion"], obj["kind"]
     name = name or logical_name(obj)
-    if api.startswith("networking.istio.io/"):
+    if api.startswith(("networking.istio.io/", "monitoring.coreos.com/")):
         cls = CustomResourcePatch if patch else CustomResource
         return cls(name, api_version=api, kind=kind, metadata=obj["metadata"],
                    spec=obj["spec"], opts=opts)

@@ -59,6 +59,7 @@ KEYS: tuple[Key, ...] = (
     Key("storage", "string", _CLUSTER.storage),
     Key("storageSize", "string", _CLUSTER.storage_size),
     Key("storageClass", "string", _CLUSTER.storage_class),
+    Key("prometheus", "string", _CLUSTER.prometheus),
 )
 _DEFAULTS = {key.name: key.default for key in KEYS}
 
@@ -141,6 +142,7 @@ def _load(read: _Reader) -> StackSettings:
         storage_class=read.text("storageClass"),
         httpbin_launcher=tuple(read.text("httpbinLauncher").split()),
         candidate_app=read.text("candidateApp"),
+        prometheus=read.text("prometheus"),
     )
     return StackSettings(topology=topology, cluster=cluster, install_istio=install_istio,
                          istio_version=istio_version, kube_context=read.text("kubeContext"))

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from . import __version__
 from .endpoints import OVERFLOW_ENDPOINT
+from .latency import Thresholds as LatencyThresholds
 from .model import TargetHealth
 from .noise import FieldStats, classify, verdict
 from .settings import Settings
@@ -186,6 +187,9 @@ class Api:
                                         _flag(request, "include_weights"),
                                         request.query.get("cursor"),
                                         _int_param(request, "limit", MAX_PAGE, MAX_PAGE))
+            if len(seg) >= 3 and seg[-1] == "latency":  # issue 14
+                self._allow(request, "GET")
+                return self.latency("/".join(seg[1:-1]))
             if len(seg) >= 5 and "results" in seg[-2:]:
                 index: str | None = None
                 if seg[-1] != "results":
@@ -245,7 +249,20 @@ class Api:
                 "noise_fields": sum(1 for f in stats if not f.signal),
                 "baseline_failures": c.baseline_failures,
                 "failures": {"primary": c.failed_primary, "secondary": c.failed_secondary,
-                             "candidate": c.failed_candidate}}
+                             "candidate": c.failed_candidate},
+                "latency_verdict": self.store.latency.verdict_of(name, self._latency_thresholds())}
+
+    def _latency_thresholds(self) -> LatencyThresholds:
+        s = self.settings.latency
+        return LatencyThresholds(relative=s.relative, absolute_ms=s.absolute_ms,
+                                 min_samples=s.min_samples)
+
+    def latency(self, endpoint: str) -> dict:
+        """Each target's count and p50/p90/p99 (ms) for the endpoint, and its verdict."""
+        self._counts(endpoint)
+        report = self.store.latency.report(endpoint, self._latency_thresholds())
+        report["thresholds"] = dataclasses.asdict(self._latency_thresholds())
+        return report
 
     def _counts(self, endpoint: str):
         counts = self.store.endpoints.get(endpoint)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from .h1client import ClientSettings, H1Client
 from .headers import NOT_FORWARDED, strip_hop_by_hop, strip_shadow
 from .lift import inspect
-from .metrics import CounterSeries, HistogramSeries, Metrics
+from .metrics import CounterSeries, Metrics
 from .model import Response, Target, TargetHealth
 from .settings import ProxySettings
 from .transport import ClientError, Transport, encode_headers
@@ -46,7 +46,6 @@ class _Deadline:
 @dataclass(frozen=True, slots=True)
 class _TargetSeries:
     requests: CounterSeries
-    latency: HistogramSeries
 
 
 def new_session(settings: ProxySettings) -> H1Client:
@@ -101,7 +100,7 @@ class Forwarder:
         if series is None:
             m = self.metrics
             series = self._by_target[name] = _TargetSeries(
-                m.target_requests.series(target=name), m.target_latency.series(target=name))
+                m.target_requests.series(target=name))
         return series
 
     async def _send(self, name: str, target: Target, method: str, path_qs: str,
@@ -139,7 +138,6 @@ class Forwarder:
                         elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def _account(self, name: str, result: Response) -> Response:
-        self._series(name).latency.observe(result.elapsed_ms / 1000.0)
         if result.error is not None:
             self.metrics.target_errors.inc(target=name, kind=result.error)
         healthy = result.error not in UNHEALTHY_KINDS

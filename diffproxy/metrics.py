@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Target latency per endpoint: finer below 100 ms, where a release's regression shows first.
+TARGET_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25,
+                          0.5, 1.0, 2.5, 5.0, 10.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 LabelValues = tuple[str, ...]
@@ -195,9 +198,13 @@ class Metrics:
         self.target_errors = Counter("diffproxy_target_errors_total",
                                      "Target requests that got no usable response, by kind.",
                                      ("target", "kind"))
+        # Observed as comparisons are counted (the owner's store), so `endpoint` is bounded
+        # by -max.endpoints; requests a target gave no response to are not in it.
         self.target_latency = Histogram("diffproxy_target_latency_seconds",
-                                        "Time from sending a request to a target to its "
-                                        "last response byte.", ("target",))
+                                        "Time from sending a compared request to a target "
+                                        "to its last response byte, by endpoint.",
+                                        ("target", "endpoint"), buckets=TARGET_LATENCY_BUCKETS)
+        self._latency_series: dict[str, tuple[HistogramSeries, ...]] = {}
         self.target_up = Gauge("diffproxy_target_up",
                                "1 if the target answered its last request or probe.",
                                ("target",))
@@ -244,7 +251,6 @@ class Metrics:
             self.rejected.touch(reason=reason)
         for target in targets:
             self.target_requests.touch(target=target)
-            self.target_latency.touch(target=target)
             self.target_up.set(0, target=target)
 
     def _counters(self) -> tuple[Counter, ...]:
@@ -289,6 +295,24 @@ class Metrics:
                     for i, n in enumerate(counts[:len(series)]):
                         series[i] += n
                     h.sums[k] += total
+
+    def observe_latency(self, endpoint: str, latency_ms: tuple[float | None, ...]) -> None:
+        """One compared request's three response times (primary, secondary, candidate)."""
+        series = self._latency_series.get(endpoint)
+        if series is None:
+            series = self._latency_series[endpoint] = tuple(
+                self.target_latency.series(target=t, endpoint=endpoint)
+                for t in ("primary", "secondary", "candidate"))
+        for one, value in zip(series, latency_ms):
+            if value is not None:
+                one.observe(value / 1000.0)
+
+    def clear_latency(self) -> None:
+        """The results were cleared: per-endpoint series start again (cardinality follows
+        the store's endpoints)."""
+        self.target_latency.counts.clear()
+        self.target_latency.sums.clear()
+        self._latency_series.clear()
 
     @staticmethod
     def method_label(method: str) -> str:

@@ -112,6 +112,9 @@ class Record:
     # `raw` is against the healthy baseline if there was one and `noise` is unknown
     failed: tuple[str, ...] = ()
     baseline_failed: bool = False
+    # Each target's time to its full response (primary, secondary, candidate); None when it
+    # gave no HTTP response. The store's latency sketches (latency.py) take them.
+    latency_ms: tuple[float | None, float | None, float | None] = (None, None, None)
 
 
 @dataclass

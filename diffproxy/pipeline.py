@@ -234,15 +234,16 @@ class Pipeline:
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
         for reason in result.bounded:
             self.metrics.bounded.inc(reason=reason)
+        latency = (_elapsed(job.primary), _elapsed(job.secondary), _elapsed(job.candidate))
         if result.identical or not (result.raw or result.noise):
             return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, failed=result.failed,
-                          baseline_failed=result.baseline_failed)
+                          baseline_failed=result.baseline_failed, latency_ms=latency)
         r = self.redactor
         raw = {p: _difference(d, result.raw.get(p, d)) for p, d in r.differences(result.raw).items()}
         noise = {p: _difference(d, result.noise.get(p, d))
                  for p, d in r.differences(result.noise).items()}
         return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise, failed=result.failed,
-                      baseline_failed=result.baseline_failed)
+                      baseline_failed=result.baseline_failed, latency_ms=latency)
 
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds
@@ -320,6 +321,11 @@ def job_bytes(job: Job) -> int:
     for r in (job.primary, job.secondary, job.candidate):
         n += len(r.body) + (len(r.decoded) if r.decoded is not None else 0)
     return n
+
+
+def _elapsed(response) -> float | None:
+    """Time to the full response; None when the target gave none (its error is counted)."""
+    return None if response.status is None or response.error else response.elapsed_ms
 
 
 def _difference(d: Difference, original: Difference) -> dict:

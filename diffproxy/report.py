@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from .client import ApiClient, ApiError
+from .client import ApiClient, ApiError, enc
 
 EXIT_OK, EXIT_SIGNAL, EXIT_ERROR = 0, 1, 2
 DEFAULT_URL = "http://127.0.0.1:8888"
@@ -210,6 +210,45 @@ def junit(report: Report) -> ET.ElementTree:
 # Command line -------------------------------------------------------------------------------
 
 
+# issue 14: latency verdicts -------------------------------------------------------------------
+
+
+def latency_verdicts(url: str, timeout: float) -> dict[str, dict]:
+    """Endpoint -> its /latency answer (three distributions and the verdict)."""
+    base = url.rstrip("/")
+    listed = _get_json(base, "endpoints", timeout)
+    if not isinstance(listed, dict):
+        raise ReportError("unexpected API answer: /api/1/endpoints is not a JSON object")
+    out = {}
+    for name, entry in listed.items():
+        if isinstance(entry, dict) and "latency_verdict" in entry:
+            out[name] = _get_json(base, f"endpoints/{enc(name)}/latency", timeout)
+    return out
+
+
+def render_latency(verdicts: dict[str, dict]) -> str:
+    """The latency table: slower endpoints first, then p50/p99 per target in ms."""
+    if not verdicts:
+        return ""
+    order = {"slower": 0, "faster": 1, "same": 2, "insufficient": 3}
+    rows = sorted(verdicts.items(), key=lambda kv: (order.get(kv[1].get("verdict"), 4), kv[0]))
+    width = max(len("ENDPOINT"), *(len(n) for n in verdicts)) + 2
+
+    def ms(target: dict, key: str) -> str:
+        value = target.get(key)
+        return "-" if value is None else f"{value:.1f}"
+
+    lines = [f"\n{'ENDPOINT':<{width}}{'LATENCY':<14}{'p50 ms (primary/secondary/candidate)':<38}"
+             "p99 ms"]
+    for name, v in rows:
+        p50 = "/".join(ms(v.get(t, {}), "p50_ms") for t in ("primary", "secondary", "candidate"))
+        p99 = "/".join(ms(v.get(t, {}), "p99_ms") for t in ("primary", "secondary", "candidate"))
+        verdict = str(v.get("verdict", "?"))
+        lines.append(f"{name:<{width}}{verdict.upper() if verdict == 'slower' else verdict:<14}"
+                     f"{p50:<38}{p99}")
+    return "\n".join(lines) + "\n"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m diffproxy report",
@@ -218,6 +257,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"the diff proxy's http port (API and console), default {DEFAULT_URL}")
     parser.add_argument("--fail-on-signal", action="store_true",
                         help="exit 1 when any endpoint has signal")
+    parser.add_argument("--fail-on-latency", action="store_true",  # issue 14
+                        help="exit 1 when any endpoint's latency verdict is slower")
     parser.add_argument("--junit", metavar="FILE", type=Path,
                         help="also write JUnit XML: one testcase per endpoint, a failure for signal")
     parser.add_argument("--timeout", metavar="S", type=float, default=10.0,
@@ -245,6 +286,14 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
         print(f"diffproxy report: {exc}", file=stderr)
         return EXIT_ERROR
     stdout.write(render(report))
+    try:  # issue 14
+        latency = latency_verdicts(args.url, args.timeout)
+    except ReportError as exc:
+        if args.fail_on_latency:
+            print(f"diffproxy report: {exc}", file=stderr)
+            return EXIT_ERROR
+        latency = {}
+    stdout.write(render_latency(latency))
     if args.junit:
         try:
             args.junit.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +305,11 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
             return EXIT_ERROR
     if args.fail_on_signal and report.has_signal:
         print("diffproxy report: signal found (--fail-on-signal)", file=stderr)
+        return EXIT_SIGNAL
+    slower = sorted(n for n, v in latency.items() if v.get("verdict") == "slower")
+    if args.fail_on_latency and slower:
+        print(f"diffproxy report: candidate slower on {', '.join(slower)} (--fail-on-latency)",
+              file=stderr)
         return EXIT_SIGNAL
     return EXIT_OK
 

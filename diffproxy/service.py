@@ -68,7 +68,8 @@ class ProxyService:
             samples_latest=s.store.samples_latest, max_fields=s.diff.max_fields,
             flush_interval=s.store.flush_interval,
             on_flush=self.metrics.store_flushes.inc, on_error=self.metrics.store_errors.inc,
-            max_bytes=s.store.max_bytes, on_thin=self.metrics.store_thinned.inc)
+            max_bytes=s.store.max_bytes, on_thin=self.metrics.store_thinned.inc,
+            on_latency=self.metrics.observe_latency)
         self._session = new_session(s.proxy)
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
         self.pipeline = Pipeline(s, self.store, self.metrics)
@@ -122,6 +123,7 @@ class ProxyService:
 
     def _cleared(self) -> None:
         self.pipeline.reset()
+        self.metrics.clear_latency()
         if self.workers is not None:
             self.workers.reset()
 

@@ -115,6 +115,14 @@ class StoreSettings:
     max_bytes: int = 1024**3  # size budget of the store; examples are thinned beyond it
 
 
+# issue 14: latency verdict -----------------------------------------------------------------
+@dataclass(frozen=True)
+class LatencySettings:
+    relative: float = 20.0  # percent of primary's quantile
+    absolute_ms: float = 10.0
+    min_samples: int = 20
+
+
 @dataclass(frozen=True)
 class Settings:
     targets: Targets
@@ -130,6 +138,7 @@ class Settings:
     # issue 12: Diffy flags given on the command line that have no meaning here, logged
     # once at start as ignored
     ignored_flags: tuple[str, ...] = ()
+    latency: LatencySettings = field(default_factory=LatencySettings)  # issue 14
 
 
 # Value parsers: raw (str, or a native YAML/JSON value) -> typed value, ValueError on bad input.
@@ -218,6 +227,17 @@ def parse_target(raw: Any, protocol: str = "http", https_port: int = 443) -> Tar
         raise ValueError(f"bad target {text!r} (want HOST:PORT or http(s)://HOST:PORT)")
     default = https_port if scheme == "https" else 80
     return Target(scheme, host, _port(port) if port is not None else default)
+
+
+def parse_milliseconds(raw: Any) -> float:  # issue 14
+    text = _text(raw)
+    try:
+        value = float(text.removesuffix("ms"))
+    except ValueError:
+        raise ValueError(f"want milliseconds, a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"want milliseconds, a number >= 0, got {text!r}")
+    return value
 
 
 def parse_threshold(raw: Any) -> float:
@@ -378,6 +398,13 @@ FLAGS: tuple[Flag, ...] = (
     Flag("max.fields", _int_at_least(1), "200",
          "distinct fields per endpoint; more are counted as __overflow_fields__"),
     Flag("admin.token", _identity, "", "if set, clearing results needs 'Authorization: Bearer TOKEN'"),
+    # issue 14: latency verdict
+    Flag("latency.relative", parse_threshold, "20.0",
+         "latency verdict: percent of primary's p50/p99 the candidate may differ by, beyond noise"),
+    Flag("latency.absolute", parse_milliseconds, "10",
+         "latency verdict: milliseconds the candidate may differ by, beyond noise"),
+    Flag("latency.minSamples", _int_at_least(1), "20",
+         "latency verdict: compared requests per target before an endpoint is judged"),
     Flag("config", _identity, "", "YAML or JSON file with any of these keys"),
     # issue 13: bounds (hostile-bounds)
     Flag("queue.maxBytes", parse_size, "256MB",
@@ -620,6 +647,11 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             max_bytes=get("store.maxBytes"),
         ),
         ignored_flags=ignored,
+        latency=LatencySettings(  # issue 14
+            relative=get("latency.relative"),
+            absolute_ms=get("latency.absolute"),
+            min_samples=get("latency.minSamples"),
+        ),
     )
 
 

@@ -34,12 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .latency import LatencyBook
 from .model import Record
 from .sampling import ExampleSampler, newest
 
 SCHEMA_VERSION = 1
 OVERFLOW_FIELD = "__overflow_fields__"
 FLUSH_ITEMS = 200
+LATENCY_WRITE_INTERVAL = 1.0  # seconds between writes of the latency sketches
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WAL_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint
 THIN_TO = 0.9  # thinning frees down to this share of the budget
@@ -72,6 +74,13 @@ def _add_columns(conn: sqlite3.Connection) -> None:
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}  # fixed names
         if column not in have:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
+# Added without a version bump: a version-1 file from before gains it at open.
+_LATENCY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS latency(endpoint TEXT NOT NULL, target TEXT NOT NULL,
+                                   sketch TEXT NOT NULL, PRIMARY KEY(endpoint, target));
+"""
 
 
 class StoreError(Exception):
@@ -189,6 +198,7 @@ def _open_sync(path: str) -> sqlite3.Connection:
             conn.executescript(f"BEGIN;{_SCHEMA}INSERT INTO meta VALUES('schema_version', "
                                f"'{SCHEMA_VERSION}');COMMIT;")
         _add_columns(conn)
+        conn.executescript(f"BEGIN;{_LATENCY_SCHEMA}COMMIT;")
         # A write takes the exclusive lock now, so a second proxy on this file fails here
         # rather than at its first flush.
         conn.execute("INSERT OR REPLACE INTO meta VALUES('opened_by', ?)",
@@ -240,7 +250,7 @@ class Store:
 
     def __init__(self, path: str, samples_first: int, samples_latest: int, max_fields: int,
                  flush_interval: float, conn: sqlite3.Connection, executor: ThreadPoolExecutor,
-                 on_flush=None, on_error=None, max_bytes: int | None = None,
+                 on_flush=None, on_error=None, on_latency=None, max_bytes: int | None = None,
                  on_thin=None) -> None:
         self.path = path
         self.samples_first = samples_first
@@ -258,6 +268,10 @@ class Store:
         self.endpoints: dict[str, EndpointCounts] = {}
         self.fields: dict[str, dict[str, FieldCounts]] = {}
         self.last_reset: int | None = None
+        self.latency = LatencyBook()
+        self._latency_written = 0.0
+        # Called with (endpoint, latency_ms) for every counted request: the /metrics histogram.
+        self._on_latency = on_latency or (lambda _ep, _ms: None)
         self._sampler = ExampleSampler(samples_first, samples_latest, max_keys=None)
         self._seq = 0
         self._pending: _Batch = self._new_batch()
@@ -271,7 +285,7 @@ class Store:
     @classmethod
     async def open(cls, path: str, *, samples_first: int = 5, samples_latest: int = 5,
                    max_fields: int = 200, flush_interval: float = 0.2,
-                   on_flush=None, on_error=None, max_bytes: int | None = None,
+                   on_flush=None, on_error=None, on_latency=None, max_bytes: int | None = None,
                    on_thin=None) -> Store:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-store")
         loop = asyncio.get_running_loop()
@@ -279,7 +293,7 @@ class Store:
         try:
             conn = await loop.run_in_executor(executor, _open_sync, path)
             store = cls(path, samples_first, samples_latest, max_fields, flush_interval,
-                        conn, executor, on_flush, on_error, max_bytes, on_thin)
+                        conn, executor, on_flush, on_error, on_latency, max_bytes, on_thin)
             await loop.run_in_executor(executor, store._load)
         except BaseException:
             executor.shutdown(wait=False)
@@ -303,6 +317,7 @@ class Store:
                     "GROUP BY endpoint, path"):
                 self._sampler.first_counts[(ep, path)] = n
             self._seq = conn.execute("SELECT coalesce(max(seq), 0) FROM results").fetchone()[0]
+            self.latency.load(conn.execute("SELECT endpoint, target, sketch FROM latency"))
             row = conn.execute("SELECT value FROM meta WHERE key='last_reset'").fetchone()
             self.last_reset = int(row[0]) if row else None
         except sqlite3.DatabaseError as exc:
@@ -369,6 +384,8 @@ class Store:
             setattr(counts, attr, getattr(counts, attr) + 1)
         batch = self._pending
         batch.endpoints[ep] = counts
+        self.latency.add(ep, record.latency_ms)
+        self._on_latency(ep, record.latency_ms)
 
         # Per request and field: a field counts once per request however many overflowed
         # paths map onto it.
@@ -449,12 +466,22 @@ class Store:
                 {k: v.copy() for k, v in batch.endpoints.items()},
                 {k: FieldCounts(v.differences, v.noise, v.weight) for k, v in batch.fields.items()},
                 batch.results, batch.samples, batch.latest_touched)
+            # Encoded now, in the event loop: the sketches go on changing while the write runs.
+            # ~30 us per sketch, so at most once a second (a crash loses at most that much,
+            # as the counts' own promise); always on close.
+            now = time.monotonic()
+            if self._closed or now - self._latency_written >= LATENCY_WRITE_INTERVAL:
+                sketches = self.latency.take_dirty()
+                self._latency_written = now
+            else:
+                sketches = []
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._executor, self._write, snap)
+                await loop.run_in_executor(self._executor, self._write, snap, sketches)
             except Exception as exc:
                 self.write_error = describe(exc)
                 self._on_error()
+                self.latency.dirty.update(ep for ep, _, _ in sketches if ep in self.latency.sketches)
                 # The counts are absolute, so re-marking the keys dirty repairs them on the
                 # next flush; the example records of this batch are lost.
                 for k, v in batch.endpoints.items():
@@ -476,11 +503,13 @@ class Store:
         needed = {sample[4] for sample in b.samples}
         b.results = [(rid, seq, ep, doc) for rid, seq, ep, doc in b.results if rid in needed]
 
-    def _write(self, b: _Batch) -> None:
+    def _write(self, b: _Batch, sketches: list[tuple[str, str, str]] = ()) -> None:
         self._thin(b)
         conn = self._conn
         conn.execute("BEGIN")
         try:
+            conn.executemany("INSERT OR REPLACE INTO latency(endpoint, target, sketch) "
+                             "VALUES(?,?,?)", sketches)
             conn.executemany(
                 "INSERT INTO endpoints(name, total, differences, baseline_failures, failed_primary, "
                 "failed_secondary, failed_candidate) VALUES(?,?,?,?,?,?,?) "
@@ -595,7 +624,7 @@ class Store:
                 conn = self._conn
                 conn.execute("BEGIN")
                 try:
-                    for table in ("endpoints", "fields", "results", "samples"):
+                    for table in ("endpoints", "fields", "results", "samples", "latency"):
                         conn.execute(f"DELETE FROM {table}")  # fixed names, no input
                     conn.execute("INSERT OR REPLACE INTO meta VALUES('last_reset', ?)", (str(now),))
                     conn.execute("COMMIT")
@@ -606,6 +635,7 @@ class Store:
             await asyncio.get_running_loop().run_in_executor(self._executor, wipe)
             self.endpoints.clear()
             self.fields.clear()
+            self.latency.clear()
             self._sampler.reset()
             self.last_reset = now
             return now

@@ -50,13 +50,17 @@ def parser() -> argparse.ArgumentParser:
                       help="istiod's compatibilityVersion; 1.27 or lower restores the -shadow Host")
     demo.add_argument("--relay", action=argparse.BooleanOptionalAction, default=DEFAULT.relay,
                       help="local: mirror through the nginx relay (v2), or --no-relay straight to the diff proxy")
+    demo.add_argument("--prometheus", action=argparse.BooleanOptionalAction, default=True,
+                      help="local: run a Prometheus scraping the diff proxy and Envoy, with the "
+                           "release's alerting rules (Debian's prometheus package)")
     demo.add_argument("--state", type=Path, metavar="FILE",
                       help="local: once everything is up, write the URL of every part to FILE (JSON)")
     demo.add_argument("--run-dir", type=Path, help="folder for logs and results (default ./run/<timestamp>)")
     for role, what in (("entry", "mesh entry (the caller's Envoy)"), ("envoy-admin", "Envoy admin"),
                        ("console", "diff proxy API and console"),
                        ("proxy", "diff proxy's mirrored-traffic listener"), ("admin", "diff proxy admin"),
-                       ("v1", "httpbin v1"), ("relay", "v2 relay"), ("master", "httpbin-master"),
+                       ("prometheus", "local Prometheus"), ("v1", "httpbin v1"), ("relay", "v2 relay"),
+                       ("master", "httpbin-master"),
                        ("candidate", "httpbin-candidate")):
         demo.add_argument(f"--{role}-port", type=_port, help=f"local: port of the {what} (default: a free one)")
     demo.add_argument("--cluster-name", default="mirror-demo", help="kind: cluster name")
@@ -116,8 +120,10 @@ def _demo(args: argparse.Namespace) -> int:
     ports = LocalPorts(entry=args.entry_port, envoy_admin=args.envoy_admin_port, v1=args.v1_port,
                        relay=args.relay_port,
                        master=args.master_port, candidate=args.candidate_port, proxy=args.proxy_port,
-                       admin=args.admin_port, console=args.console_port)
-    return run_local(MeshSettings(topology=topology, run_dir=args.run_dir, ports=ports),
+                       admin=args.admin_port, console=args.console_port,
+                       prometheus=args.prometheus_port)
+    return run_local(MeshSettings(topology=topology, run_dir=args.run_dir, ports=ports,
+                                  prometheus=args.prometheus),
                      state_file=args.state)
 
 

@@ -16,8 +16,6 @@ from diffproxy.client import ApiClient, ApiError
 from localmesh import traffic
 from localmesh.stack import LocalMesh, MeshSettings
 
-SAMPLE_ROUNDS = 3  # enough for /uuid's noise to cancel and /json's signal to stand out
-
 
 def python_cmd() -> str:
     """How to call this interpreter from the current folder (`.venv/bin/python`)."""
@@ -82,6 +80,11 @@ def summary(mesh: LocalMesh) -> str:
         mirror_row = f"  v2 relay (mirror copy)  http://127.0.0.1:{p.relay}   nginx -> diff proxy {e.proxy_url}\n"
     else:
         mirror_row = f"  mirror target           {e.proxy_url}   the diff proxy itself (relay off)\n"
+    if e.prometheus_url:
+        prometheus_row = (f"  Prometheus              {e.prometheus_url}/alerts   scrapes the diff proxy and "
+                          f"Envoy; rules {run}/prometheus/rules.yml\n")
+    else:
+        prometheus_row = ""
     host_note = "copies keep the caller's Host" if mesh.host_form == "plain" else "copies go to host-shadow"
     return f"""
 The mirroring demo is running on loopback (mirror {mesh.mirror_percentage:g}%, {mesh.istio.describe()}: {host_note}).
@@ -91,14 +94,14 @@ The mirroring demo is running on loopback (mirror {mesh.mirror_percentage:g}%, {
   Envoy admin             {e.envoy_admin_url}/stats   config {run}/sidecar/envoy.json
   v1 (answers callers)    http://127.0.0.1:{p.v1}   httpbin
 {mirror_row}  httpbin-master          http://127.0.0.1:{p.master}   primary and secondary
-  httpbin-candidate       http://127.0.0.1:{p.candidate}   candidate.app (GET /json changed)
+  httpbin-candidate       http://127.0.0.1:{p.candidate}   candidate.app (GET /json changed, GET /delay/:n +80 ms)
   diff proxy admin        {e.admin_url}/metrics
-
+{prometheus_row}
 Send more traffic (what the sleep pod does):
   {py} -m localmesh traffic --url {e.entry_url} -n 20
   curl -H 'Host: {mesh.entry_host}' {e.entry_url}/headers
-See the report (CI gate; exit 1 on signal):
-  {py} -m diffproxy report --url {e.console_url} --fail-on-signal
+See the report (CI gate; exit 1 on signal, or on an endpoint the candidate made slower):
+  {py} -m diffproxy report --url {e.console_url} --fail-on-signal --fail-on-latency
 Logs of every process: {run}/
 
 Press Ctrl-C to stop everything.
@@ -110,13 +113,15 @@ def run_local(settings: MeshSettings, out: TextIO = sys.stdout, state_file: Path
     with stop_signals_raise():
         try:
             print("starting httpbin v1, httpbin-master, httpbin-candidate, the diff proxy, "
-                  "the relay and the caller's Envoy sidecar ...", file=out, flush=True)
+                  "the relay, the caller's Envoy sidecar"
+                  + (" and Prometheus" if settings.prometheus else "") + " ...", file=out, flush=True)
             mesh.start()
-            paths = list(traffic.expand(traffic.DEMO_PATHS, SAMPLE_ROUNDS * len(traffic.DEMO_PATHS)))
+            rounds = traffic.demo_rounds(settings.topology.latency.min_samples)
+            paths = list(traffic.expand(traffic.DEMO_PATHS, rounds * len(traffic.DEMO_PATHS)))
             replies = mesh.send_paths(paths)
             statuses = sorted({r.status for r in replies})
             expected = round(len(replies) * mesh.mirror_percentage / 100)
-            wait_for_results(mesh.api_url, expected)
+            wait_for_results(mesh.api_url, expected, timeout=30.0)
             got = mesh.received()
             target = "v2 (the relay)" if settings.topology.relay else "the diff proxy"
             print(f"sent {len(replies)} sample requests through the mesh entry (statuses "
@@ -125,6 +130,7 @@ def run_local(settings: MeshSettings, out: TextIO = sys.stdout, state_file: Path
             print(envoy_counters(mesh), file=out)
             try:
                 out.write("\n" + report.render(report.fetch(mesh.api_url, 10.0)))
+                out.write(report.render_latency(report.latency_verdicts(mesh.api_url, 10.0)))
             except report.ReportError as exc:
                 print(f"(report not available yet: {exc})", file=out)
             if state_file is not None:

@@ -563,7 +563,8 @@ def run_demo(settings: KindSettings) -> int:
     mesh.apply(settings.topology.mirror_percentage)
     try:
         port = mesh.port_forward_console()
-        paths = list(traffic.expand(traffic.DEMO_PATHS, 3 * len(traffic.DEMO_PATHS)))
+        rounds = traffic.demo_rounds(settings.topology.latency.min_samples)
+        paths = list(traffic.expand(traffic.DEMO_PATHS, rounds * len(traffic.DEMO_PATHS)))
         replies = mesh.send_paths(paths)
         print(f"sent {len(replies)} sample requests from the sleep pod through its sidecar")
         t = settings.topology

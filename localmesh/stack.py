@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from localmesh import accesslog, nginx, ports, processes, sidecar, traffic
+from localmesh import accesslog, nginx, ports, processes, prometheus, sidecar, traffic
 from localmesh.errors import MeshError
 from topology import DEFAULT, Istio, Ports, Topology, render_relay_conf
+from topology.monitoring import Scope
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ports.LOOPBACK
@@ -43,6 +44,7 @@ class LocalPorts:
     proxy: int | None = None
     admin: int | None = None
     console: int | None = None
+    prometheus: int | None = None
 
     def resolve(self) -> LocalPorts:
         return LocalPorts(**ports.pick({f.name: getattr(self, f.name) for f in fields(self)}))
@@ -58,6 +60,9 @@ class MeshSettings:
     python: str = sys.executable
     ready_timeout: float = 30.0
     gunicorn_threads: int = 4
+    # A Prometheus scraping the diff proxy and Envoy, with the release's rules (the demo's).
+    prometheus: bool = False
+    prometheus_bin: str | None = None  # None: `prometheus` on PATH
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,10 @@ class Endpoints:
     def envoy_admin_url(self) -> str:
         return f"http://{LOOPBACK}:{self.ports.envoy_admin}"
 
+    @property
+    def prometheus_url(self) -> str | None:
+        return f"http://{LOOPBACK}:{self.ports.prometheus}" if self.ports.prometheus else None
+
     def url(self, role: str) -> str:
         return f"http://{LOOPBACK}:{getattr(self.ports, role)}"
 
@@ -103,12 +112,18 @@ class Endpoints:
             "diffproxy_proxy": self.proxy_url,
             "diffproxy_admin": self.admin_url,
             "envoy_admin": self.envoy_admin_url,
+            "prometheus": self.prometheus_url,
             "v1": self.url("v1"),
             "relay": self.url("relay") if relay else None,
             "master": self.url("master"),
             "candidate": self.url("candidate"),
             "run_dir": str(self.run_dir),
         }
+
+
+def local_scope(t: Topology) -> Scope:
+    """The labels the local Prometheus puts on the diff proxy: the cluster's (namespace, app)."""
+    return Scope(app=t.diffproxy_name, namespace=t.diffy_namespace, service=t.service_label)
 
 
 def default_run_dir(base: Path | None = None) -> Path:
@@ -147,12 +162,17 @@ class LocalMesh:
         chosen = s.ports.resolve()
         if not s.topology.relay:
             chosen = replace(chosen, relay=None)  # no v2: copies go straight to the diff proxy
+        prometheus_bin = prometheus.find_prometheus(s.prometheus_bin) if s.prometheus else None
+        if prometheus_bin is None:
+            chosen = replace(chosen, prometheus=None)
         run_dir = (s.run_dir or default_run_dir()).resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
         self._endpoints = Endpoints(run_dir, chosen)
         sup = self._supervisor = processes.Supervisor(run_dir)
         try:
             self._start_all(sup, nginx_bin, envoy_bin, chosen, run_dir)
+            if prometheus_bin is not None:
+                self._start_prometheus(sup, prometheus_bin, chosen, run_dir)
         except BaseException:
             self.stop()
             raise
@@ -211,6 +231,17 @@ class LocalMesh:
         deadline = time.monotonic() + s.ready_timeout
         for managed, ready, port in wait:
             processes.wait_ready(managed, ready, max(0.5, deadline - time.monotonic()), port)
+
+    def _start_prometheus(self, sup: processes.Supervisor, binary: str, p: LocalPorts,
+                          run_dir: Path) -> None:
+        topo = self.settings.topology
+        instance = prometheus.PrometheusInstance(run_dir / "prometheus", binary, p.prometheus,
+                                                 LOOPBACK)
+        instance.write(local_scope(topo), topo.thresholds, topo.latency,
+                       f"{LOOPBACK}:{p.admin}", f"{LOOPBACK}:{p.envoy_admin}")
+        managed = sup.start("prometheus", instance.argv(), cwd=run_dir)
+        processes.wait_ready(managed, processes.http_ready(f"{instance.url}/-/ready"),
+                             max(self.settings.ready_timeout, 60.0), p.prometheus)
 
     def _start_relay(self, sup: processes.Supervisor, nginx_bin: str, p: LocalPorts,
                      run_dir: Path) -> tuple[processes.Managed, Callable[[], bool], int]:

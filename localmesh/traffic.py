@@ -12,10 +12,18 @@ import httpx
 from localmesh.errors import MeshError
 
 # What the original demo's `curl http://mirrorservice-sample:44134/...` calls hit: echoes,
-# a random field (/uuid, noise), the changed document (/json, signal) and a templated path.
+# a random field (/uuid, noise), the changed document (/json, signal), a templated path, and
+# the route the candidate answers 80 ms later (/delay/0: the latency regression).
 DEMO_PATHS: tuple[str, ...] = (
     "/headers", "/get", "/uuid", "/json", "/anything/{id}", "/status/200", "/user-agent",
+    "/delay/0",
 )
+
+
+def demo_rounds(min_samples: int) -> int:
+    """Rounds of DEMO_PATHS the demo sends: three are enough for /uuid's noise to cancel and
+    /json's signal to stand out; the latency verdict needs `-latency.minSamples` per endpoint."""
+    return max(3, min_samples)
 
 
 @dataclass(frozen=True)

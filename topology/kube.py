@@ -12,12 +12,14 @@ The rest is the demo's own: namespaces, the httpbin "production" app and the sle
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import posixpath
 from dataclasses import dataclass
 
 from topology.istio import Istio
 from topology.model import STORE_PATH, Topology, TopologyError, diffproxy_args
+from topology.monitoring import Monitoring, Scope, dashboard_json, rule_groups
 from topology.relay import render_relay_conf
 from topology.release import (
     QUANTITY,
@@ -80,8 +82,12 @@ class ClusterSettings:
     # pipenv virtualenv; our image has it on PATH.
     httpbin_launcher: tuple[str, ...] = ()
     candidate_app: str = "candidate.app:app"
+    prometheus: str = "off"  # off | annotations | operator (Pulumi config `prometheus`)
 
     def __post_init__(self) -> None:
+        if self.prometheus not in ("off", "annotations", "operator"):
+            raise TopologyError(f"prometheus must be off, annotations or operator, "
+                                f"got {self.prometheus!r}")
         if self.storage not in STORAGE_KINDS:
             raise TopologyError(f"storage must be emptyDir or pvc, got {self.storage!r}")
         if not QUANTITY.match(self.storage_size):
@@ -258,10 +264,12 @@ class ReleaseObjects:
     destination_rule: dict
     # With adopt_virtual_service: the patch of the user's VirtualService (spec.http only).
     virtual_service: dict
+    # ServiceMonitor, PrometheusRule (monitoring "operator"), the Grafana dashboard ConfigMap.
+    monitoring: list[dict] = dataclasses.field(default_factory=list)
 
     def all(self) -> list[dict]:
         return [self.primary_service, *self.candidate, *self.diffproxy, *self.relay,
-                self.destination_rule, self.virtual_service]
+                self.destination_rule, self.virtual_service, *self.monitoring]
 
 
 def release_hosts(name: str, a: MirroredReleaseArgs) -> dict[str, str]:
@@ -289,7 +297,7 @@ def release_diffproxy_args(name: str, a: MirroredReleaseArgs) -> list[str]:
         candidate=f"{n.candidate_service}:{a.candidate.port}",
         service_label=d.service_label or a.service.name, proxy_port=d.proxy_port,
         admin_port=d.admin_port, console_port=d.console_port, thresholds=d.thresholds,
-        store_path=STORE_PATH, ignore_fields=d.ignore_fields)
+        store_path=STORE_PATH, ignore_fields=d.ignore_fields, latency=d.latency)
     for flag, values in (("ignore.headers", d.ignore_headers),
                          ("redact.headers", d.redact_headers),
                          ("redact.fields", d.redact_fields)):
@@ -312,14 +320,16 @@ def release_objects(name: str, a: MirroredReleaseArgs) -> ReleaseObjects:
             _service(n.candidate_service, ns, candidate_labels, [("http", a.candidate.port)]),
         ],
         diffproxy=_diffproxy_objects(n.diffproxy, ns, a.diffproxy,
-                                     release_diffproxy_args(name, a)),
+                                     release_diffproxy_args(name, a), a.monitoring),
         relay=_relay_objects(name, a) if a.relay is not None else [],
         destination_rule=_destination_rule(n.rule, a),
         virtual_service=_virtual_service(name, n.rule, a),
+        monitoring=monitoring_objects(name, a),
     )
 
 
-def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str]) -> list[dict]:
+def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str],
+                       monitoring: Monitoring | None = None) -> list[dict]:
     labels = {"app": name}
     claim = f"{name}-results"
     objects: list[dict] = []
@@ -360,6 +370,12 @@ def _diffproxy_objects(name: str, ns: str, d: DiffProxy, args: list[str]) -> lis
     }
     # The proxy dials its targets at once; without this it may start before its sidecar can.
     annotations = {"proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}'}
+    if monitoring is not None and monitoring.mode == "annotations":
+        # Istio's sidecar injection moves these to its merged-metrics port (15020), which
+        # serves the diff proxy's /metrics and Envoy's own together.
+        annotations.update({"prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(d.admin_port),
+                            "prometheus.io/path": "/metrics"})
     objects.append(_deployment(
         name, ns, labels, [container],
         volumes=[results, {"name": "tmp", "emptyDir": {}}],
@@ -473,7 +489,7 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
                         port=port, target_port="http", labels=t.backend_labels("v1")),
         diffproxy=DiffProxy(
             image=t.images.diffproxy, pull_policy=t.images.pull_policy,
-            service_label=t.service_label, thresholds=t.thresholds,
+            service_label=t.service_label, thresholds=t.thresholds, latency=t.latency,
             ignore_fields=t.ignore_fields, proxy_port=t.ports.proxy, admin_port=t.ports.admin,
             console_port=t.ports.console, storage=s.storage, storage_size=s.storage_size,
             storage_class=s.storage_class),
@@ -481,6 +497,7 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
                      labels={"version": t.app_labels("v2")["version"]})
                if t.relay else None),
         mirror_percentage=t.mirror_percentage,
+        monitoring=Monitoring(mode=s.prometheus),
         names=ReleaseNames(
             candidate=backend_deployment(t, "v2"), candidate_service=t.candidate_service,
             primary_service=t.primary_service, diffproxy=t.diffproxy_name,
@@ -563,3 +580,55 @@ def groups(t: Topology, s: ClusterSettings | None = None) -> dict[str, list[dict
         "sleep": sleep_objects(t),
         "mirror-rule": mirror_rule_objects(t),
     })
+
+
+# Monitoring ---------------------------------------------------------------------------------
+
+
+def release_scope(name: str, a: MirroredReleaseArgs) -> Scope:
+    """The labels a Prometheus puts on this release's diff proxy series (namespace, app)."""
+    return Scope(app=a.names.resolve(name).diffproxy, namespace=a.namespace,
+                 service=a.diffproxy.service_label or a.service.name)
+
+
+MONITORING_API = "monitoring.coreos.com/v1"
+
+
+def monitoring_objects(name: str, a: MirroredReleaseArgs) -> list[dict]:
+    """What the release's `monitoring` asks for: with "operator" a ServiceMonitor (the
+    admin port's /metrics) and a PrometheusRule (topology.monitoring's rules); with either
+    mode on, the Grafana dashboard in a ConfigMap for Grafana's dashboard sidecar."""
+    m = a.monitoring
+    if not m.on:
+        return []
+    n, ns, scope = a.names.resolve(name), a.namespace, release_scope(name, a)
+    labels = {"app": n.diffproxy, **m.labels}
+    objects: list[dict] = []
+    if m.mode == "operator":
+        objects.append({
+            "apiVersion": MONITORING_API, "kind": "ServiceMonitor",
+            "metadata": _meta(n.diffproxy, ns, labels),
+            "spec": {
+                "selector": {"matchLabels": {"app": n.diffproxy}},
+                "namespaceSelector": {"matchNames": [ns]},
+                # The rules and the dashboard select the series by the pods' app label.
+                "podTargetLabels": ["app"],
+                # The proxy's own `endpoint` label (the API endpoint) must win over the
+                # operator's (the Service port's name).
+                "endpoints": [{"port": "http-admin", "path": "/metrics",
+                               "interval": m.scrape_interval, "honorLabels": True}],
+            },
+        })
+        objects.append({
+            "apiVersion": MONITORING_API, "kind": "PrometheusRule",
+            "metadata": _meta(n.diffproxy, ns, labels),
+            "spec": {"groups": rule_groups(scope, a.diffproxy.thresholds, a.diffproxy.latency)},
+        })
+    if m.dashboard:
+        objects.append({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _meta(f"{n.diffproxy}-dashboard", m.dashboard_namespace or ns,
+                              {"app": n.diffproxy, **m.dashboard_labels}),
+            "data": {f"{n.diffproxy}.json": dashboard_json(scope)},
+        })
+    return objects

@@ -6,6 +6,7 @@ nothing else spells out a name or a port.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from topology.istio import Istio
@@ -47,6 +48,29 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class LatencyThresholds:
+    """When the candidate counts as slower (or faster) than primary, at p50 and p99: by more
+    than the secondary-vs-primary noise plus max(absolute, relative x primary). The diff
+    proxy's -latency.relative (percent), -latency.absolute (ms), -latency.minSamples."""
+
+    relative: float = 20.0
+    absolute_ms: float = 10.0
+    min_samples: int = 20
+
+    def check(self, key: str = "latency") -> None:
+        for name, value in (("relative", self.relative), ("absolute_ms", self.absolute_ms)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise TopologyError(f"{key}.{name} must be a finite number >= 0, got {value!r}")
+        if not isinstance(self.min_samples, int) or self.min_samples < 1:
+            raise TopologyError(f"{key}.min_samples must be an integer >= 1, "
+                                f"got {self.min_samples!r}")
+
+    def flags(self) -> list[str]:
+        return [f"-latency.relative={self.relative:g}", f"-latency.absolute={self.absolute_ms:g}",
+                f"-latency.minSamples={self.min_samples}"]
+
+
+@dataclass(frozen=True)
 class Topology:
     app_namespace: str = "mirror-demo"
     diffy_namespace: str = "diffy"
@@ -65,6 +89,7 @@ class Topology:
     ports: Ports = field(default_factory=Ports)
     images: Images = field(default_factory=Images)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    latency: LatencyThresholds = field(default_factory=LatencyThresholds)
     # httpbin's /headers echoes the Host it was called with. The proxy forwards each
     # target's own host, and primary and secondary share one host while the candidate has
     # another, so the echo would be a difference noise can never cancel.
@@ -91,6 +116,7 @@ class Topology:
             raise TopologyError(
                 f"imagePullPolicy must be Always, IfNotPresent or Never, got {self.images.pull_policy!r}"
             )
+        self.latency.check()
         for key, value in (("thresholds.relative", self.thresholds.relative),
                            ("thresholds.absolute", self.thresholds.absolute)):
             if value < 0:
@@ -139,7 +165,7 @@ class Topology:
             service_label=self.service_label, proxy_port=p.proxy, admin_port=p.admin,
             console_port=p.console, thresholds=self.thresholds, store_path=store_path,
             ignore_fields=self.ignore_fields, listen_host=listen_host,
-            allow_http_side_effects=self.allow_http_side_effects)
+            allow_http_side_effects=self.allow_http_side_effects, latency=self.latency)
 
     def cluster_diffproxy_args(self) -> list[str]:
         target = lambda svc: f"{svc}:{self.ports.backend}"  # noqa: E731 - Diffy's host:port form
@@ -156,7 +182,8 @@ DEFAULT = Topology()
 def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_label: str,
                    proxy_port: int, admin_port: int, console_port: int, thresholds: Thresholds,
                    store_path: str = STORE_PATH, ignore_fields: tuple[str, ...] = (),
-                   listen_host: str = "", allow_http_side_effects: bool = False) -> list[str]:
+                   listen_host: str = "", allow_http_side_effects: bool = False,
+                   latency: LatencyThresholds | None = None) -> list[str]:
     """Diffy's flags exactly as the original demo passes them, then ours: every diff proxy
     the project starts (cluster demo, any MirroredRelease, local stack) is configured here."""
     args = [
@@ -177,4 +204,4 @@ def diffproxy_args(*, primary: str, secondary: str, candidate: str, service_labe
         args.append("-allowHttpSideEffects=true")
     if ignore_fields:
         args.append(f"-ignore.fields={','.join(ignore_fields)}")
-    return args
+    return args + (latency or LatencyThresholds()).flags()

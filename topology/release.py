@@ -16,7 +16,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from topology.model import Thresholds, TopologyError
+from topology.model import LatencyThresholds, Thresholds, TopologyError
+from topology.monitoring import Monitoring
 
 # Service names must be RFC 1035 labels (a letter first); the release's name prefixes them.
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -32,7 +33,8 @@ _LONGEST_SUFFIX = len("-diffproxy-results")
 MANAGED_FLAGS = ("candidate", "master.primary", "master.secondary", "service.protocol",
                  "serviceName", "proxy.port", "admin.port", "http.port", "rootUrl",
                  "threshold.relative", "threshold.absolute", "store.path", "ignore.fields",
-                 "ignore.headers", "redact.headers", "redact.fields")
+                 "ignore.headers", "redact.headers", "redact.fields", "latency.relative",
+                 "latency.absolute", "latency.minSamples")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class DiffProxy:
     pull_policy: str = "IfNotPresent"
     service_label: str | None = None  # -serviceName; None: the user's Service name
     thresholds: Thresholds = field(default_factory=Thresholds)
+    latency: LatencyThresholds = field(default_factory=LatencyThresholds)  # candidate slower?
     ignore_fields: tuple[str, ...] = ()
     ignore_headers: tuple[str, ...] = ()
     redact_headers: tuple[str, ...] = ()
@@ -176,6 +179,8 @@ class MirroredReleaseArgs:
     # second one (docs/cluster.md "Try your own release" explains the trade-off).
     adopt_virtual_service: str | None = None
     names: ReleaseNames = field(default_factory=ReleaseNames)
+    # Prometheus and Grafana (issue 14): off, scrape annotations, or Prometheus Operator objects.
+    monitoring: Monitoring = field(default_factory=Monitoring)
 
     # Derived ----------------------------------------------------------------------------
 
@@ -313,6 +318,7 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
         if not math.isfinite(value) or value < 0:
             raise TopologyError(f"diffproxy.thresholds.{key} must be a finite number >= 0, "
                                 f"got {value!r}")
+    d.latency.check("diffproxy.latency")
     for key in ("ignore_fields", "ignore_headers", "redact_headers", "redact_fields"):
         values = getattr(d, key)
         if isinstance(values, str) or any(not v or "," in v for v in values):
@@ -350,6 +356,9 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
                 f"(which carry {a.relay_labels}); e.g. {{'version': 'v1'}}")
     if a.adopt_virtual_service is not None:
         _label("adopt_virtual_service", a.adopt_virtual_service, _DNS_1123)
+    a.monitoring.check("monitoring")
+    if a.monitoring.dashboard_namespace is not None:
+        _label("monitoring.dashboard_namespace", a.monitoring.dashboard_namespace, _DNS_1123)
 
 
 def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

@@ -413,8 +413,24 @@
         h("header", { class: "panel-head" }, h("h2", { text: "Endpoints" }),
           h("span", { class: "hint", text: "worst first: signal, then by share of differing requests" })),
         epTable));
+    const slowList = h("ul", { class: "slower-list" });
+    const slowPanel = h("section", { class: "panel slower-panel" },
+      h("header", { class: "panel-head" }, h("h2", { text: "Slower endpoints" }),
+        h("span", { class: "hint", text: "the candidate is slower than primary beyond the primary/secondary noise (p50 or p99)" })),
+      slowList);
+    slowPanel.hidden = true;
+    root.insertBefore(slowPanel, root.children[3]);
     const rows = new Map();
     const epRows = new Map();
+
+    async function updateSlower() {
+      const listed = await api("endpoints");
+      const slower = Object.keys(listed).filter((n) => listed[n].latency_verdict === "slower").sort();
+      slowList.replaceChildren(...slower.map((n) =>
+        h("li", {}, h("a", { href: links.endpoint(n), class: "mono", text: n }), " ",
+          h("span", { class: "badge badge-latency-slower", text: "slower" }))));
+      slowPanel.hidden = slower.length === 0;
+    }
 
     function updateEndpoints(list) {
       const nodes = list.map((ep) => {
@@ -493,9 +509,79 @@
       setText(empty, text);
       empty.hidden = !text;
       updateEndpoints(list);
+      await updateSlower();
     }
 
     return { root, refresh, title: "Overview" };
+  }
+
+  // ---------------------------------------------------------------- latency (issue 14)
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const LATENCY_TARGETS = ["primary", "secondary", "candidate"];
+  const LATENCY_LABEL = { slower: "slower", faster: "faster", same: "same latency", insufficient: "too few samples" };
+
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "text") el.textContent = value;
+      else el.setAttribute(key, String(value));
+    }
+    for (const child of children) el.append(child);
+    return el;
+  }
+
+  const fmtMs = (v) => (v === null || v === undefined ? "–" : `${Number(v).toFixed(1)} ms`);
+
+  // Three distributions side by side on one scale: a bar from p50 to p99 per target, a
+  // mark at p90, the numbers as text. Built with DOM APIs only (no framework, no markup).
+  function latencyChart(data) {
+    const width = 520, row = 34, left = 90, right = 150;
+    const top = Math.max(1, ...LATENCY_TARGETS.map((t) => (data[t] || {}).p99_ms || 0));
+    const x = (v) => left + ((width - left - right) * v) / top;
+    const chart = svg("svg", { class: "latency-chart", viewBox: `0 0 ${width} ${row * 3 + 20}`,
+      width, height: row * 3 + 20, role: "img", "aria-label": "p50, p90 and p99 per target" });
+    LATENCY_TARGETS.forEach((target, i) => {
+      const d = data[target] || {};
+      const y = 14 + i * row;
+      chart.append(svg("text", { x: 0, y: y + 12, class: "latency-label", text: target }));
+      if (d.p50_ms !== null && d.p50_ms !== undefined) {
+        chart.append(
+          svg("rect", { x: x(d.p50_ms), y, width: Math.max(2, x(d.p99_ms) - x(d.p50_ms)), height: 16,
+            class: `latency-bar latency-${target}` }),
+          svg("rect", { x: x(d.p90_ms) - 1, y: y - 2, width: 2, height: 20, class: "latency-p90" }));
+      }
+      chart.append(svg("text", { x: width - right + 8, y: y + 12, class: "latency-value",
+        text: `p50 ${fmtMs(d.p50_ms)} · p99 ${fmtMs(d.p99_ms)}` }));
+    });
+    chart.append(svg("text", { x: left, y: row * 3 + 16, class: "latency-axis", text: "0" }),
+      svg("text", { x: width - right, y: row * 3 + 16, class: "latency-axis", "text-anchor": "end", text: fmtMs(top) }));
+    return chart;
+  }
+
+  function latencyPanel(epName) {
+    const badge = h("span", { class: "badge" });
+    const counts = h("span", { class: "hint" });
+    const holder = h("div", { class: "latency-holder" });
+    const panel = h("section", { class: "panel latency-panel" },
+      h("header", { class: "panel-head" }, h("h2", { text: "Latency" }), badge, counts,
+        h("span", { class: "hint", text: "bar: p50 to p99, mark: p90; slower means beyond the primary/secondary noise" })),
+      holder);
+    async function refresh() {
+      let data;
+      try {
+        data = await api(`endpoints/${enc(epName)}/latency`);
+      } catch (err) {
+        if (err.status === 404) { panel.hidden = true; return; }
+        throw err;
+      }
+      panel.hidden = false;
+      badge.className = `badge badge-latency-${data.verdict}`;
+      setText(badge, LATENCY_LABEL[data.verdict] || data.verdict);
+      setText(counts, LATENCY_TARGETS.map((t) => `${t} ${fmtInt((data[t] || {}).count)}`).join(" · "));
+      holder.replaceChildren(latencyChart(data));
+    }
+    return { panel, refresh };
   }
 
   // ---------------------------------------------------------------- endpoint view
@@ -655,9 +741,11 @@
     toggle.checked = store.showNoise;
     const empty = h("div", { class: "empty-state" });
     const latest = latestExamples(epName);
+    const latency = latencyPanel(epName);
     const root = h("section", { class: "view view-endpoint" },
       crumbs({ text: "Overview", href: links.overview() }, { text: epName }),
       head.root,
+      latency.panel,
       h("section", { class: "panel" },
         h("header", { class: "panel-head" },
           h("h2", { text: "Fields" }),
@@ -668,6 +756,7 @@
 
     let seq = 0;
     function gone() {
+      latency.panel.hidden = true;
       fields.update({}, 0);
       latest.show(null);
       setText(empty, "No results for this endpoint. It has not seen traffic since results were last cleared.");
@@ -682,6 +771,7 @@
         gone();
         return;
       }
+      latency.refresh().catch(reportError);
       let stats;
       try {
         stats = await api(`endpoints/${enc(epName)}/stats?exclude_noise=${!store.showNoise}`);

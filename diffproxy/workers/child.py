@@ -38,8 +38,9 @@ log = logging.getLogger("diffproxy.worker")
 
 SHIP_INTERVAL = 0.1   # seconds between messages to the owner
 
-# id, endpoint, raw paths, noise paths, document, failed targets, baseline failed
-Shipped = tuple[str, str, tuple[str, ...], tuple[str, ...], "str | None", tuple[str, ...], bool]
+# id, endpoint, raw paths, noise paths, document, failed targets, baseline failed, latency
+Shipped = tuple[str, str, tuple[str, ...], tuple[str, ...], "str | None", tuple[str, ...], bool,
+                tuple["float | None", ...]]
 
 
 class Outbox:
@@ -57,7 +58,7 @@ class Outbox:
     def take(self) -> list[Shipped]:
         pending, self._pending = self._pending, []
         return [(r.id, r.endpoint, tuple(r.raw), tuple(r.noise), r.document, r.failed,
-                 r.baseline_failed) for r in pending]
+                 r.baseline_failed, r.latency_ms) for r in pending]
 
 
 class Worker:

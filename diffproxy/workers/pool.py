@@ -138,14 +138,15 @@ class WorkerPool:
                 health.record(healthy, error)
                 self.metrics.target_up.set(1 if health.healthy else 0, target=name)
         namer = self.pipeline.namer
-        for rid, candidate, raw, noise, doc, failed, baseline_failed in message["results"]:
+        for rid, candidate, raw, noise, doc, failed, baseline_failed, latency in message["results"]:
             # The document has no endpoint: the store adds the admitted one, which may be
             # the overflow endpoint.
             endpoint = namer.admit(candidate)
             try:
                 self.store.add(Record(id=rid, endpoint=endpoint, raw=dict.fromkeys(raw, {}),
                                       noise=dict.fromkeys(noise, {}), document=doc,
-                                      failed=failed, baseline_failed=baseline_failed))
+                                      failed=failed, baseline_failed=baseline_failed,
+                                      latency_ms=tuple(latency)))
             except Exception:  # counted, like a failed comparison
                 self.metrics.failed.inc()
                 log.exception("recording result %s from worker %d failed", rid, child.proc.pid)

@@ -435,3 +435,33 @@ def test_moved_wrapper_and_baseline_failure_are_shown_as_such(browser, tmp_path)
                 context.close()
         finally:
             proxy.stop()
+
+
+SLOW_ENDPOINT = "GET /delay/:id"  # candidate/app.py answers GET /delay/<n> 80 ms later
+
+
+def test_latency_panel_draws_three_distributions_and_the_overview_lists_slower(page, stack, traffic):
+    """Issue 14: enough /delay/0 traffic for a verdict; the page shows what the API says."""
+    from topology import DEFAULT
+
+    stk.send_demo_traffic(stack, rounds=DEFAULT.latency.min_samples + 2, paths=("/delay/0",))
+    latency = api(stack, f"endpoints/{enc(SLOW_ENDPOINT)}/latency")
+    assert latency["verdict"] == "slower", latency
+    page.goto(f"/#/endpoint/{enc(SLOW_ENDPOINT)}")
+    panel = page.locator(".latency-panel")
+    expect(panel.locator(".badge")).to_have_text("slower")
+    chart = panel.locator("svg.latency-chart")
+    expect(chart.locator("rect.latency-bar")).to_have_count(3)
+    values = chart.locator("text.latency-value")
+    expect(values).to_have_count(3)
+    for i, target in enumerate(("primary", "secondary", "candidate")):
+        expect(chart.locator("text.latency-label").nth(i)).to_have_text(target)
+        expect(values.nth(i)).to_contain_text(f"p50 {latency[target]['p50_ms']:.1f} ms")
+    # The candidate's bar starts further right than primary's: its p50 is later.
+    xs = chart.locator("rect.latency-bar").evaluate_all("els => els.map(e => +e.getAttribute('x'))")
+    assert xs[2] > xs[0]
+    page.goto("/")
+    slower = page.locator(".slower-panel li a")
+    expect(slower).to_have_count(len([n for n, e in api(stack, "endpoints").items()
+                                      if e["latency_verdict"] == "slower"]))
+    expect(slower.first).to_have_text(SLOW_ENDPOINT)

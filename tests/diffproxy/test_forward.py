@@ -229,7 +229,7 @@ async def test_fan_out_deadline_times_out_only_the_slow_target():
     assert (late.status, late.error) == (None, "timeout") and "0.3s" in late.error_detail
     assert fw.metrics.target_requests.get(target="t") == 1
     assert fw.metrics.target_errors.get(target="slow", kind="timeout") == 1
-    assert fw.metrics.target_latency.count(target="slow") == 1
+    assert late.elapsed_ms >= 300  # the fan-out measured it; the store's sketches take it
     assert fw.health["slow"].healthy is False and fw.health["t"].healthy is True
 
 
@@ -248,4 +248,3 @@ async def test_cancelling_a_fan_out_cancels_its_requests():
         with pytest.raises(asyncio.CancelledError):
             await task
     assert fw.metrics.target_errors.get(target="t", kind="timeout") == 0
-    assert fw.metrics.target_latency.count(target="t") == 0

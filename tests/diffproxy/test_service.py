@@ -49,6 +49,7 @@ def test_counts_noise_and_signal(proxy, client):
     assert all(f["differences"] == 4 for f in differing)  # the same fields on every request
     assert weighted["fields"][AUTHOR]["weight"] == 4 * len(differing)
     assert "weight" not in stats(proxy.api_url, JSON_EP)["fields"][AUTHOR]
+    assert endpoints[JSON_EP]["latency_verdict"] == "insufficient"  # 4 < -latency.minSamples
 
     author = stats(proxy.api_url, JSON_EP)["fields"][AUTHOR]
     assert (author["differences"], author["noise"], author["signal"]) == (4, 0, True)
@@ -196,9 +197,10 @@ def test_metrics_and_health(proxy, client):
     assert headers["content-type"].startswith("text/plain")
     lines = body.decode().splitlines()
     buckets = [float(line.rsplit(" ", 1)[1]) for line in lines
-               if line.startswith('diffproxy_target_latency_seconds_bucket{target="primary"')]
+               if line.startswith('diffproxy_target_latency_seconds_bucket{target="primary",endpoint="GET /json"')]
     assert buckets == sorted(buckets) and buckets[-1] >= 1
-    count = [line for line in lines if line.startswith('diffproxy_target_latency_seconds_count{target="primary"')]
+    count = [line for line in lines
+             if line.startswith('diffproxy_target_latency_seconds_count{target="primary",endpoint="GET /json"')]
     assert float(count[0].rsplit(" ", 1)[1]) == buckets[-1]
     assert diffapi.fetch(proxy.admin_url + "/healthz")[0] == 200
     assert json.loads(diffapi.fetch(proxy.admin_url + "/readyz")[2]) == {"status": "ready"}

@@ -117,7 +117,9 @@ def test_metrics_add_up_over_processes(traffic):
     assert diffapi.metric(m, "diffproxy_comparison_queue_depth") == 0
     for target in ("primary", "secondary", "candidate"):
         assert diffapi.metric(m, "diffproxy_target_requests_total", target=target) == total
-        assert diffapi.metric(m, "diffproxy_target_latency_seconds_count", target=target) == total
+        # Per endpoint, observed by the owner as it counts each worker's results.
+        assert sum(diffapi.metric(m, "diffproxy_target_latency_seconds_count", target=target,
+                                  endpoint=ep) for ep in ("GET /json", "GET /uuid")) == total
         assert diffapi.metric(m, "diffproxy_target_up", target=target) == 1
 
 

@@ -152,6 +152,7 @@ class MeshAsk:
     relay: bool = True
     allow_http_side_effects: bool = False
     ignore_fields: tuple[str, ...] | None = None  # None: the topology's
+    prometheus: bool = False  # local only: a Prometheus scraping the diff proxy and Envoy
 
     def topology(self):
         changes = {"mirror_percentage": self.mirror_percentage, "relay": self.relay,
@@ -173,8 +174,10 @@ class Backend:
     @contextlib.contextmanager
     def open(self, mirror_percentage: float = 100.0, istio: Istio | None = None, relay: bool = True,
              allow_http_side_effects: bool = False,
-             ignore_fields: tuple[str, ...] | None = None) -> Iterator[MeshUnderTest]:
-        ask = MeshAsk(mirror_percentage, istio, relay, allow_http_side_effects, ignore_fields)
+             ignore_fields: tuple[str, ...] | None = None,
+             prometheus: bool = False) -> Iterator[MeshUnderTest]:
+        ask = MeshAsk(mirror_percentage, istio, relay, allow_http_side_effects, ignore_fields,
+                      prometheus)
         with self._opener(ask) as mesh:
             view = MeshUnderTest(mesh)
             try:
@@ -197,7 +200,8 @@ def backend(backend_name: str, request: pytest.FixtureRequest,
             topology = ask.topology()
             run_dir = tmp_path_factory.mktemp(
                 f"mesh-{ask.mirror_percentage:g}-{topology.istio.version}-{topology.istio.host_form}")
-            with LocalMesh(MeshSettings(topology=topology, run_dir=run_dir)) as mesh:
+            with LocalMesh(MeshSettings(topology=topology, run_dir=run_dir,
+                                        prometheus=ask.prometheus)) as mesh:
                 yield mesh
 
         return Backend("local", open_local, lambda: list(LOCAL_ISTIO))
@@ -210,6 +214,9 @@ def backend(backend_name: str, request: pytest.FixtureRequest,
         # the Host form is whatever the installed Istio does.
         if ask.istio is not None and ask.istio.host_form != kind.host_form:
             pytest.skip(f"kind runs one Istio; {ask.istio.describe()} is not it")
+        if ask.prometheus:
+            pytest.skip("kind: the e2e stack runs no Prometheus (its rules are checked by "
+                        "promtool, its objects by schema)")
         if not ask.relay or ask.allow_http_side_effects or ask.ignore_fields is not None:
             pytest.skip("kind: the session's stack keeps the relay, side effects off and ignored fields")
         kind.apply(ask.mirror_percentage)

@@ -81,7 +81,8 @@ def test_report_gate_fails_on_the_changed_author(mesh, tmp_path):
     junit = tmp_path / "diff.xml"
     done = mesh.report("--fail-on-signal", "--junit", str(junit))
     assert done.returncode == 1, done.stderr
-    rows = {" ".join(line.split()[:2]): line.split()[-1] for line in done.stdout.splitlines()
+    diff_table = done.stdout.split("LATENCY", 1)[0]  # the latency table follows it
+    rows = {" ".join(line.split()[:2]): line.split()[-1] for line in diff_table.splitlines()
             if line.startswith("GET ")}
     assert rows == {"GET /json": "SIGNAL", "GET /uuid": "noise", "GET /headers": "same"}
     assert "signal body.slideshow.author" in done.stdout

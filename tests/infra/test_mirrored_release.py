@@ -341,3 +341,34 @@ def test_bad_input_fails_the_preview_naming_the_argument(argument, args):
 def test_a_name_that_is_not_a_dns_label_fails(name):
     with pytest.raises(pulumi.RunError, match=r"^invalid MirroredRelease .*: name "):
         _run((name, _checkout()), preview=True)
+
+
+# issue 14: Prometheus and Grafana for any release -------------------------------------------
+
+
+def test_a_release_with_operator_monitoring_gets_its_servicemonitor_rule_and_dashboard():
+    from topology.monitoring import Monitoring
+
+    run = _run(("checkout-next", _checkout(monitoring=Monitoring(
+        mode="operator", labels={"release": "kube-prometheus-stack"}))),
+        ("payments-next", _payments()))
+    kinds = sorted(r.inputs.get("kind", r.type.split(":")[-1])
+                   for r in _children(run, "checkout-next"))
+    for kind in ("ServiceMonitor", "PrometheusRule", "ConfigMap"):
+        assert kind in kinds, kinds
+    monitor = next(r for r in _children(run, "checkout-next") if r.inputs.get("kind") == "ServiceMonitor")
+    assert monitor.inputs["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor.inputs["spec"]["selector"]["matchLabels"] == {"app": "checkout-next-diffproxy"}
+    rule = next(r for r in _children(run, "checkout-next") if r.inputs.get("kind") == "PrometheusRule")
+    exprs = " ".join(rule_["expr"] for g in rule.inputs["spec"]["groups"] for rule_ in g["rules"])
+    assert 'app="checkout-next-diffproxy"' in exprs and 'namespace="shop"' in exprs
+    # The other release in the stack was not asked for monitoring: nothing of it.
+    assert not [r for r in _children(run, "payments-next")
+                if r.inputs.get("kind") in ("ServiceMonitor", "PrometheusRule", "ConfigMap")]
+
+
+def test_a_bad_monitoring_mode_fails_the_preview_naming_it():
+    from topology.monitoring import Monitoring
+
+    with pytest.raises(Exception, match="monitoring.mode"):
+        _run(("checkout-next", _checkout(monitoring=Monitoring(mode="grafana"))), preview=True)

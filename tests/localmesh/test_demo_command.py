@@ -17,6 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from localmesh import traffic
+from topology import DEFAULT
+
+ROUNDS = traffic.demo_rounds(DEFAULT.latency.min_samples)
+SENT = ROUNDS * len(traffic.DEMO_PATHS)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -83,13 +89,19 @@ def test_demo_starts_everything_shows_results_and_stops_on_ctrl_c(tmp_path):
         output = Output(proc.stdout)
         out = output.until("Press Ctrl-C", timeout=60)
         assert "Press Ctrl-C" in out, out
-        assert "v1 served 21, v2 (the relay) received 21 mirrored copies" in out
+        assert f"v1 served {SENT}, v2 (the relay) received {SENT} mirrored copies" in out
         # Envoy's own counters for the copies, next to the diff proxy's report.
-        assert re.search(r"Envoy mirrored to outbound\|44134\|v2\|\S+: 21 copies, 21 answered 2xx", out), out
+        assert re.search(rf"Envoy mirrored to outbound\|44134\|v2\|\S+: {SENT} copies, {SENT} answered 2xx", out), out
         assert "Istio 1.28.1 (compatibilityVersion 1.27): copies go to host-shadow" in out
         urls = json.loads(state.read_text())
         assert set(urls) >= {"mesh_entry", "console", "api", "diffproxy_admin", "envoy_admin", "v1",
-                             "relay", "master", "candidate"}
+                             "relay", "master", "candidate", "prometheus"}
+        with urllib.request.urlopen(urls["prometheus"] + "/-/ready", timeout=5) as response:
+            assert response.status == 200
+        assert f"Prometheus              {urls['prometheus']}/alerts" in out
+        # The latency verdicts: the candidate's deliberate +80 ms, and nothing else slower.
+        slower = re.findall(r"^(GET \S+)\s+SLOWER\s", out, re.M)
+        assert slower == ["GET /delay/:id"], out
         for role in ("v1", "master", "candidate"):
             with urllib.request.urlopen(urls[role] + "/status/200", timeout=5) as response:
                 assert response.status == 200
@@ -103,7 +115,7 @@ def test_demo_starts_everything_shows_results_and_stops_on_ctrl_c(tmp_path):
         entry = re.search(r"mesh entry\s+(http://127\.0\.0\.1:(\d+))", out)
         assert console and entry, out
         assert urls["console"] == console[1] and urls["mesh_entry"] == entry[1]
-        assert re.search(r"GET /json\s+3\s+3\s+SIGNAL", out), out
+        assert re.search(rf"GET /json\s+{ROUNDS}\s+{ROUNDS}\s+SIGNAL", out), out
 
         sent = subprocess.run([sys.executable, "-m", "localmesh", "traffic", "--url", entry[1], "-n", "7", "-q"],
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -113,10 +125,10 @@ def test_demo_starts_everything_shows_results_and_stops_on_ctrl_c(tmp_path):
         while True:
             with urllib.request.urlopen(console[1] + "/api/1/endpoints", timeout=5) as response:
                 total = sum(e["total"] for e in json.loads(response.read()).values())
-            if total >= 28 or time.monotonic() > deadline:
+            if total >= SENT + 7 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert total == 28
+        assert total == SENT + 7
         assert processes_mentioning(str(run_dir))
 
         proc.send_signal(signal.SIGINT)
@@ -131,7 +143,7 @@ def test_demo_starts_everything_shows_results_and_stops_on_ctrl_c(tmp_path):
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0, rest
-    assert "stopped 6 processes" in rest
+    assert "stopped 7 processes" in rest  # Prometheus is the seventh
     assert processes_mentioning(str(run_dir)) == []
     assert port_is_free(int(console[2])) and port_is_free(int(entry[2]))
     assert (run_dir / "v1.access.log").is_file() and (run_dir / "diffproxy.log").is_file()

@@ -94,3 +94,39 @@ def test_curl_output_from_the_sleep_pod_is_split_per_request():
         ("/a", 200, b'{"a": 1}'), ("/b", 503, b""), ("/c", 0, b"no healthy upstream")]
     with pytest.raises(MeshError, match="expected 2 curl results"):
         kind.parse_curl_output(out, ["/a", "/b"])
+
+
+# issue 14: the local Prometheus ----------------------------------------------------------
+
+
+def test_missing_prometheus_names_the_package_to_install():
+    from localmesh.prometheus import find_prometheus
+
+    with pytest.raises(MeshError, match="scripts/system-deps.sh prometheus"):
+        find_prometheus(None, which=lambda _name: None)
+    assert find_prometheus("/opt/prometheus", which=lambda _name: None) == "/opt/prometheus"
+
+
+def test_demo_runs_prometheus_unless_told_not_to():
+    from localmesh.cli import parser
+
+    assert parser().parse_args(["demo"]).prometheus is True
+    args = parser().parse_args(["demo", "--no-prometheus", "--prometheus-port", "19090"])
+    assert args.prometheus is False and args.prometheus_port == 19090
+
+
+def test_prometheus_config_points_at_the_mesh_and_loads_the_rules(tmp_path):
+    import yaml
+
+    from localmesh.prometheus import PrometheusInstance
+    from localmesh.stack import local_scope
+    from topology import DEFAULT
+
+    instance = PrometheusInstance(tmp_path / "prometheus", "/usr/bin/prometheus", 19090, "127.0.0.1")
+    config = yaml.safe_load(instance.write(local_scope(DEFAULT), DEFAULT.thresholds,
+                                           DEFAULT.latency, "127.0.0.1:1", "127.0.0.1:2").read_text())
+    assert config["rule_files"] == [str(tmp_path / "prometheus" / "rules.yml")]
+    assert (tmp_path / "prometheus" / "rules.yml").read_text().count("alert: ") == 4
+    targets = [c["static_configs"][0]["targets"] for c in config["scrape_configs"]]
+    assert targets == [["127.0.0.1:1"], ["127.0.0.1:2"]]
+    assert "--web.listen-address=127.0.0.1:19090" in instance.argv()

@@ -1,4 +1,5 @@
-"""`make demo BACKEND=kind` asks for no system package; the local demo only for nginx.
+"""`make demo BACKEND=kind` asks for no system package; the local demo only for nginx and
+Prometheus.
 
 The script runs with a PATH of fake tools (an `id` that says non-root, an `apt-get` that
 records its arguments), so nothing is installed and the real machine's tools do not count.
@@ -45,7 +46,7 @@ def _make_n(*args: str) -> str:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_kind_demo_asks_for_no_system_package():
     assert "system-deps.sh" not in _make_n("demo", "BACKEND=kind")
-    assert "scripts/system-deps.sh nginx\n" in _make_n("demo", "BACKEND=local")
+    assert "scripts/system-deps.sh nginx prometheus\n" in _make_n("demo", "BACKEND=local")
     assert "scripts/system-deps.sh nginx wrk\n" in _make_n("bench")
 
 
@@ -67,10 +68,17 @@ def test_root_installs_only_what_is_missing(tmp_path):
     done, apt = _run(tmp_path, uid=0, present=("chromium",))
     assert done.returncode == 0, done.stderr
     install = [line for line in apt.splitlines() if line.startswith("install")]
-    assert install == ["install -y -qq --no-install-recommends nginx-light wrk"]
+    assert install == ["install -y -qq --no-install-recommends nginx-light wrk prometheus"]
 
 
 def test_unknown_tool_is_an_error(tmp_path):
     done, _ = _run(tmp_path, "docker")
     assert done.returncode == 2
     assert "unknown tool docker" in done.stderr
+
+
+def test_prometheus_and_promtool_come_from_one_package_installed_once(tmp_path):
+    done, apt = _run(tmp_path, "prometheus", "promtool", uid=0)
+    assert done.returncode == 0, done.stderr
+    install = [line for line in apt.splitlines() if line.startswith("install")]
+    assert install == ["install -y -qq --no-install-recommends prometheus"]

@@ -183,3 +183,72 @@ def test_parse_overview_infers_endpoint_signal_from_fields():
     parsed = report.parse_overview({"GET /a": {"total": 2, "differences": 2,
                                                "fields": {"body.x": field(2, 0, 2, True)}}})
     assert parsed[0].signal and parsed[0].verdict == "SIGNAL"
+
+
+# issue 14: latency verdicts ---------------------------------------------------------------
+
+def _latency(verdict: str, p50: tuple[float, float, float]) -> dict:
+    out = {name: {"count": 40, "p50_ms": v, "p90_ms": v * 1.2, "p99_ms": v * 1.5}
+           for name, v in zip(("primary", "secondary", "candidate"), p50)}
+    return {**out, "verdict": verdict}
+
+
+LATENCY = {"GET /delay/:id": _latency("slower", (4.0, 4.2, 84.0)),
+           "GET /json": _latency("same", (3.0, 3.1, 3.2)),
+           "GET /uuid": _latency("insufficient", (3.0, 3.0, 3.0))}
+
+
+async def latency_server(latency: dict) -> TestServer:
+    app = web.Application()
+    endpoints = {name: {"total": 40, "differences": 0, "latency_verdict": v["verdict"]}
+                 for name, v in latency.items()}
+    by_raw = {f"/api/1/endpoints/{report.enc(n)}/latency": v for n, v in latency.items()}
+
+    async def any_path(request: web.Request) -> web.Response:
+        raw = request.raw_path.split("?", 1)[0]
+        answers = {"/api/1/info": INFO, "/api/1/overview": NOISE_OVERVIEW,
+                   "/api/1/endpoints": endpoints, **by_raw}
+        if raw not in answers:
+            return web.json_response({"error": "no"}, status=404)
+        return web.json_response(answers[raw])
+
+    app.router.add_get("/{tail:.*}", any_path)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def test_report_lists_latency_verdicts_slower_first():
+    server = await latency_server(LATENCY)
+    try:
+        code, out, err = await run("--url", url(server))
+    finally:
+        await server.close()
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("ENDPOINT") and "LATENCY" in line)
+    rows = [line for line in lines[header + 1:] if line.strip()]
+    assert len(rows) == 3
+    assert rows[0].startswith("GET /delay/:id") and "SLOWER" in rows[0]
+    assert "4.0/4.2/84.0" in rows[0]
+    assert any(r.startswith("GET /uuid") and "insufficient" in r for r in rows)
+
+
+async def test_fail_on_latency_exits_1_only_when_an_endpoint_is_slower():
+    slow = await latency_server(LATENCY)
+    fine = await latency_server({k: v for k, v in LATENCY.items() if v["verdict"] != "slower"})
+    try:
+        code, _, err = await run("--url", url(slow), "--fail-on-latency")
+        assert code == 1 and "GET /delay/:id" in err and "--fail-on-latency" in err
+        code, _, err = await run("--url", url(fine), "--fail-on-latency")
+        assert code == 0, err
+        code, _, _ = await run("--url", url(slow))  # without the flag, slower only shows
+        assert code == 0
+    finally:
+        await slow.close()
+        await fine.close()
+
+
+async def test_fail_on_latency_against_a_server_without_latency_is_an_error(noise_server):
+    code, _, err = await run("--url", url(noise_server), "--fail-on-latency")
+    assert code == 2 and "endpoints" in err
