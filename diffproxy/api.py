@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import heapq
 import hmac
 import json
