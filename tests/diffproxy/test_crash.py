@@ -240,7 +240,7 @@ def test_disk_full_is_reported_and_callers_keep_being_answered(faults, small_dis
         # callers are still answered, and counts and examples still read without a 500
         assert httpx.get(proxy.proxy_url + "/ok", timeout=10).status_code == 200
         counts = httpx.get(proxy.api_url + "/api/1/endpoints", timeout=10)
-        assert counts.status_code == 200 and counts.json()["GET /echo-headers"]["total"] >= 1  # still counting
+        assert counts.status_code == 200 and counts.json()["GET /echo-headers"]["total"] >= 1
         fields = get_json(proxy.api_url, "endpoints/GET%20%2Fecho-headers/stats")["fields"]
         example = httpx.get(proxy.api_url + "/api/1/endpoints/GET%20%2Fecho-headers/fields/"
                             + next(iter(fields)) + "/results", timeout=10)
