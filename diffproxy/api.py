@@ -1,5 +1,17 @@
 """Diffy's JSON API (`/api/1/...`) on the http port.
 
+Every view is bounded, and computed off the event loop (a worker thread, or the store's
+thread for examples), so reading results never stalls the proxy port. Without paging
+parameters the shapes are Diffy's, cut at the defaults:
+- `overview`: at most `limit` endpoints (default and maximum 1000, in name order, after
+  `cursor`), each with its `fields_limit` (default 20) most telling fields (signal first,
+  then most differences) and `fields_total`; `X-Next-Cursor` names the next page's cursor.
+- `endpoints/E/stats`: at most `limit` fields (default and maximum 1000) after `cursor`.
+- field results with `include_request`: each request and response body longer than
+  `max_bytes` (default 64 KiB, as JSON) is replaced by {"truncated": true, "bytes": N,
+  "preview": the first max_bytes characters}, and the example's `full` link
+  (`/api/1/requests/ID`) fetches it whole, one example at a time.
+
 Endpoint names (`GET /users/:id`) and field paths arrive percent-encoded as single path
 segments (`GET%20%2Fusers%2F%3Aid`). aiohttp's router would decode `%2F` before
 matching, so the API routes on `request.raw_path` itself: split on literal slashes first,
@@ -8,10 +20,14 @@ then decode each segment. Unencoded slashes are tolerated where the shape is una
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import dataclasses
+import heapq
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -34,6 +50,14 @@ PREFIX = "/api/1"
 _FIELD_KEYS = ("differences", "noise", "relative_difference", "absolute_difference", "signal")
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 _TRUE = ("true", "1", "yes", "on")
+MAX_PAGE = 1000  # endpoints per overview page, fields per stats page
+DEFAULT_FIELDS_LIMIT = 20  # fields per endpoint in the overview
+DEFAULT_EXAMPLE_BYTES = 64 * 1024  # per body in field results; /requests/ID has it whole
+# Views built in a thread still hold the GIL while they compute: at the caps the overview is
+# ~1 s of CPU, which starved the proxy's event loop (wrk p99 3.5x). The builder sleeps this
+# long after every endpoint (~1 ms of work each), so the loop gets the GIL at least that often;
+# measured with `python -m bench.console_poll`.
+YIELD_S = 0.001
 
 
 class ApiError(Exception):
@@ -54,6 +78,48 @@ def _flag(request: web.Request, name: str, default: bool = False) -> bool:
     return default if value is None else value.strip().lower() in _TRUE
 
 
+def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number, got {value!r}") from None
+    if not 0 < n <= maximum:
+        raise ApiError(400, f"{name} must be between 1 and {maximum}, got {n}")
+    return n
+
+
+def _page(items: list[tuple[str, Any]], cursor: str | None, limit: int):
+    """(items after `cursor` in name order, at most `limit`; the next cursor or None)."""
+    items.sort(key=lambda kv: kv[0])
+    if cursor:
+        items = items[bisect.bisect_right([k for k, _ in items], cursor):]
+    page = items[:limit]
+    return page, (page[-1][0] if len(items) > limit else None)
+
+
+def bound_body(value: Any, max_bytes: int) -> Any:
+    text = json.dumps(value, separators=(",", ":"))
+    if len(text) <= max_bytes:
+        return value
+    return {"truncated": True, "bytes": len(text), "preview": text[:max_bytes]}
+
+
+def bounded_example(doc: dict, max_bytes: int) -> dict:
+    """A stored result with every body longer than `max_bytes` (as JSON) cut to a preview."""
+    out = dict(doc)
+    for key in ("request", "primary", "secondary", "candidate"):
+        part = out.get(key)
+        if isinstance(part, dict) and "body" in part:
+            body = bound_body(part["body"], max_bytes)
+            if body is not part["body"]:
+                out[key] = {**part, "body": body}
+                out["full"] = f"{PREFIX}/requests/{doc.get('id')}"
+    return out
+
+
 def split_segments(raw_path: str) -> list[str]:
     """`/api/1/endpoints/GET%20%2Fa/stats?x` -> ["endpoints", "GET /a", "stats"]."""
     path = raw_path.split("?", 1)[0].split("#", 1)[0]
@@ -72,6 +138,8 @@ def result_view(doc: dict, include_request: bool) -> dict:
             out[key] = doc.get(key)
         out["left"] = doc.get("primary")
         out["right"] = doc.get("candidate")
+        if "full" in doc:  # bodies were cut: where the whole example is
+            out["full"] = doc["full"]
     return out
 
 
@@ -90,7 +158,10 @@ class Api:
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
-            return json_response(await self._dispatch(request, split_segments(request.raw_path)))
+            data = await self._dispatch(request, split_segments(request.raw_path))
+            if isinstance(data, web.Response):
+                return data
+            return json_response(data)
         except ApiError as exc:
             return json_response({"error": str(exc)}, exc.status, exc.headers)
         except StoreError as exc:
@@ -112,11 +183,13 @@ class Api:
         if head == "endpoints":
             if len(seg) == 1:
                 self._allow(request, "GET")
-                return self.endpoints()
+                return await asyncio.to_thread(self.endpoints)  # every field of every endpoint
             if len(seg) >= 3 and seg[-1] == "stats":
                 self._allow(request, "GET")
-                return self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise", True),
-                                  _flag(request, "include_weights"))
+                return await self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise", True),
+                                        _flag(request, "include_weights"),
+                                        request.query.get("cursor"),
+                                        _int_param(request, "limit", MAX_PAGE, MAX_PAGE))
             if len(seg) >= 3 and seg[-1] == "latency":  # issue 14
                 self._allow(request, "GET")
                 return self.latency("/".join(seg[1:-1]))
@@ -132,8 +205,10 @@ class Api:
                     endpoint, path = "/".join(body[:cut]), "/".join(body[cut + 1:])
                     if endpoint and path:
                         self._allow(request, "GET")
-                        return await self.results(endpoint, path, index,
-                                                  _flag(request, "include_request", index is not None))
+                        return await self.results(
+                            endpoint, path, index,
+                            _flag(request, "include_request", index is not None),
+                            _int_param(request, "max_bytes", DEFAULT_EXAMPLE_BYTES, 2**31))
         elif head == "requests" and len(seg) == 2:
             self._allow(request, "GET")
             return await self.request_by_id(seg[1])
@@ -146,7 +221,10 @@ class Api:
             return await self.clear(request)
         elif head == "overview" and len(seg) == 1:
             self._allow(request, "GET")
-            return self.overview()
+            return await self.overview(request.query.get("cursor"),
+                                       _int_param(request, "limit", MAX_PAGE, MAX_PAGE),
+                                       _int_param(request, "fields_limit", DEFAULT_FIELDS_LIMIT,
+                                                  10**6))
         elif head == "info" and len(seg) == 1:
             self._allow(request, "GET")
             return self.info()
@@ -156,7 +234,11 @@ class Api:
 
     def endpoints(self) -> dict:
         """Diffy's {total, differences} per endpoint, plus who failed and the verdict."""
-        return {name: self._endpoint(name, c) for name, c in sorted(self.store.endpoints.items())}
+        out = {}
+        for name, c in sorted(list(self.store.endpoints.items()), key=lambda kv: kv[0]):
+            out[name] = self._endpoint(name, c)
+            time.sleep(YIELD_S)  # in a thread: let the event loop run (see YIELD_S)
+        return out
 
     def _endpoint(self, name: str, c, fields: dict | None = None) -> dict:
         if fields is None:
@@ -195,41 +277,70 @@ class Api:
                 include_weights: bool = False) -> dict:
         """Diffy lists the fields primary and candidate differed on; noise-only fields
         (differences 0) are listed here too unless `exclude_noise`, as `signal: false`."""
+        # list() of a dict is one C call under the GIL: a consistent snapshot even from a
+        # worker thread while the event loop goes on counting
+        items = sorted(list(self.store.fields.get(endpoint, {}).items()), key=lambda kv: kv[0])
+        return self._classified(items, total, exclude_noise, include_weights)
+
+    def _classified(self, items, total: int, exclude_noise: bool,
+                    include_weights: bool = False) -> dict:
         diff = self.settings.diff
         out = {}
-        for path, fc in sorted(self.store.fields.get(endpoint, {}).items()):
+        for path, fc in items:
             stats = classify(fc.differences, fc.noise, total, diff.relative_threshold,
                              diff.absolute_threshold)
             if exclude_noise and not stats.signal:
                 continue
-            out[path] = dataclasses.asdict(stats)
+            # by hand: dataclasses.asdict deep-copies, and was half the overview's time
+            out[path] = {"differences": stats.differences, "noise": stats.noise,
+                         "relative_difference": stats.relative_difference,
+                         "absolute_difference": stats.absolute_difference,
+                         "signal": stats.signal}
             if include_weights:
                 out[path]["weight"] = fc.weight
         return out
 
-    def stats(self, endpoint: str, exclude_noise: bool = True,
-              include_weights: bool = False) -> dict:
+    async def stats(self, endpoint: str, exclude_noise: bool = True,
+                    include_weights: bool = False, cursor: str | None = None,
+                    limit: int = MAX_PAGE) -> web.Response:
         counts = self._counts(endpoint)
-        all_fields = self._fields(endpoint, counts.total, False, include_weights)
-        fields = ({p: f for p, f in all_fields.items() if f["signal"]} if exclude_noise
-                  else all_fields)
-        summary = self._endpoint(endpoint, counts, all_fields)
-        return {"endpoint": summary, "fields": fields}
 
-    def overview(self) -> dict:
-        out = {}
-        for name, counts in sorted(self.store.endpoints.items()):
-            fields = self._fields(name, counts.total, False)
-            out[name] = {**self._endpoint(name, counts, fields),
-                         "signal": any(f["signal"] for f in fields.values()), "fields": fields}
-        return out
+        def build() -> tuple[str, str | None]:
+            all_fields = self._fields(endpoint, counts.total, False, include_weights)
+            fields = ({p: f for p, f in all_fields.items() if f["signal"]} if exclude_noise
+                      else all_fields)
+            page, nxt = _page(list(fields.items()), cursor, limit)
+            body = {"endpoint": self._endpoint(endpoint, counts, all_fields), "fields": dict(page)}
+            return json.dumps(body, separators=(",", ":")), nxt
+        text, nxt = await asyncio.to_thread(build)
+        return _paged(text, nxt)
+
+    async def overview(self, cursor: str | None = None, limit: int = MAX_PAGE,
+                       fields_limit: int = DEFAULT_FIELDS_LIMIT) -> web.Response:
+        endpoints = self.store.endpoints
+
+        def build() -> tuple[str, str | None]:
+            page, nxt = _page(list(endpoints.items()), cursor, limit)
+            out = {}
+            for name, counts in page:
+                time.sleep(YIELD_S)
+                fields = self._fields(name, counts.total, False)
+                top = heapq.nsmallest(fields_limit, fields.items(), key=lambda kv: (
+                    not kv[1]["signal"], -kv[1]["differences"], kv[0]))
+                out[name] = {**self._endpoint(name, counts, fields),
+                             "signal": any(f["signal"] for f in fields.values()),
+                             "fields": dict(sorted(top)), "fields_total": len(fields)}
+            return json.dumps(out, separators=(",", ":")), nxt
+        text, nxt = await asyncio.to_thread(build)
+        return _paged(text, nxt)
 
     async def results(self, endpoint: str, path: str, index: str | None,
-                      include_request: bool) -> dict:
+                      include_request: bool, max_bytes: int = DEFAULT_EXAMPLE_BYTES) -> dict:
         self._counts(endpoint)
         if path not in self.store.fields.get(endpoint, {}):
             raise ApiError(404, f"endpoint {endpoint!r} has no field {path!r}")
-        docs = await self.store.results(endpoint, path)
+        shape = (lambda d: bounded_example(d, max_bytes)) if include_request else None
+        docs = await self.store.results(endpoint, path, shape)
         # Examples where the field differs between primary and candidate first (oldest
         # first within each group), so results/0 - what a reader or the report shows as
         # "the example" - explains the field; noise-only examples follow.
@@ -288,6 +399,13 @@ class Api:
             "overflow": {"endpoint": OVERFLOW_ENDPOINT, "field": OVERFLOW_FIELD},
             **self.extra_info(),
         }
+
+
+def _paged(text: str, next_cursor: str | None) -> web.Response:
+    headers = {**NOSNIFF, "Cache-Control": "no-store"}
+    if next_cursor is not None:
+        headers["X-Next-Cursor"] = next_cursor
+    return web.Response(text=text, content_type="application/json", headers=headers)
 
 
 @web.middleware

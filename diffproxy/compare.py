@@ -32,6 +32,8 @@ mtime), not what it says.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import math
 import operator
 import re
@@ -46,6 +48,10 @@ from .headers import DEFAULT_IGNORED_HEADERS
 from .lift import DEFAULT_MAX_BODY_BYTES, LiftSettings, Lines, Records, body_of
 from .model import Difference, Response
 
+# Beyond this many differing values in one body (after equal subtrees are pruned), DeepDiff
+# would take seconds (10,000 random keys: ~1 s): the bodies are then compared by hash of
+# their canonical JSON, reported once at `body.sha256`, and counted as bounded ("width").
+MAX_COMPARE_NODES = 5_000
 MAX_VALUE_CHARS = 1000  # longer strings in a Difference are cut here
 _MAX_ITEMS = 100  # longer arrays / bigger objects in a Difference are cut here
 _MAX_DEPTH = 12
@@ -94,6 +100,8 @@ class Comparison:
     identical: bool  # fast path: bytes identical, deepdiff skipped
     failed: tuple[str, ...] = ()  # targets that failed on their own (see `failed`)
     baseline_failed: bool = False  # primary or secondary failed, the candidate did not
+    # "depth"/"width" per body compared by hash for its shape (lift.MAX_COMPARE_DEPTH/NODES)
+    bounded: tuple[str, ...] = ()
 
 
 def failed(r: Response) -> bool:
@@ -228,6 +236,24 @@ def _prune(left: Any, right: Any, keys: list, found: list[tuple[list, Difference
     return left, right
 
 
+def _count(value: Any) -> int:
+    """Values in a (pruned, depth-bounded) tree, counted iteratively."""
+    n = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        n += 1
+        if type(v) is dict:
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+    return n
+
+
+def _canonical_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 # Paths --------------------------------------------------------------------------------
 
 
@@ -356,32 +382,38 @@ class Comparator:
             kind = "missing" if rv is None else "extra" if lv is None else "changed"
             out[f"headers.{name}"] = Difference(kind, truncate_value(lv), truncate_value(rv))
 
-    def _diff_bodies(self, lb: Any, rb: Any, out: dict[str, Difference]) -> None:
+    def _diff_bodies(self, lb: Any, rb: Any, out: dict[str, Difference],
+                     bounded: list[str]) -> None:
         if _strict_equal(lb, rb):
             return
         lt, rt = type(lb), type(rb)
         if lt is rt and lt is dict:  # the common case first: two JSON objects
-            self._diff_tree(lb, rb, out, "body")
+            self._diff_tree(lb, rb, out, "body", bounded)
             return
         if lt is rt and lt in (Records, Lines):
-            self._diff_sequence(lb, rb, out)
+            self._diff_sequence(lb, rb, out, bounded)
             return
         if lt in (Records, Lines) and isinstance(rb, str) or rt in (Records, Lines) and isinstance(lb, str):
             # one side one line, the other several: compare as lines
             self._diff_sequence(Lines([lb]) if isinstance(lb, str) else Lines(lb),
-                                Lines([rb]) if isinstance(rb, str) else Lines(rb), out)
+                                Lines([rb]) if isinstance(rb, str) else Lines(rb), out, bounded)
             return
         if not isinstance(lb, (dict, list)) or lt is not rt:
             kind = "changed" if lt is rt else "type_changed"
             out["body"] = Difference(kind, truncate_value(lb, _TEXT_PREVIEW), truncate_value(rb, _TEXT_PREVIEW))
             return
-        self._diff_tree(lb, rb, out, "body")
+        self._diff_tree(lb, rb, out, "body", bounded)
 
-    def _diff_tree(self, lb: Any, rb: Any, out: dict[str, Difference], prefix: str) -> None:
+    def _diff_tree(self, lb: Any, rb: Any, out: dict[str, Difference], prefix: str,
+                   bounded: list[str]) -> None:
         """Two differing dicts or lists, by path below `prefix`."""
         # DeepDiff visits every node, equal or not (~25 us each): hand it only what differs
         found: list[tuple[list, Difference]] = []
         pl, pr = _prune(lb, rb, [], found)
+        if len(found) + _count(pl) + _count(pr) > MAX_COMPARE_NODES:
+            bounded.append("width")
+            out[f"{prefix}.sha256"] = Difference("changed", _canonical_hash(lb), _canonical_hash(rb))
+            return
         for keys, difference in found:
             out.setdefault(_body_path(keys, prefix), difference)
         tree = DeepDiff(pl, pr, ignore_order=False, view="tree", threshold_to_diff_deeper=0,
@@ -407,7 +439,8 @@ class Comparator:
             _find_moves(out, {p: v for p, v in added.items() if p in out and out[p].type == "extra"},
                         removed, "extra", "missing", prefix)
 
-    def _diff_sequence(self, lb: list, rb: list, out: dict[str, Difference]) -> None:
+    def _diff_sequence(self, lb: list, rb: list, out: dict[str, Difference],
+                       bounded: list[str]) -> None:
         """Records or lines, aligned, each difference under its own index."""
         records = type(lb) is Records
         budget = [_MAX_SEQUENCE_DIFFS]
@@ -422,7 +455,7 @@ class Comparator:
                 return
             if records and isinstance(lv, (dict, list)) and type(lv) is type(rv):
                 sub: dict[str, Difference] = {}
-                self._diff_tree(lv, rv, sub, f"body[{i}]")
+                self._diff_tree(lv, rv, sub, f"body[{i}]", bounded)
                 for path, d in sub.items():
                     put(path, d)
             else:
@@ -451,7 +484,8 @@ class Comparator:
                 put(f"body[{j}]", Difference("extra", None, truncate_value(rb[j]),
                                              leaves=_leaves(rb[j]) if records else None))
 
-    def _diff(self, left: Response, right: Response, bodies: dict[int, Any]) -> dict[str, Difference]:
+    def _diff(self, left: Response, right: Response, bodies: dict[int, Any],
+              bounded: list[str]) -> dict[str, Difference]:
         out: dict[str, Difference] = {}
         if left.error is not None or right.error is not None:
             if left.error != right.error:
@@ -468,7 +502,7 @@ class Comparator:
                 if id(r) not in bodies:
                     bodies[id(r)] = self._parsed_body(r)
             before = len(out)
-            self._diff_bodies(bodies[id(left)], bodies[id(right)], out)
+            self._diff_bodies(bodies[id(left)], bodies[id(right)], out, bounded)
             body_differs = len(out) > before
         if not body_differs and out:
             for path in _VALIDATORS:
@@ -487,7 +521,7 @@ class Comparator:
         return ctype, cenc
 
     def diff(self, left: Response, right: Response) -> dict[str, Difference]:
-        return self._diff(left, right, {})
+        return self._diff(left, right, {}, [])
 
     def compare(self, primary: Response, secondary: Response, candidate: Response) -> Comparison:
         # Hot path: most mirrored requests are byte-identical on all three targets.
@@ -498,24 +532,32 @@ class Comparator:
             if ph == self._compared_headers(secondary) == self._compared_headers(candidate):
                 return Comparison(raw={}, noise={}, identical=True)
         bodies: dict[int, Any] = {}
+        wide: list[str] = []
         fp, fs, fc = failed(primary), failed(secondary), failed(candidate)
         if not (fp or fs) or fc:
             # The baseline answered (or everyone failed alike): Diffy's comparison. A
             # failing candidate is the candidate's own signal.
-            noise = self._diff(primary, secondary, bodies)
-            raw = self._diff(primary, candidate, bodies)
+            noise = self._diff(primary, secondary, bodies, wide)
+            raw = self._diff(primary, candidate, bodies, wide)
             who = () if fp and fs and fc else tuple(
                 n for n, f in (("primary", fp), ("secondary", fs), ("candidate", fc)) if f)
-            return Comparison(raw=raw, noise=noise, identical=False, failed=who)
+            return Comparison(raw=raw, noise=noise, identical=False, failed=who,
+                              bounded=self._bounded(bodies, wide))
         # The baseline failed on its own and the candidate answered: the candidate is judged
         # against the healthy master if there is one (none: nothing to judge). The masters'
         # disagreement (the failure itself: `error`, `status`) is noise, as in Diffy.
         who = tuple(n for n, f in (("primary", fp), ("secondary", fs)) if f)
-        noise = self._diff(primary, secondary, bodies)
+        noise = self._diff(primary, secondary, bodies, wide)
         if fp and not fs:
-            raw = self._diff(secondary, candidate, bodies)
+            raw = self._diff(secondary, candidate, bodies, wide)
         elif fs and not fp:
-            raw = self._diff(primary, candidate, bodies)
+            raw = self._diff(primary, candidate, bodies, wide)
         else:
             raw = {}
-        return Comparison(raw=raw, noise=noise, identical=False, failed=who, baseline_failed=True)
+        return Comparison(raw=raw, noise=noise, identical=False, failed=who, baseline_failed=True,
+                          bounded=self._bounded(bodies, wide))
+
+    @staticmethod
+    def _bounded(bodies: dict[int, Any], wide: list[str]) -> tuple[str, ...]:
+        deep = [b.bounded for b in bodies.values() if getattr(b, "bounded", None)]
+        return tuple(deep + wide[:1])

@@ -31,6 +31,12 @@ from .headers import content_headers
 from .model import Response
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024  # decoded limit of the comparison
+# Nesting bounds the cost of a comparison: 700 levels blew Python's recursion limit in every
+# tree walk after the parser. A parsed JSON body deeper than MAX_COMPARE_DEPTH is compared
+# by length and SHA-256 instead, with a note saying so (and the pipeline counts it in
+# diffproxy_comparisons_bounded_total{reason="depth"}). The check is one iterative walk.
+# (Width is bounded in compare.py, on what differs.)
+MAX_COMPARE_DEPTH = 64
 MAX_RECORDS = 10_000  # records or lines of one body; beyond, compared by hash
 UNTYPED_BODY_MODES = ("sniff", "text", "ignore")
 
@@ -130,14 +136,39 @@ def _decode_content(body: bytes, encoding: str, limit: int) -> bytes:
 
 class _Digest(dict):
     """A body compared by length and hash; its own type so that a digest against a parsed
-    body is one `body` type_changed instead of a spray of missing/extra keys."""
+    body is one `body` type_changed instead of a spray of missing/extra keys. `bounded`:
+    "depth" or "width" when a parsable body was hashed because of its shape."""
+
+    bounded: str | None = None
 
 
-def _digest(body: bytes, note: str | None = None) -> dict[str, Any]:
+def _digest(body: bytes, note: str | None = None, bounded: str | None = None) -> dict[str, Any]:
     out = _Digest(length=len(body), sha256=hashlib.sha256(body).hexdigest())
     if note:
         out["note"] = note
+    out.bounded = bounded
     return out
+
+
+def too_deep(value: Any, limit: int = MAX_COMPARE_DEPTH) -> bool:
+    """Is a parsed JSON value nested deeper than `limit`? Iterative: no recursion."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        t = type(v)
+        if t is dict or t is list:
+            if depth > limit:
+                return True
+            stack.extend((c, depth + 1) for c in (v.values() if t is dict else v)
+                         if type(c) is dict or type(c) is list)
+    return False
+
+
+def _bounded_json(data: bytes, value: Any) -> Any:
+    if not too_deep(value):
+        return value
+    return _digest(data, f"JSON nested deeper than {MAX_COMPARE_DEPTH} levels: compared by hash",
+                   bounded="depth")
 
 
 def _reject_constant(name: str) -> Any:
@@ -180,8 +211,13 @@ def _decode_text(data: bytes, charset: str | None) -> str | None:
 def _parse_json(text: str) -> tuple[bool, Any]:
     try:
         return True, json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+    except ValueError:
         return False, None
+    except RecursionError:  # deeper than the C parser goes (~1000 levels)
+        return True, _TOO_DEEP
+
+
+_TOO_DEEP = object()
 
 
 _NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -290,8 +326,11 @@ def _parse_body(body: bytes, content_type: str, content_encoding: str, limit: in
             return _digest(data)
         if _is_json(mt) or (settings.untyped_body == "sniff" and text.lstrip()[:1] in ("{", "[")):
             ok, value = _parse_json(text)
+            if value is _TOO_DEEP:
+                return _digest(data, f"JSON nested deeper than {MAX_COMPARE_DEPTH} levels: "
+                                     "compared by hash", bounded="depth")
             if ok:
-                return value
+                return _bounded_json(data, value)
         return text if _is_json(mt) else _lines(text)
     if mt in _NDJSON or mt == "text/event-stream":
         text = _decode_text(data, charset or "utf-8")

@@ -237,7 +237,22 @@ class Metrics:
         self.workers = Gauge("diffproxy_workers",
                              "Processes serving the proxy port (this one included).")
         self.workers.set(1)
-        for name in (self.queued, self.dropped, self.completed, self.failed, self.cleared,
+        # issue 13: bounds (hostile-bounds)
+        self.worker_restarts = Counter("diffproxy_worker_restarts_total",
+                                       "Worker processes that died and were started again.")
+        self.dropped_bytes = Counter("diffproxy_comparisons_dropped_bytes_total",
+                                     "Body bytes of comparisons dropped because the queue "
+                                     "was full (by count or by -queue.maxBytes).")
+        self.bounded = Counter("diffproxy_comparisons_bounded_total",
+                               "Bodies compared by a cheaper method (hash) because they were "
+                               "too deep or too wide, by reason.", ("reason",))
+        self.store_thinned = Counter("diffproxy_store_examples_thinned_total",
+                                     "Stored examples deleted to keep the store within "
+                                     "-store.maxBytes (counts are kept).")
+        for reason in ("depth", "width"):
+            self.bounded.touch(reason=reason)
+        for name in (self.worker_restarts, self.dropped_bytes, self.store_thinned,
+                     self.queued, self.dropped, self.completed, self.failed, self.cleared,
                      self.differences, self.noise, self.store_flushes, self.store_errors,
                      self.store_dropped):
             name.touch()
@@ -319,6 +334,7 @@ class Metrics:
                        self.target_errors, self.target_latency, self.target_up, self.queued,
                        self.dropped, self.completed, self.failed, self.cleared, self.queue_depth,
                        self.differences, self.noise, self.store_flushes, self.store_errors,
-                       self.store_dropped, self.workers):
+                       self.store_dropped, self.workers, self.worker_restarts, self.dropped_bytes,
+                       self.bounded, self.store_thinned):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -3,9 +3,11 @@ answers from a bounded queue, name its endpoint, compare, redact, build the docu
 what may be kept, and hand the record to the store (or, in a worker process, to the
 channel to the owner).
 
-The queue is bounded; when it is full the comparison is dropped and counted, never making
-the caller wait. One task takes queued jobs in batches, names the endpoints and compares
-them in a thread (so a big deepdiff never stalls the event loop).
+The queue is bounded in jobs (-queue.size) and in body bytes (-queue.maxBytes: the request
+and the three answers, raw and decoded, counted from submit until the record is stored);
+when either is full the comparison is dropped and counted (diffproxy_comparisons_dropped_total
+and _dropped_bytes_total), never making the caller wait. One task takes queued jobs in
+batches, names the endpoints and compares them in a thread (so a big deepdiff never stalls the event loop).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -35,6 +38,8 @@ MAX_STORED_REQUEST_BODY = 64 * 1024
 BATCH_SIZE = 256  # comparisons per executor call
 DOCUMENT_WINDOW = 0.1  # seconds of differing records the sampling policy chooses among
 MAX_HELD = 4096  # ... or this many, whichever comes first: bounds memory under load
+DRAIN_GRACE = 10.0  # seconds past the drain deadline for the comparison in progress
+_NOT_DONE = object()  # an outcome: not compared, the drain deadline had passed
 
 
 class RecordSink(Protocol):
@@ -60,6 +65,8 @@ class Pipeline:
         self.store = store
         self.metrics = metrics
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.proxy.queue_size)
+        self.max_bytes = settings.proxy.queue_max_bytes
+        self.bytes = 0  # body bytes of jobs submitted and not yet stored (queued or held)
         self.comparator = Comparator(CompareSettings(
             ignore_headers=diff.ignore_headers, ignore_fields=diff.ignore_fields,
             exclude_headers=diff.exclude_headers, header_values=diff.header_values,
@@ -70,6 +77,7 @@ class Pipeline:
         self.namer = self._new_namer()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-compare")
         self._worker: asyncio.Task | None = None
+        self._deadline: float | None = None  # monotonic; set by drain(): stop comparing then
         metrics.queue_depth.callback = self.queue.qsize
 
     def _new_namer(self) -> EndpointNamer:
@@ -88,13 +96,23 @@ class Pipeline:
         return self.store.epoch
 
     def submit(self, job: Job) -> bool:
+        size = job_bytes(job)
         try:
+            if self.bytes + size > self.max_bytes and self.bytes > 0:
+                raise asyncio.QueueFull
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
             self.metrics.dropped.inc()
+            self.metrics.dropped_bytes.inc(size)
             return False
+        self.bytes += size
         self.metrics.queued.inc()
         return True
+
+    def _done(self, jobs) -> None:
+        for job in jobs:
+            self.bytes -= job_bytes(job)
+            self.queue.task_done()
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="diffproxy-compare")
@@ -123,7 +141,7 @@ class Pipeline:
             jobs = [first]
             while len(jobs) < BATCH_SIZE and not queue.empty():
                 jobs.append(queue.get_nowait())
-            done_now = len(jobs)
+            held_now: set[int] = set()
             try:
                 named: list[tuple[Job, str | None]] = []
                 name = self.namer.name if self.endpoint_cap else self.namer.candidate
@@ -137,18 +155,20 @@ class Pipeline:
                 for (job, endpoint), outcome in zip(named, outcomes):
                     if endpoint is None:
                         continue
-                    if isinstance(outcome, BaseException):
+                    if outcome is _NOT_DONE:  # past the drain deadline
+                        self.metrics.dropped.inc()
+                        self.metrics.dropped_bytes.inc(job_bytes(job))
+                    elif isinstance(outcome, BaseException):
                         self._failed(job, outcome)
                     elif outcome.raw or outcome.noise:
                         if not held:
                             window_end = loop.time() + DOCUMENT_WINDOW
                         held.append((job, outcome))
-                        done_now -= 1
+                        held_now.add(id(job))
                     else:
                         self._store(job, outcome)
             finally:
-                for _ in range(done_now):
-                    queue.task_done()
+                self._done(job for job in jobs if id(job) not in held_now)
             # Under load the queue is never empty, so the timeout above never fires.
             if held and (loop.time() >= window_end or len(held) >= MAX_HELD):
                 await self._release(held)
@@ -162,8 +182,7 @@ class Pipeline:
             for (job, _), record in zip(held, records):
                 self._store(job, record)
         finally:
-            for _ in range(len(held)):
-                self.queue.task_done()
+            self._done(job for job, _ in held)
 
     def _store(self, job: Job, record: Record) -> None:
         try:
@@ -182,6 +201,10 @@ class Pipeline:
 
     def _failed(self, job: Job, exc: BaseException | None = None) -> None:
         self.metrics.failed.inc()
+        if isinstance(exc, RecursionError):  # its traceback is ~1000 frames of one walk
+            log.error("comparing %s %s failed: nested too deep (RecursionError)", job.method,
+                      self.redactor.text(job.path_qs))
+            return
         log.error("comparing %s %s failed", job.method, self.redactor.text(job.path_qs),
                   exc_info=exc if exc is not None else True)
 
@@ -191,6 +214,9 @@ class Pipeline:
         for job, endpoint in named:
             if endpoint is None:
                 out.append(None)
+                continue
+            if self._past_deadline():
+                out.append(_NOT_DONE)
                 continue
             try:
                 out.append(self.analyse(job, endpoint))
@@ -204,7 +230,7 @@ class Pipeline:
         keys = [[(r.endpoint, path) for path in (*r.raw, *r.noise)] for _, r in held]
         out = [record for _, record in held]
         for i, keep in enumerate(self.sampler.select(keys)):
-            if keep:
+            if keep and not self._past_deadline():  # past it: counted, not an example
                 job, record = held[i]
                 try:
                     out[i] = dataclasses.replace(record, document=self.document(job, record))
@@ -216,6 +242,8 @@ class Pipeline:
     def analyse(self, job: Job, endpoint: str) -> Record:
         """Compare, then redact everything that will be stored."""
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
+        for reason in result.bounded:
+            self.metrics.bounded.inc(reason=reason)
         latency = (_elapsed(job.primary), _elapsed(job.secondary), _elapsed(job.candidate))
         if result.identical or not (result.raw or result.noise):
             return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, failed=result.failed,
@@ -269,19 +297,41 @@ class Pipeline:
         return self.redactor.lifted({"method": job.method, "uri": job.path_qs,
                                      "headers": headers, "body": body_value})
 
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
     async def drain(self, timeout: float) -> None:
-        """Finish what is queued (bounded wait), then stop the worker."""
+        """Finish what is queued within `timeout`, then stop the worker. Past the deadline
+        the rest of the queue is dropped (counted) instead of compared, and what is already
+        compared is still recorded (without building more example documents), so the stop
+        takes `timeout` plus at most one comparison (bounded by compare.MAX_COMPARE_NODES and
+        lift.MAX_COMPARE_DEPTH)."""
+        self._deadline = time.monotonic() + timeout
+        dropped_before = self.metrics.dropped.get()
         try:
-            await asyncio.wait_for(self.queue.join(), timeout)
+            await asyncio.wait_for(self.queue.join(), timeout + DRAIN_GRACE)
         except TimeoutError:
             log.warning("stopping with %d comparisons not done", self.queue.qsize())
+        dropped = int(self.metrics.dropped.get() - dropped_before)
+        if dropped:
+            log.warning("stopping: %d queued comparisons dropped after the %gs drain "
+                        "(-shutdown.drainTimeout); counted in diffproxy_comparisons_dropped_total",
+                        dropped, timeout)
         if self._worker is not None:
             self._worker.cancel()
             try:
                 await self._worker
             except asyncio.CancelledError:
                 pass
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def job_bytes(job: Job) -> int:
+    """What a queued job holds in bodies: the request, and each answer raw and decoded."""
+    n = len(job.body)
+    for r in (job.primary, job.secondary, job.candidate):
+        n += len(r.body) + (len(r.decoded) if r.decoded is not None else 0)
+    return n
 
 
 def _elapsed(response) -> float | None:

@@ -36,7 +36,6 @@ from .workers.pool import WorkerError, WorkerPool
 log = logging.getLogger("diffproxy")
 
 PROBE_INTERVAL = 5.0  # seconds between TCP probes of a target that saw no traffic
-DRAIN_TIMEOUT = 5.0   # seconds to finish queued comparisons on shutdown
 
 
 class StartError(Exception):
@@ -73,7 +72,7 @@ class ProxyService:
         self.store = await open_store(
             s, on_flush=self.metrics.store_flushes.inc, on_error=self.metrics.store_errors.inc,
             on_drop=lambda n: self.metrics.store_dropped.inc(n), on_cleared=self._cleared,
-            on_latency=self.metrics.observe_latency)
+            on_thin=self.metrics.store_thinned.inc, on_latency=self.metrics.observe_latency)
         self._session = new_session(s.proxy)
         forwarder = Forwarder(s.proxy, self._session, self.metrics, self.health)
         self.pipeline = Pipeline(s, self.store, self.metrics)
@@ -183,16 +182,22 @@ class ProxyService:
         if self._handler is not None:  # fan-outs answered early, finishing off the path
             await self._handler.drain(self.settings.proxy.timeout + 1.0)
         if self.workers is not None:  # they finish and ship their comparisons first
-            await self.workers.stop(DRAIN_TIMEOUT + 5.0)
+            await self.workers.stop(self.settings.proxy.drain_timeout + 15.0)
         if self.pipeline is not None:
-            await self.pipeline.drain(DRAIN_TIMEOUT)
+            await self.pipeline.drain(self.settings.proxy.drain_timeout)
+        failure: StoreError | None = None
         if self.store is not None:
-            await self.store.close()
+            try:
+                await self.store.close()
+            except StoreError as exc:
+                failure = exc
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()
         if self._session is not None:
             await self._session.close()
+        if failure is not None:
+            raise failure
 
 
 async def serve(settings: Settings) -> int:
@@ -204,11 +209,16 @@ async def serve(settings: Settings) -> int:
     try:
         await proxy.start()
     except (StoreError, StartError) as exc:
-        await proxy.stop()
+        with contextlib.suppress(StoreError):
+            await proxy.stop()
         return fail(str(exc))
     await stopping.wait()
     log.info("stopping: finishing queued comparisons and writing results")
-    await proxy.stop()
+    try:
+        await proxy.stop()
+    except StoreError as exc:
+        print(f"diffproxy: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

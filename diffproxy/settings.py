@@ -80,6 +80,9 @@ class ProxySettings:
     forward_host: str = "target"
     queue_size: int = 1000
     workers: int = 1  # processes serving the proxy port (1: this process only)
+    # issue 13: bounds (hostile-bounds)
+    queue_max_bytes: int = 256 * 1024 * 1024  # body bytes waiting for comparison at most
+    drain_timeout: float = 5.0  # seconds SIGTERM waits for queued comparisons
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class StoreSettings:
     # issue 16: a PostgreSQL shared by replicas instead of the SQLite file ("" = SQLite).
     url: str = ""
     connect_timeout: float = 30.0
+    # issue 13: bounds (hostile-bounds)
+    max_bytes: int = 1024**3  # size budget of the store; examples are thinned beyond it
 
 
 # issue 14: latency verdict -----------------------------------------------------------------
@@ -459,6 +464,13 @@ FLAGS: tuple[Flag, ...] = (
     Flag("allowedHosts", parse_list, "",
          "Host names the API and admin ports answer (besides localhost, IP literals, "
          "-rootUrl's and -apiRoot's host; '*': any); others get 421"),
+    # issue 13: bounds (hostile-bounds)
+    Flag("queue.maxBytes", parse_size, "256MB",
+         "body bytes waiting for comparison at most; more are dropped and counted"),
+    Flag("store.maxBytes", parse_size, "1GB",
+         "size budget of the results store: oldest examples are deleted beyond it (counts stay exact)"),
+    Flag("shutdown.drainTimeout", parse_duration, "5s",
+         "on SIGTERM, how long queued comparisons may take before the rest is dropped (counted)"),
     # issue 12 (trust-verdicts): how bodies are lifted, when an endpoint has a verdict
     Flag("compare.jsonInStrings", parse_bool, "false",
          "parse string fields holding a JSON object/array and compare them field by field",
@@ -665,6 +677,8 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             forward_host=get("forward.host"),
             queue_size=get("queue.size"),
             workers=get("workers"),
+            queue_max_bytes=get("queue.maxBytes"),
+            drain_timeout=get("shutdown.drainTimeout"),
         ),
         diff=DiffSettings(
             relative_threshold=get("threshold.relative"),
@@ -696,6 +710,7 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             body_timeout=get("receive.bodyTimeout"),
             idle_timeout=get("receive.idleTimeout"),
             allowed_hosts=get("allowedHosts"),
+            max_bytes=get("store.maxBytes"),
         ),
         ignored_flags=ignored,
         latency=LatencySettings(  # issue 14

@@ -53,7 +53,8 @@ async def open_store(settings: Settings, on_flush: Callable[[], None] | None = N
                      on_error: Callable[[], None] | None = None,
                      on_drop: Callable[[int], None] | None = None,
                      on_cleared: Callable[[], None] | None = None,
-                     on_latency: Callable[[str, tuple], None] | None = None) -> ResultStore:
+                     on_latency: Callable[[str, tuple], None] | None = None,
+                     on_thin: Callable[[], None] | None = None) -> ResultStore:
     """`on_drop(n)`: n comparisons could not be recorded (the database was lost);
     `on_cleared()`: another replica cleared the shared results."""
     s = settings.store
@@ -61,7 +62,7 @@ async def open_store(settings: Settings, on_flush: Callable[[], None] | None = N
                   max_fields=settings.diff.max_fields, flush_interval=s.flush_interval,
                   on_flush=on_flush, on_error=on_error, on_latency=on_latency)
     if not s.url:
-        return await Store.open(s.path, **common)
+        return await Store.open(s.path, max_bytes=s.max_bytes, on_thin=on_thin, **common)
     from .store_pg import PostgresStore  # asyncpg only where a database is used
 
     return await PostgresStore.open(s.url, max_endpoints=settings.diff.max_endpoints,

@@ -11,6 +11,12 @@ and a ring of the latest `samples_latest`. Each example is one whole result (req
 the three lifted responses, already redacted by the caller), stored once however many
 fields point at it and deleted when none does.
 
+Size budget (`max_bytes`, -store.maxBytes, default 1 GiB): after each flush, when the live
+pages of the file exceed the budget, the oldest example documents (and their sample rows)
+are deleted until it is back under 90% of it. Counts are never thinned. SQLite reuses the
+freed pages, so the file stops growing at about the budget plus one batch; the WAL is
+truncated to `WAL_LIMIT` after each checkpoint.
+
 A file that is not a diffproxy store, or one written by a newer version, is refused with
 a `StoreError` and never modified.
 """
@@ -37,6 +43,8 @@ OVERFLOW_FIELD = "__overflow_fields__"
 FLUSH_ITEMS = 200
 LATENCY_WRITE_INTERVAL = 1.0  # seconds between writes of the latency sketches
 SQLITE_MAGIC = b"SQLite format 3\x00"
+WAL_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated to after a checkpoint
+THIN_TO = 0.9  # thinning frees down to this share of the budget
 
 log = logging.getLogger("diffproxy.store")
 
@@ -77,6 +85,15 @@ CREATE TABLE IF NOT EXISTS latency(endpoint TEXT NOT NULL, target TEXT NOT NULL,
 
 class StoreError(Exception):
     """The store cannot be opened or used; the message is one line."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the cause of a write failure; disk full is said as such."""
+    text = str(exc) or type(exc).__name__
+    errno_ = getattr(exc, "sqlite_errorcode", None)
+    if errno_ == sqlite3.SQLITE_FULL or "disk is full" in text or getattr(exc, "errno", None) == 28:
+        return f"disk full (ENOSPC): {text}"
+    return text
 
 
 @dataclass
@@ -174,6 +191,7 @@ def _open_sync(path: str) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             raise StoreError(f"store {path}: cannot switch to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
         if not has_schema:
             # One script, one transaction: a crash half-way leaves an empty file, never a
             # schema without its version.
@@ -191,11 +209,20 @@ def _open_sync(path: str) -> sqlite3.Connection:
         raise
     except sqlite3.OperationalError as exc:
         conn.close()
-        raise StoreError(f"store {path} cannot be opened: {exc} "
-                         "(is another diffproxy using it?)") from None
+        if "locked" in str(exc):
+            raise StoreError(f"store {path} cannot be opened: {exc} "
+                             "(is another diffproxy using it?)") from None
+        raise StoreError(f"store {path} cannot be written: {describe(exc)}") from None
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"store {path} is corrupt or not a database: {exc}") from None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """ROLLBACK unless SQLite already did (it does on SQLITE_FULL): a second error would
+    hide the first, which names the cause."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _storable(name: str) -> str:
@@ -223,7 +250,8 @@ class Store:
 
     def __init__(self, path: str, samples_first: int, samples_latest: int, max_fields: int,
                  flush_interval: float, conn: sqlite3.Connection, executor: ThreadPoolExecutor,
-                 on_flush=None, on_error=None, on_latency=None) -> None:
+                 on_flush=None, on_error=None, on_latency=None, max_bytes: int | None = None,
+                 on_thin=None) -> None:
         self.path = path
         self.samples_first = samples_first
         self.samples_latest = samples_latest
@@ -233,6 +261,10 @@ class Store:
         self._executor = executor
         self._on_flush = on_flush or (lambda: None)
         self._on_error = on_error or (lambda: None)
+        self.max_bytes = max_bytes
+        self._on_thin = on_thin or (lambda n: None)
+        self.thinned = 0  # example documents deleted for the size budget
+        self.write_error: str | None = None  # why the last flush failed; None once one works
         self.endpoints: dict[str, EndpointCounts] = {}
         self.fields: dict[str, dict[str, FieldCounts]] = {}
         self.last_reset: int | None = None
@@ -254,14 +286,15 @@ class Store:
     @classmethod
     async def open(cls, path: str, *, samples_first: int = 5, samples_latest: int = 5,
                    max_fields: int = 200, flush_interval: float = 0.2,
-                   on_flush=None, on_error=None, on_latency=None) -> Store:
+                   on_flush=None, on_error=None, on_latency=None, max_bytes: int | None = None,
+                   on_thin=None) -> Store:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-store")
         loop = asyncio.get_running_loop()
 
         try:
             conn = await loop.run_in_executor(executor, _open_sync, path)
             store = cls(path, samples_first, samples_latest, max_fields, flush_interval,
-                        conn, executor, on_flush, on_error, on_latency)
+                        conn, executor, on_flush, on_error, on_latency, max_bytes, on_thin)
             await loop.run_in_executor(executor, store._load)
         except BaseException:
             executor.shutdown(wait=False)
@@ -305,6 +338,9 @@ class Store:
                 pass
         try:
             await self.flush()
+        except Exception as exc:  # noqa: BLE001 - any write failure: named in one line
+            raise StoreError(f"could not write the last results to {self.path}: "
+                             f"{describe(exc)}") from None
         finally:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
             self._executor.shutdown(wait=True)
@@ -315,6 +351,8 @@ class Store:
 
     def problem(self) -> str | None:
         """Why results cannot be recorded now (`storage.ResultStore`), or None."""
+        if self.write_error is not None:
+            return f"results store unwritable: {self.write_error}"
         return "results store closed" if self._closed else None
 
     # Recording -------------------------------------------------------------------------------
@@ -416,10 +454,16 @@ class Store:
             except TimeoutError:
                 pass
             self._wake.clear()
+            failing = self.write_error
             try:
                 await self.flush()
-            except Exception:  # keep flushing; the error is logged and counted
-                log.exception("writing results failed")
+            except Exception as exc:  # noqa: BLE001 - keep flushing; counted always, logged once
+                if describe(exc) != failing:
+                    log.error("writing results to %s failed: %s; counts are kept in memory "
+                              "and retried", self.path, describe(exc))
+            else:
+                if failing is not None and self.write_error is None:
+                    log.info("writing results to %s works again", self.path)
 
     async def flush(self) -> None:
         """Write the pending batch in one transaction (no-op when nothing is pending)."""
@@ -445,7 +489,8 @@ class Store:
             loop = asyncio.get_running_loop()
             try:
                 await loop.run_in_executor(self._executor, self._write, snap, sketches)
-            except Exception:
+            except Exception as exc:
+                self.write_error = describe(exc)
                 self._on_error()
                 self.latency.dirty.update(ep for ep, _, _ in sketches if ep in self.latency.sketches)
                 # The counts are absolute, so re-marking the keys dirty repairs them on the
@@ -455,6 +500,7 @@ class Store:
                 for k, v in batch.fields.items():
                     self._pending.fields.setdefault(k, v)
                 raise
+            self.write_error = None
             self._on_flush()
 
     def _thin(self, b: _Batch) -> None:
@@ -507,25 +553,70 @@ class Store:
                     "(SELECT 1 FROM samples WHERE result_id=?)", [(r, r) for r in orphans])
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
+        if self.max_bytes is not None:
+            self._keep_budget()
+
+    def used_bytes(self) -> int:
+        """Bytes of live pages in the file (free pages are reused before it grows)."""
+        conn = self._conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * conn.execute("PRAGMA page_size").fetchone()[0]
+
+    def _keep_budget(self) -> None:
+        """Delete the oldest example documents while the file is over its budget. Runs in
+        the store thread, after a flush."""
+        used = self.used_bytes()
+        if used <= self.max_bytes:
+            return
+        to_free = used - int(self.max_bytes * THIN_TO)
+        conn = self._conn
+        victims: list[str] = []
+        freed = 0
+        for rid, size in conn.execute("SELECT id, length(doc) FROM results ORDER BY seq"):
+            victims.append(rid)
+            freed += size
+            if freed >= to_free:
+                break
+        if not victims:
+            return
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("DELETE FROM samples WHERE result_id=?", [(r,) for r in victims])
+            conn.executemany("DELETE FROM results WHERE id=?", [(r,) for r in victims])
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        self.thinned += len(victims)
+        self._on_thin(len(victims))
+        log.warning("store %s over its %d-byte budget (-store.maxBytes): deleted the %d oldest "
+                    "examples (counts are kept)", self.path, self.max_bytes, len(victims))
 
     # Reading (examples come from disk, after writing what is pending) ------------------------
 
     async def _read(self, fn, *args):
         if self._closed:
             raise StoreError("store is closed")
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - unwritable (disk full): the file can still be read
+            pass
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def results(self, endpoint: str, path: str) -> list[dict[str, Any]]:
-        """The examples of one field, oldest first (first-N then latest-N, no duplicates)."""
+    async def results(self, endpoint: str, path: str, shape=None) -> list[dict[str, Any]]:
+        """The examples of one field, oldest first (first-N then latest-N, no duplicates).
+        `shape(doc)`, if given, runs in the store thread on each document as it is read (the
+        API cuts big bodies there: one whole document in memory at a time)."""
         def query() -> list[dict[str, Any]]:
             rows = self._conn.execute(
                 "SELECT r.doc FROM results r WHERE r.id IN "
                 "(SELECT result_id FROM samples WHERE endpoint=? AND path=?) ORDER BY r.seq",
-                (endpoint, path)).fetchall()
-            return [json.loads(doc) for (doc,) in rows]
+                (endpoint, path))
+            return [json.loads(doc) if shape is None else shape(json.loads(doc))
+                    for (doc,) in rows]
         return await self._read(query)
 
     async def result(self, result_id: str) -> dict[str, Any] | None:
@@ -556,7 +647,7 @@ class Store:
                     conn.execute("INSERT OR REPLACE INTO meta VALUES('last_reset', ?)", (str(now),))
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
 
             await asyncio.get_running_loop().run_in_executor(self._executor, wipe)

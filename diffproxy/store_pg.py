@@ -506,11 +506,17 @@ class PostgresStore:
             self._lost(exc)
             raise StoreError(f"results database unavailable: {self._down}") from None
 
-    async def results(self, endpoint: str, path: str) -> list[dict[str, Any]]:
+    async def results(self, endpoint: str, path: str, shape=None) -> list[dict[str, Any]]:
+        """As `Store.results`; `shape(doc)` runs in a thread, one document at a time."""
         rows = await self._fetch(
             "SELECT doc FROM diffproxy_results WHERE id IN (SELECT result_id FROM "
             "diffproxy_samples WHERE endpoint=$1 AND path=$2) ORDER BY seq", endpoint, path)
-        return [json.loads(r[0]) for r in rows]
+
+        def parse() -> list[dict[str, Any]]:
+            docs = (json.loads(r[0]) for r in rows)
+            return [shape(d) for d in docs] if shape else list(docs)
+
+        return await asyncio.to_thread(parse)
 
     async def result(self, result_id: str) -> dict[str, Any] | None:
         rows = await self._fetch("SELECT doc FROM diffproxy_results WHERE id=$1", result_id)

@@ -36,7 +36,6 @@ from . import channel
 log = logging.getLogger("diffproxy.worker")
 
 SHIP_INTERVAL = 0.1   # seconds between messages to the owner
-DRAIN_TIMEOUT = 5.0   # seconds to finish queued comparisons when asked to stop
 
 # id, endpoint, raw paths, noise paths, document, failed targets, baseline failed, latency,
 # epoch (last: the pool drops results from before a clear by it)
@@ -117,7 +116,7 @@ class Worker:
             self._shipper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._shipper
-        await self.pipeline.drain(DRAIN_TIMEOUT)
+        await self.pipeline.drain(self.settings.proxy.drain_timeout)
         await self.ship()
         if self._session is not None:
             await self._session.close()

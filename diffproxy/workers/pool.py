@@ -23,6 +23,7 @@ from . import channel
 log = logging.getLogger("diffproxy.workers")
 
 START_TIMEOUT = 30.0  # seconds for a worker to import, connect its pool and listen
+RESTART_DELAY = 1.0   # seconds before a dead worker is started again (no busy crash loop)
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
@@ -49,6 +50,7 @@ class WorkerPool:
         self.metrics = metrics
         self.health = health
         self._children: list[_Child] = []
+        self._stopping = False
 
     @property
     def alive(self) -> int:
@@ -104,6 +106,29 @@ class WorkerPool:
             log.error("worker %d exited with %s; %d worker(s) left", child.proc.pid, code,
                       self.alive - 1)
         self.metrics.workers.set(1 + self.alive - 1)
+        if not self._stopping:
+            asyncio.get_running_loop().create_task(self._restart(child))
+
+    async def _restart(self, dead: _Child) -> None:
+        """Start a new worker in place of one that died (kill -9, OOM killer, a crash)."""
+        await asyncio.sleep(RESTART_DELAY)
+        if self._stopping:
+            return
+        dead.writer.close()
+        try:
+            child = await self._spawn()
+        except WorkerError as exc:
+            log.error("restarting a worker failed: %s; retrying", exc)
+            asyncio.get_running_loop().create_task(self._restart(dead))
+            return
+        if self._stopping:
+            await self._kill(child)
+            return
+        self._children[self._children.index(dead)] = child
+        child.task = asyncio.create_task(self._receive(child), name="diffproxy-worker")
+        self.metrics.worker_restarts.inc()
+        self.metrics.workers.set(1 + self.alive)
+        log.info("worker %d started in place of worker %d", child.proc.pid, dead.proc.pid)
 
     def _apply(self, child: _Child, message: dict) -> None:
         results = message["results"]
@@ -146,6 +171,7 @@ class WorkerPool:
 
     async def stop(self, timeout: float) -> None:
         """Ask every worker to finish and ship what it has; kill what does not within `timeout`."""
+        self._stopping = True
         for child in self._children:
             if not child.writer.is_closing():
                 with contextlib.suppress(ConnectionError):

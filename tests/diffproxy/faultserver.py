@@ -8,6 +8,7 @@ process can be driven through every (role x fault) case without restarting anyth
     /fault/<role>/<fault>   the named role misbehaves; the other two answer normally
     /echo-headers           {"headers": {...}}; the candidate appends "+v2" to every value
     /echo-body              the request body back, byte for byte
+    /deep/N                 JSON nested N levels deep; the candidate's innermost value differs
     /slow-ok                a normal answer after SLOW_OK seconds
     /hold/<role>            the role answers only after `release(role)` (at most HOLD_MAX s)
     /raw-header-bytes       headers with bytes beyond ASCII: Latin-1 é, UTF-8 é
@@ -208,6 +209,10 @@ class FaultServer:
             finally:
                 role.holding -= 1
             writer.write(_reply("200 OK", _json({"ok": True})))
+        elif parts[0] == "deep" and len(parts) == 2 and parts[1].isdigit():
+            n = int(parts[1])  # n nesting levels; the candidate's leaf differs
+            leaf = b"2" if role.name == "candidate" else b"1"
+            writer.write(_reply("200 OK", b"[" * n + leaf + b"]" * n))
         elif path == "/brotli":
             data = brotlicffi.compress(_json({"version": 2 if role.name == "candidate" else 1,
                                               "name": "same"}))

@@ -423,3 +423,32 @@ def test_upgrades_and_connect_are_answered_then_closed(edge_proxy, data):
         sock.sendall(data)
         answer = read_all(sock)  # the proxy closes: it speaks no other protocol
     assert status_of(answer) in (200, 403), answer[:200]
+
+
+@pytest.fixture(scope="module")
+def deep_proxy(faults, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("deep")
+    proxy = start_fault_proxy(faults, tmp / "deep.sqlite", log_dir=tmp)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize("levels", [700, 5000])
+def test_deep_json_is_counted_and_compared_by_hash_without_tracebacks(deep_proxy, client, levels):
+    bad_proxy = deep_proxy
+    before = diffapi.wait_idle(bad_proxy.admin_url)
+    r = client.get(f"{bad_proxy.proxy_url}/deep/{levels}")
+    assert r.status_code == 200 and r.content.startswith(b"[[[")
+    after = diffapi.wait_idle(bad_proxy.admin_url)
+    grew = {name: metric(after, name) - metric(before, name) for name in (
+        "diffproxy_comparisons_completed_total", "diffproxy_comparisons_failed_total")}
+    assert grew == {"diffproxy_comparisons_completed_total": 1,
+                    "diffproxy_comparisons_failed_total": 0}
+    assert (metric(after, "diffproxy_comparisons_bounded_total", reason="depth")
+            > metric(before, "diffproxy_comparisons_bounded_total", reason="depth"))
+    (endpoint,) = [e for e in get_json(bad_proxy.api_url, "endpoints") if e.startswith("GET /deep/")]
+    assert get_json(bad_proxy.api_url, "endpoints")[endpoint]["differences"] >= 1
+    example = diffapi.results(bad_proxy.api_url, endpoint, "body.sha256")["requests"][-1]
+    assert "deeper than" in example["candidate"]["body"]["note"]
+    log = bad_proxy.log(tail=10**9)
+    assert "Traceback" not in log and "RecursionError" not in log

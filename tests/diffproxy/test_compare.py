@@ -1,4 +1,5 @@
 import gzip
+import hashlib
 import json
 import time
 import zlib
@@ -6,9 +7,16 @@ import zlib
 import pytest
 from httpbin import app as httpbin_app
 
-from diffproxy.compare import MAX_VALUE_CHARS, Comparator, CompareSettings, Comparison, truncate_value
+from diffproxy.compare import (
+    MAX_COMPARE_NODES,
+    MAX_VALUE_CHARS,
+    Comparator,
+    CompareSettings,
+    Comparison,
+    truncate_value,
+)
 from diffproxy.headers import DEFAULT_IGNORED_HEADERS
-from diffproxy.lift import lift, parse_body
+from diffproxy.lift import MAX_COMPARE_DEPTH, lift, parse_body
 from diffproxy.model import DIFF_TYPES, Difference, Response
 
 JSON = (("Content-Type", "application/json"),)
@@ -271,7 +279,40 @@ def test_non_standard_json_constants_are_text(cmp):
 def test_deeply_nested_json_does_not_crash(cmp):
     deep = b"[" * 100000 + b"]" * 100000
     lifted = lift(Response(200, JSON, deep), cmp.settings.max_body_bytes)
-    assert isinstance(lifted["body"], str)
+    assert lifted["body"]["sha256"] == hashlib.sha256(deep).hexdigest()
+    assert "compared by hash" in lifted["body"]["note"]
+
+
+@pytest.mark.parametrize("levels", [MAX_COMPARE_DEPTH + 1, 700, 5000])
+def test_json_deeper_than_the_bound_is_compared_by_hash_and_says_so(cmp, levels):
+    a = Response(200, JSON, b"[" * levels + b"1" + b"]" * levels)
+    b = Response(200, JSON, b"[" * levels + b"2" + b"]" * levels)
+    result = cmp.compare(a, a, b)
+    assert list(result.raw) == ["body.sha256"] and result.noise == {}
+    assert "deeper than" in lift(b, cmp.settings.max_body_bytes)["body"]["note"]
+    assert set(result.bounded) == {"depth"}
+
+
+def test_json_just_within_the_depth_bound_is_compared_field_by_field(cmp):
+    levels = MAX_COMPARE_DEPTH - 1
+    a = Response(200, JSON, b'{"k":' * levels + b"1" + b"}" * levels)
+    b = Response(200, JSON, b'{"k":' * levels + b"2" + b"}" * levels)
+    result = cmp.compare(a, a, b)
+    assert list(result.raw) == ["body" + ".k" * levels] and result.bounded == ()
+
+
+def test_json_wider_than_the_bound_is_compared_by_hash_and_says_so(cmp):
+    import random
+    rng = random.Random(7)
+    wide = [js({f"k{rng.random()}": i for i in range(MAX_COMPARE_NODES + 1)}) for _ in range(2)]
+    result = cmp.compare(wide[0], wide[0], wide[1])
+    assert list(result.raw) == ["body.sha256"] and result.bounded == ("width",)
+    # equal bodies that wide are still equal, and one change in them is still found by field
+    same = cmp.compare(wide[0], wide[0], wide[0])
+    assert same.raw == {} and same.bounded == ()
+    changed = dict(json.loads(wide[0].body), k0="x")
+    one = cmp.compare(wide[0], wide[0], js(changed))
+    assert list(one.raw) == ["body.k0"] and one.bounded == ()
 
 
 # encodings -----------------------------------------------------------------------------

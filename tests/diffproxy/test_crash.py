@@ -190,3 +190,77 @@ async def test_api_answers_503_while_the_store_is_closed(tmp_path, faults):
         assert r.status_code == 200
         await proxy.settled()
         assert proxy.metrics.failed.get() == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs: a disk that fills up for real."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(directory) -> None:
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def test_disk_full_is_reported_and_callers_keep_being_answered(faults, small_disk, tmp_path):
+    store = small_disk / "full.sqlite"
+    proxy = start_fault_proxy(faults, store, log_dir=tmp_path)
+    try:
+        admin = httpx.get(proxy.admin_url + "/readyz", timeout=10)
+        assert admin.status_code == 200
+        _fill(small_disk)
+
+        def reported():
+            for _ in range(5):  # differing answers: examples to write
+                assert httpx.get(proxy.proxy_url + "/echo-headers", timeout=10).status_code == 200
+            r = httpx.get(proxy.admin_url + "/readyz", timeout=10)
+            return r if r.status_code == 503 else None
+        deadline = time.monotonic() + 60
+        while (ready := reported()) is None:
+            assert time.monotonic() < deadline, "/readyz never reported the full disk"
+        assert "unwritable" in ready.json()["reason"] and "ENOSPC" in ready.json()["reason"]
+        # callers are still answered, and counts and examples still read without a 500
+        assert httpx.get(proxy.proxy_url + "/ok", timeout=10).status_code == 200
+        counts = httpx.get(proxy.api_url + "/api/1/endpoints", timeout=10)
+        assert counts.status_code == 200 and counts.json()["GET /echo-headers"]["total"] >= 1
+        fields = get_json(proxy.api_url, "endpoints/GET%20%2Fecho-headers/stats")["fields"]
+        example = httpx.get(proxy.api_url + "/api/1/endpoints/GET%20%2Fecho-headers/fields/"
+                            + next(iter(fields)) + "/results", timeout=10)
+        assert example.status_code == 200, example.text
+        os.kill(proxy.popen.pid, signal.SIGTERM)
+        code = proxy.popen.wait(60)
+    finally:
+        proxy.stop()
+    log = proxy.log(tail=10**9)
+    assert code == 1, log
+    assert "Traceback" not in log
+    assert "disk full (ENOSPC)" in log.strip().splitlines()[-1]
+
+    again = procs.run_diffproxy([
+        f"-candidate={faults.address('candidate')}", f"-master.primary={faults.address('primary')}",
+        f"-store.path={store}",
+        *(f"-{name}.port=127.0.0.1:{procs.free_port()}" for name in ("proxy", "admin", "http"))])
+    print("\nrestart on the full disk:", again.returncode, again.stderr.strip()[-300:])
+    if again.returncode == 0:  # a restart that fits on the full disk is fine too
+        return
+    assert again.returncode == 2, again.stderr
+    assert "another diffproxy" not in again.stderr and "Traceback" not in again.stderr
+    assert "disk full" in again.stderr, again.stderr

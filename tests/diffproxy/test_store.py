@@ -206,6 +206,35 @@ async def test_the_store_adds_the_endpoint_to_each_document(backend):
         await store.close()
 
 
+async def test_size_budget_thins_the_oldest_examples_and_keeps_counts_exact(tmp_path):
+    path = tmp_path / "budget.sqlite"
+    budget = 2 * 1024 * 1024
+    thinned: list[int] = []
+    store = await open_store(path, max_bytes=budget, on_thin=thinned.append)
+    pad = "p" * 200_000  # 200 KB documents: 200 of them are 20x the budget
+    for n in range(200):
+        rid = f"r{n}"
+        store.add(Record(id=rid, endpoint=f"GET /e{n}", raw={"body.x": CHANGED}, noise={},
+                         document=json.dumps({"id": rid, "pad": pad})))
+        if n % 5 == 4:
+            await store.flush()
+    await store.flush()
+    assert store.used_bytes() <= budget
+    assert sum(thinned) == store.thinned > 150
+    assert sum(c.total for c in store.endpoints.values()) == 200  # counts are never thinned
+    assert store.fields["GET /e0"]["body.x"].differences == 1
+    assert await store.results("GET /e0", "body.x") == []  # the oldest example is gone
+    assert [d["id"] for d in await store.results("GET /e199", "body.x")] == ["r199"]
+    await store.close()
+    assert path.stat().st_size <= 2 * budget  # the file stopped growing near the budget
+    with sqlite3.connect(path) as conn:
+        orphans = conn.execute("SELECT count(*) FROM samples WHERE result_id NOT IN "
+                               "(SELECT id FROM results)").fetchone()[0]
+        totals = conn.execute("SELECT sum(total) FROM endpoints").fetchone()[0]
+    conn.close()
+    assert orphans == 0 and totals == 200
+
+
 async def test_failures_and_weights_survive_reopen_and_old_files_gain_the_columns(tmp_path):
     path = tmp_path / "old.sqlite"
     # a store as the first release wrote it: schema version 1 without the issue-12 columns

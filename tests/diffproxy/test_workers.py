@@ -179,20 +179,28 @@ def test_clear_with_workers_starts_counts_and_examples_afresh(traffic):
     assert kept and {r["id"] for r in kept} <= set(ids)
 
 
-def test_owner_keeps_serving_when_a_worker_dies(backends, tmp_path, proc_logs):
+def test_a_killed_worker_is_restarted_and_counted(backends, tmp_path, proc_logs):
     proxy = start_proxy(backends, tmp_path / "results.sqlite", extra=["-workers=2"],
                         log_dir=proc_logs)
     try:
         (worker,) = children(proxy.popen.pid)
         os.kill(worker, signal.SIGKILL)
-        wait_for(lambda: diffapi.metric(diffapi.metrics(proxy.admin_url), "diffproxy_workers") == 1,
-                 what="the owner noticing its worker died")
-        send_fresh_connections(proxy, "/json", 5)  # the dead worker's socket left the group
+        send_fresh_connections(proxy, "/json", 5)  # served meanwhile, by whoever is alive
+
+        def restarted():
+            m = diffapi.metrics(proxy.admin_url)
+            return (diffapi.metric(m, "diffproxy_worker_restarts_total") == 1
+                    and diffapi.metric(m, "diffproxy_workers") == 2)
+        wait_for(restarted, timeout=60, what="the killed worker restarted")
+        (new,) = wait_for(lambda: {p for p in children(proxy.popen.pid) if alive(p)} or None,
+                          what="a live worker process")
+        assert new != worker
+        send_fresh_connections(proxy, "/json", 20)
         wait_for(lambda: diffapi.get_json(proxy.api_url, "endpoints").get("GET /json", {})
-                 .get("total") == 5, what="5 requests counted by the owner alone")
+                 .get("total") == 25, what="25 requests counted")
         assert proxy.alive()
     finally:
-        proxy.stop()
+        assert proxy.stop() == 0
 
 
 def test_comparisons_in_flight_in_workers_during_a_clear_are_not_recorded(faults, tmp_path):
