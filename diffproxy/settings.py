@@ -704,13 +704,13 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             flush_interval=get("store.flushInterval"),
             url=_store_url(raw, get),
             connect_timeout=get("store.connectTimeout"),
+            max_bytes=get("store.maxBytes"),
         ),
         edge=EdgeSettings(
             header_timeout=get("receive.headerTimeout"),
             body_timeout=get("receive.bodyTimeout"),
             idle_timeout=get("receive.idleTimeout"),
             allowed_hosts=get("allowedHosts"),
-            max_bytes=get("store.maxBytes"),
         ),
         ignored_flags=ignored,
         latency=LatencySettings(  # issue 14

@@ -132,6 +132,7 @@ class PostgresStore:
         # Latency sketches are this replica's own, in memory: its API and /metrics show the
         # requests it compared (docs/latency.md, "Scaling out"); not shared through the database.
         self.latency = LatencyBook()
+        self.epoch = 0  # bumped by `clear`; see `Record.epoch`
         self._on_latency = on_latency or (lambda _ep, _ms: None)
         self.samples_first = samples_first
         self.samples_latest = samples_latest
@@ -223,9 +224,17 @@ class PostgresStore:
             known.setdefault(path, FieldCounts())
         return path
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record) -> bool:
         """Count one comparison in memory; the next flush writes it. While the database is
-        away it is dropped and counted instead (the API would show counts never stored)."""
+        away it is dropped and counted instead (the API would show counts never stored).
+        False (nothing counted) when the record's request arrived before this replica's
+        last clear, as `Store.add`."""
+        if record.epoch != self.epoch:
+            return False
+        self._count(record)
+        return True
+
+    def _count(self, record: Record) -> None:
         if self._closed:
             raise StoreError("store is closed")
         if self._down:
@@ -537,6 +546,7 @@ class PostgresStore:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", str(generation), str(now))
             return generation
 
+        self.epoch += 1
         self.latency.clear()
         async with self._lock:
             try:

@@ -154,7 +154,7 @@ async def test_api_reports_the_three_distributions_and_the_verdict(tmp_path):
             base, api = _url(s.listeners.proxy), _url(s.listeners.http) + "/api/1"
             for _ in range(12):
                 await client.get(base + "/delay/0")
-            await proxy.pipeline.queue.join()
+            await proxy.settled()
             listed = (await client.get(api + "/endpoints")).json()
             assert listed["GET /delay/:id"]["latency_verdict"] == "slower"
             r = await client.get(api + "/endpoints/GET%20%2Fdelay%2F%3Aid/latency")

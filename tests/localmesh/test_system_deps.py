@@ -69,7 +69,7 @@ def test_root_installs_only_what_is_missing(tmp_path):
     done, apt = _run(tmp_path, uid=0, present=("chromium",))
     assert done.returncode == 0, done.stderr
     install = [line for line in apt.splitlines() if line.startswith("install")]
-    assert install == ["install -y -qq --no-install-recommends nginx-light wrk postgresql"]
+    assert install == ["install -y -qq --no-install-recommends nginx-light wrk prometheus postgresql"]
 
 
 def test_an_installed_postgresql_server_is_found_off_path(tmp_path):
