@@ -175,7 +175,7 @@ def test_every_replica_reports_the_same_totals_equal_to_what_was_mirrored(cluste
         stats = diffapi.stats(r.api_url, "GET /json")
         assert stats["endpoint"]["total"] == 60 and stats["endpoint"]["differences"] == 60
     # A clear on one replica clears them all.
-    httpx.post(cluster.replicas[0].api_url + "/api/1/clear", timeout=10).raise_for_status()
+    httpx.post(cluster.replicas[0].api_url + "/api/1/clear", headers=diffapi.CLIENT, timeout=10).raise_for_status()
     assert _converged(cluster.replicas) == [{}, {}, {}]
 
 
