@@ -64,6 +64,9 @@ class Pipeline:
         self.redactor = Redactor(extra_headers=diff.redact_headers, fields=diff.redact_fields)
         self.sampler = ExampleSampler(settings.store.samples_first, settings.store.samples_latest)
         self.namer = self._new_namer()
+        # Requests that carry secrets: their redactor with the secrets bound, by job id,
+        # from naming until the record is stored (the others use `self.redactor`).
+        self._bound: dict[str, Redactor] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-compare")
         self._worker: asyncio.Task | None = None
         metrics.queue_depth.callback = self.queue.qsize
@@ -120,7 +123,13 @@ class Pipeline:
                 name = self.namer.name if self.endpoint_cap else self.namer.candidate
                 for job in jobs:
                     try:
-                        named.append((job, name(job.method, job.path_qs, CIMultiDict(job.headers))))
+                        r = self.redactor.for_request(job.headers, job.path_qs, job.body)
+                        if r is not self.redactor:
+                            self._bound[job.id] = r
+                        # named from the masked path: `/basic-auth/alice/hunter2` must not
+                        # keep the password in the endpoint name
+                        endpoint = name(job.method, r.path(job.path_qs), CIMultiDict(job.headers))
+                        named.append((job, r.text(endpoint) if r.secrets else endpoint))
                     except Exception:  # noqa: BLE001 - one bad request must not stop the worker
                         self._failed(job)
                         named.append((job, None))
@@ -156,7 +165,11 @@ class Pipeline:
             for _ in range(len(held)):
                 self.queue.task_done()
 
+    def _redactor(self, job: Job) -> Redactor:
+        return self._bound.get(job.id, self.redactor)
+
     def _store(self, job: Job, record: Record) -> None:
+        self._bound.pop(job.id, None)
         try:
             self.store.add(record)
         except Exception as exc:  # noqa: BLE001 - counted, the pipeline goes on
@@ -170,7 +183,8 @@ class Pipeline:
 
     def _failed(self, job: Job, exc: BaseException | None = None) -> None:
         self.metrics.failed.inc()
-        log.error("comparing %s %s failed", job.method, self.redactor.text(job.path_qs),
+        redactor = self._bound.pop(job.id, None) or self.redactor
+        log.error("comparing %s %s failed", job.method, redactor.path(job.path_qs),
                   exc_info=exc if exc is not None else True)
 
     def _analyse_batch(self, named: list[tuple[Job, str | None]]) -> list[Record | BaseException | None]:
@@ -206,7 +220,7 @@ class Pipeline:
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
         if result.identical or not (result.raw or result.noise):
             return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
-        r = self.redactor
+        r = self._redactor(job)
         raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
         noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
         return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise)
@@ -214,24 +228,24 @@ class Pipeline:
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds
         it); built only for records that may be kept as examples."""
-        r = self.redactor
+        r = self._redactor(job)
         limit = self.comparator.settings.max_body_bytes
         doc = {
             "id": job.id,
             "trace_id": job.trace_id,
             "timestamp_msec": job.timestamp_msec,
             "method": job.method,
-            "uri": r.text(job.path_qs),
+            "uri": r.path(job.path_qs),
             "differences": record.raw,
             "noise": record.noise,
-            "request": self._request(job),
+            "request": self._request(job, r),
             "primary": r.lifted(lift(job.primary, limit)),
             "secondary": r.lifted(lift(job.secondary, limit)),
             "candidate": r.lifted(lift(job.candidate, limit)),
         }
         return json.dumps(doc, separators=(",", ":"))
 
-    def _request(self, job: Job) -> dict:
+    def _request(self, job: Job, r: Redactor) -> dict:
         headers: dict[str, str] = {}
         for name, value in job.headers:
             lower = name.lower()
@@ -240,14 +254,21 @@ class Pipeline:
             headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
         body = job.body
         if body:
-            body_value = parse_body(body[:MAX_STORED_REQUEST_BODY],
-                                    headers.get("content-type", ""),
-                                    headers.get("content-encoding", ""),
-                                    MAX_STORED_REQUEST_BODY)
+            # Parsed whole and redacted before it is cut to MAX_STORED_REQUEST_BODY: a
+            # secret cut in two by the limit would keep its prefix.
+            body_value = r.value(parse_body(body, headers.get("content-type", ""),
+                                            headers.get("content-encoding", ""),
+                                            self.comparator.settings.max_body_bytes))
+            if len(body) > MAX_STORED_REQUEST_BODY:
+                text = body_value if isinstance(body_value, str) else json.dumps(body_value)
+                if len(text) > MAX_STORED_REQUEST_BODY:
+                    body_value = (f"{text[:MAX_STORED_REQUEST_BODY]}... "
+                                  f"[{len(text)} chars, cut at {MAX_STORED_REQUEST_BODY}]")
         else:
             body_value = ""
-        return self.redactor.lifted({"method": job.method, "uri": job.path_qs,
-                                     "headers": headers, "body": body_value})
+        out = r.lifted({"method": job.method, "uri": job.path_qs, "headers": headers, "body": ""})
+        out["body"] = body_value
+        return out
 
     async def drain(self, timeout: float) -> None:
         """Finish what is queued (bounded wait), then stop the worker."""
