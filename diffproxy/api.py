@@ -21,13 +21,14 @@ from aiohttp import web
 from . import __version__
 from .endpoints import OVERFLOW_ENDPOINT
 from .model import TargetHealth
-from .noise import classify
+from .noise import FieldStats, classify, verdict
 from .settings import Settings
 from .store import OVERFLOW_FIELD, Store, StoreError
 
 log = logging.getLogger("diffproxy.api")
 
 PREFIX = "/api/1"
+_FIELD_KEYS = ("differences", "noise", "relative_difference", "absolute_difference", "signal")
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 _TRUE = ("true", "1", "yes", "on")
 
@@ -61,6 +62,8 @@ def result_view(doc: dict, include_request: bool) -> dict:
     """A stored result as the API shows it; Diffy's `left`/`right` alias primary/candidate."""
     out = {k: doc.get(k) for k in ("id", "trace_id", "timestamp_msec", "endpoint", "method",
                                    "uri", "differences", "noise")}
+    out["failed"] = doc.get("failed", [])
+    out["baseline_failed"] = doc.get("baseline_failed", False)
     if include_request:
         for key in ("request", "primary", "secondary", "candidate"):
             out[key] = doc.get(key)
@@ -109,7 +112,8 @@ class Api:
                 return self.endpoints()
             if len(seg) >= 3 and seg[-1] == "stats":
                 self._allow(request, "GET")
-                return self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise"))
+                return self.stats("/".join(seg[1:-1]), _flag(request, "exclude_noise", True),
+                                  _flag(request, "include_weights"))
             if len(seg) >= 5 and "results" in seg[-2:]:
                 index: str | None = None
                 if seg[-1] != "results":
@@ -145,8 +149,22 @@ class Api:
     # resources ----------------------------------------------------------------------------
 
     def endpoints(self) -> dict:
-        return {name: {"total": c.total, "differences": c.differences}
-                for name, c in sorted(self.store.endpoints.items())}
+        """Diffy's {total, differences} per endpoint, plus who failed and the verdict."""
+        return {name: self._endpoint(name, c) for name, c in sorted(self.store.endpoints.items())}
+
+    def _endpoint(self, name: str, c, fields: dict | None = None) -> dict:
+        if fields is None:
+            fields = self._fields(name, c.total, False)
+        diff = self.settings.diff
+        stats = [FieldStats(**{k: f[k] for k in _FIELD_KEYS}) for f in fields.values()]
+        return {"total": c.total, "differences": c.differences,
+                "verdict": verdict(c.total, c.baseline_failures, stats, diff.min_requests,
+                                   diff.baseline_failure_percent),
+                "signal_fields": sum(1 for f in stats if f.signal),
+                "noise_fields": sum(1 for f in stats if not f.signal),
+                "baseline_failures": c.baseline_failures,
+                "failures": {"primary": c.failed_primary, "secondary": c.failed_secondary,
+                             "candidate": c.failed_candidate}}
 
     def _counts(self, endpoint: str):
         counts = self.store.endpoints.get(endpoint)
@@ -154,7 +172,10 @@ class Api:
             raise ApiError(404, f"unknown endpoint {endpoint!r}")
         return counts
 
-    def _fields(self, endpoint: str, total: int, exclude_noise: bool) -> dict:
+    def _fields(self, endpoint: str, total: int, exclude_noise: bool,
+                include_weights: bool = False) -> dict:
+        """Diffy lists the fields primary and candidate differed on; noise-only fields
+        (differences 0) are listed here too unless `exclude_noise`, as `signal: false`."""
         diff = self.settings.diff
         out = {}
         for path, fc in sorted(self.store.fields.get(endpoint, {}).items()):
@@ -163,18 +184,24 @@ class Api:
             if exclude_noise and not stats.signal:
                 continue
             out[path] = dataclasses.asdict(stats)
+            if include_weights:
+                out[path]["weight"] = fc.weight
         return out
 
-    def stats(self, endpoint: str, exclude_noise: bool) -> dict:
+    def stats(self, endpoint: str, exclude_noise: bool = True,
+              include_weights: bool = False) -> dict:
         counts = self._counts(endpoint)
-        return {"endpoint": {"total": counts.total, "differences": counts.differences},
-                "fields": self._fields(endpoint, counts.total, exclude_noise)}
+        all_fields = self._fields(endpoint, counts.total, False, include_weights)
+        fields = ({p: f for p, f in all_fields.items() if f["signal"]} if exclude_noise
+                  else all_fields)
+        summary = self._endpoint(endpoint, counts, all_fields)
+        return {"endpoint": summary, "fields": fields}
 
     def overview(self) -> dict:
         out = {}
         for name, counts in sorted(self.store.endpoints.items()):
             fields = self._fields(name, counts.total, False)
-            out[name] = {"total": counts.total, "differences": counts.differences,
+            out[name] = {**self._endpoint(name, counts, fields),
                          "signal": any(f["signal"] for f in fields.values()), "fields": fields}
         return out
 
@@ -184,6 +211,10 @@ class Api:
         if path not in self.store.fields.get(endpoint, {}):
             raise ApiError(404, f"endpoint {endpoint!r} has no field {path!r}")
         docs = await self.store.results(endpoint, path)
+        # Examples where the field differs between primary and candidate first (oldest
+        # first within each group), so results/0 - what a reader or the report shows as
+        # "the example" - explains the field; noise-only examples follow.
+        docs.sort(key=lambda d: path not in (d.get("differences") or {}))
         if index is None:
             return {"endpoint": endpoint, "path": path,
                     "requests": [result_view(d, include_request) for d in docs]}

@@ -94,8 +94,12 @@ class ApiClient:
         """Requests compared so far, over every endpoint."""
         return sum(e.get("total", 0) for e in self.endpoints().values())
 
-    def stats(self, endpoint: str, exclude_noise: bool = False) -> Any:
-        query = "?exclude_noise=true" if exclude_noise else ""
+    def stats(self, endpoint: str, exclude_noise: bool = False,
+              include_weights: bool = False) -> Any:
+        # explicit: the API's default is Diffy's (exclude_noise=true)
+        query = f"?exclude_noise={str(exclude_noise).lower()}"
+        if include_weights:
+            query += "&include_weights=true"
         return self.get(f"endpoints/{enc(endpoint)}/stats{query}")
 
     def results(self, endpoint: str, field: str, include_request: bool = True) -> Any:

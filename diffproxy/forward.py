@@ -146,10 +146,10 @@ class Forwarder:
         error = None if result.error is None else f"{result.error}: {result.error_detail}"
         health = self.health.get(name)
         if health is not None:
-            changed = health.healthy != healthy
+            before = health.healthy
             health.record(healthy, error)
-            if changed:  # the gauge follows `health`, which the probe loop updates too
-                self.metrics.target_up.set(1 if healthy else 0, target=name)
+            if health.healthy != before:  # the gauge follows `health` (the probes update it too)
+                self.metrics.target_up.set(1 if health.healthy else 0, target=name)
         return result
 
 

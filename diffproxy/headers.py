@@ -16,12 +16,13 @@ SHADOW_SUFFIX = "-shadow"
 # Headers that differ between any two healthy replicas or are rewritten by the mesh:
 # comparing them would only ever produce noise. Content-Encoding is here because bodies
 # are compared after decoding; a target that stops compressing changes transport, not data.
+# ETag and Last-Modified are compared (see compare.py: dropped when the body is equal).
 DEFAULT_IGNORED_HEADERS: tuple[str, ...] = (
     # hop-by-hop (RFC 9110 7.6.1) and framing
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding",
     # per-response / per-host
-    "date", "server", "age", "expires", "last-modified", "etag", "via", "forwarded",
+    "date", "server", "age", "expires", "via", "forwarded",
     "x-forwarded-*", "x-real-ip", "x-request-id", "x-correlation-id", "x-amzn-trace-id",
     # tracing and the Envoy sidecar
     "x-b3-*", "b3", "traceparent", "tracestate", "baggage", "x-ot-span-context",

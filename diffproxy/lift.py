@@ -1,6 +1,17 @@
-"""Lifting: a raw answer made comparable. Content-Encoding (gzip, deflate) is undone
+"""Lifting: a raw answer made comparable. Content-Encoding (gzip, deflate, br) is undone
 with a hard cap, so a decompression bomb costs at most the limit; the charset is found;
-JSON and form bodies are parsed. The forwarder decodes a body once (`inspect`, to refuse
+JSON and form bodies are parsed; record streams (NDJSON, JSON text sequences,
+`text/event-stream`) become a list of records and multi-line text a list of lines, so the
+comparison can say which record or line changed (`Records`, `Lines`).
+
+Rules decided against Diffy's lifters (twitter/diffy `lifter/HttpLifter`, `JsonLifter`,
+`StringLifter`), each behind a flag where teams differ (`LiftSettings`):
+- no Content-Type: Diffy compares headers only; here the body is sniffed (JSON if it
+  parses, else text) unless `untyped_body` says `text` or `ignore` (Diffy's rule);
+- JSON inside string fields: Diffy's HTTP path leaves strings alone (its StringLifter is
+  for Thrift strings); so do we unless `json_in_strings`;
+- other media types: Diffy refuses them; here text/* is compared by line and anything
+  else by length and hash. The forwarder decodes a body once (`inspect`, to refuse
 bombs and non-UTF-8 JSON) and hands the decoded bytes on in `Response.decoded`, so the
 comparison never inflates the same body again.
 """
@@ -10,13 +21,40 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
+
+import brotlicffi
 
 from .headers import content_headers
 from .model import Response
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024  # decoded limit of the comparison
+MAX_RECORDS = 10_000  # records or lines of one body; beyond, compared by hash
+UNTYPED_BODY_MODES = ("sniff", "text", "ignore")
+
+
+@dataclass(frozen=True)
+class LiftSettings:
+    untyped_body: str = "sniff"  # body without Content-Type: sniff | text | ignore (Diffy)
+    json_in_strings: bool = False  # parse string fields holding a JSON object or array
+
+    def __post_init__(self) -> None:
+        if self.untyped_body not in UNTYPED_BODY_MODES:
+            raise ValueError(f"untyped_body must be one of {UNTYPED_BODY_MODES}")
+
+
+DEFAULT_LIFT = LiftSettings()
+
+
+class Records(list):
+    """A record stream (NDJSON, JSON-seq, server-sent events): compared record by record,
+    paths keep the record's index (`body[3].field`)."""
+
+
+class Lines(list):
+    """A text body of more than one line: compared line by line (`body[12]`)."""
 
 # Bodies -------------------------------------------------------------------------------
 
@@ -51,6 +89,22 @@ def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
             return bytes(out)
 
 
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    """Brotli with the same cap as gzip: at most `limit` bytes are ever produced."""
+    d = brotlicffi.Decompressor()
+    try:
+        out = d.process(data, output_buffer_limit=limit + 1)
+        if len(out) > limit:
+            raise _TooLarge()
+        if not d.is_finished():
+            if d.process(b"", output_buffer_limit=1):
+                raise _TooLarge()
+            raise _Undecodable("truncated stream")
+    except brotlicffi.error as exc:
+        raise _Undecodable(str(exc)) from exc
+    return out
+
+
 def _decode_content(body: bytes, encoding: str, limit: int) -> bytes:
     data = body
     codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
@@ -59,6 +113,8 @@ def _decode_content(body: bytes, encoding: str, limit: int) -> bytes:
             continue
         if coding in ("gzip", "x-gzip"):
             data = _inflate(data, 16 + zlib.MAX_WBITS, limit)
+        elif coding == "br":
+            data = _unbrotli(data, limit)
         elif coding == "deflate":
             # RFC says zlib-wrapped; some servers send raw deflate
             try:
@@ -128,10 +184,88 @@ def _parse_json(text: str) -> tuple[bool, Any]:
         return False, None
 
 
+_NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                     "application/x-jsonlines", "application/jsonlines", "application/json-seq"})
+
+
+def _json_value(text: str) -> Any:
+    ok, value = _parse_json(text)
+    return value if ok else text
+
+
+def _ndjson(text: str) -> Any:
+    """One record per line (RFC 7464's RS separators too); a line that is not JSON stays a
+    string, so one bad record is one difference, not a body compared as text."""
+    parts = text.replace("\x1e", "\n").split("\n")
+    records = [p.strip() for p in parts if p.strip()]
+    if len(records) > MAX_RECORDS:
+        return None
+    return Records(_json_value(p) for p in records)
+
+
+def _event_stream(text: str) -> Any:
+    """Server-sent events (WHATWG HTML 9.2): events end at a blank line; `data` lines are
+    joined with newlines and parsed as JSON when they are JSON; comments are dropped."""
+    events = Records()
+    event: dict[str, Any] = {}
+    data: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") + [""]:
+        if not line:
+            if data or event:
+                if data:
+                    event["data"] = _json_value("\n".join(data))
+                events.append(event)
+                if len(events) > MAX_RECORDS:
+                    return None
+            event, data = {}, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name in ("event", "id", "retry"):
+            event[name] = value
+    return events
+
+
+def _lines(text: str) -> Any:
+    """Text of more than one line as `Lines`; one line stays a string (path `body`)."""
+    lines = text.splitlines()
+    if len(lines) <= 1 or len(lines) > MAX_RECORDS:
+        return text
+    return Lines(lines)
+
+
+def _strings_as_json(value: Any, depth: int = 0) -> Any:
+    if depth > 32:
+        return value
+    if type(value) is dict:
+        return {k: _strings_as_json(v, depth + 1) for k, v in value.items()}
+    if type(value) is list:
+        return [_strings_as_json(v, depth + 1) for v in value]
+    if isinstance(value, Records):
+        return Records(_strings_as_json(v, depth + 1) for v in value)
+    if type(value) is str and value[:1] in ("{", "[") and value[-1:] in ("}", "]"):
+        ok, parsed = _parse_json(value)
+        if ok and isinstance(parsed, (dict, list)):
+            return _strings_as_json(parsed, depth + 1)
+    return value
+
+
 def parse_body(body: bytes, content_type: str, content_encoding: str, limit: int,
-               decoded: bytes | None = None) -> Any:
+               decoded: bytes | None = None, settings: LiftSettings = DEFAULT_LIFT) -> Any:
     """The comparable, JSON-serialisable form of a raw body. `decoded`: `body` with its
     Content-Encoding already undone (by `inspect`), so it is not inflated twice."""
+    value = _parse_body(body, content_type, content_encoding, limit, decoded, settings)
+    if settings.json_in_strings and isinstance(value, (dict, list)):
+        value = _strings_as_json(value)
+    return value
+
+
+def _parse_body(body: bytes, content_type: str, content_encoding: str, limit: int,
+                decoded: bytes | None, settings: LiftSettings) -> Any:
     if len(body) > limit and not content_encoding.strip():
         return _digest(body, f"body larger than {limit} bytes: compared by hash")
     if decoded is not None:
@@ -148,15 +282,24 @@ def parse_body(body: bytes, content_type: str, content_encoding: str, limit: int
     if not data:
         return ""
     mt, charset = _media_type(content_type)
+    if not mt and settings.untyped_body == "ignore":
+        return ""  # Diffy: a body without Content-Type is not compared
     if _is_json(mt) or not mt:
         text = _decode_text(data, charset if charset not in (None, "utf-8", "utf8") else "utf-8-sig")
         if text is None:
             return _digest(data)
-        if _is_json(mt) or text.lstrip()[:1] in ("{", "["):
+        if _is_json(mt) or (settings.untyped_body == "sniff" and text.lstrip()[:1] in ("{", "[")):
             ok, value = _parse_json(text)
             if ok:
                 return value
-        return text
+        return text if _is_json(mt) else _lines(text)
+    if mt in _NDJSON or mt == "text/event-stream":
+        text = _decode_text(data, charset or "utf-8")
+        if text is None:
+            return _digest(data)
+        records = _event_stream(text) if mt == "text/event-stream" else _ndjson(text)
+        return _digest(data, f"more than {MAX_RECORDS} records: compared by hash") \
+            if records is None else records
     if mt == "application/x-www-form-urlencoded":
         text = _decode_text(data, charset)
         if text is None:
@@ -167,7 +310,7 @@ def parse_body(body: bytes, content_type: str, content_encoding: str, limit: int
             return text
     if _is_text(mt):
         text = _decode_text(data, charset)
-        return _digest(data) if text is None else text
+        return _digest(data) if text is None else _lines(text)
     return _digest(data)
 
 
@@ -200,21 +343,22 @@ def inspect(headers: tuple[tuple[str, str], ...], body: bytes,
     return None, decoded
 
 
-def body_of(r: Response, limit: int) -> Any:
+def body_of(r: Response, limit: int, settings: LiftSettings = DEFAULT_LIFT) -> Any:
     """The parsed body of one response (None for a failed one)."""
     if r.error is not None:
         return None
     ctype, cenc = content_headers(r.headers)
-    return parse_body(r.body, ctype, cenc, limit, r.decoded)
+    return parse_body(r.body, ctype, cenc, limit, r.decoded, settings)
 
 
-def lift(r: Response, limit: int) -> dict:
+def lift(r: Response, limit: int, settings: LiftSettings = DEFAULT_LIFT) -> dict:
     """{status, headers, body, error} of one response; all headers kept (redact before storing)."""
     headers: dict[str, str] = {}
     for name, value in r.headers:
         lower = name.lower()
         headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
-    out = {"status": r.status, "headers": headers, "body": body_of(r, limit), "error": r.error}
+    out = {"status": r.status, "headers": headers, "body": body_of(r, limit, settings),
+           "error": r.error}
     if r.error is not None:
         out["error_detail"] = r.error_detail
     return out

@@ -5,11 +5,15 @@ formatting, so any stage can import this module without pulling in another stage
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 ERROR_KINDS = ("refused", "timeout", "reset", "bad_response", "too_large", "tls", "other")
-DIFF_TYPES = ("changed", "type_changed", "missing", "extra", "size_changed", "error")
+DIFF_TYPES = ("changed", "type_changed", "missing", "extra", "size_changed", "error", "moved")
+VERDICTS = ("signal", "noise", "same", "baseline_failure", "insufficient")
+HEALTH_WINDOW = 20  # outcomes a target's health is judged on ...
+HEALTH_WINDOW_SECONDS = 60.0  # ... of at most this age
 TARGET_ORDER = ("primary", "secondary", "candidate")
 
 
@@ -69,6 +73,10 @@ class Difference:
     type: str  # one of DIFF_TYPES
     left: Any  # JSON-serialisable, long values truncated
     right: Any
+    # a whole subtree removed, added or moved: how many scalar leaves it holds
+    leaves: int | None = None
+    # "moved" only: where the subtree went (its root is the path it is reported under)
+    to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,25 +107,44 @@ class Record:
     raw: dict[str, dict]
     noise: dict[str, dict]
     document: str | None = None
+    # targets that failed on their own (connect error, reset, timeout, 5xx) while another
+    # answered; `baseline_failed`: primary or secondary did and the candidate did not, so
+    # `raw` is against the healthy baseline if there was one and `noise` is unknown
+    failed: tuple[str, ...] = ()
+    baseline_failed: bool = False
 
 
 @dataclass
 class TargetHealth:
-    """Last known state of one target: from real traffic, and from probes while idle."""
+    """One target's state over a rolling window (the last `HEALTH_WINDOW` outcomes no
+    older than `HEALTH_WINDOW_SECONDS`), from real traffic and from probes while idle:
+    unhealthy when more than half of the window failed, so one reset among many answers
+    does not flip it, and a dead target is unhealthy from its first failure."""
 
     address: str
     healthy: bool | None = None  # None: not contacted yet
     last_error: str | None = None
     last_change_msec: int | None = None
     last_seen: float = field(default=0.0)
+    window: deque = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
 
     def record(self, healthy: bool, error: str | None) -> None:
-        if healthy != self.healthy:
+        now = time.monotonic()
+        window = self.window
+        window.append((now, healthy))
+        while window and now - window[0][0] > HEALTH_WINDOW_SECONDS:
+            window.popleft()
+        failures = sum(1 for _, ok in window if not ok)
+        verdict = failures * 2 <= len(window)
+        if verdict != self.healthy:
             self.last_change_msec = int(time.time() * 1000)
-        self.healthy = healthy
+        self.healthy = verdict
         if error is not None:
             self.last_error = error
-        self.last_seen = time.monotonic()
+        self.last_seen = now
 
     def as_json(self) -> dict:
-        return {"address": self.address, "healthy": self.healthy, "last_error": self.last_error}
+        failures = sum(1 for _, ok in self.window if not ok)
+        return {"address": self.address, "healthy": self.healthy, "last_error": self.last_error,
+                "window": {"outcomes": len(self.window), "failures": failures,
+                           "max_outcomes": HEALTH_WINDOW, "max_seconds": HEALTH_WINDOW_SECONDS}}

@@ -33,3 +33,29 @@ def classify(raw: int, noise: int, total: int, relative_threshold: float = 20.0,
     signal = raw > noise and relative > relative_threshold and absolute > absolute_threshold
     return FieldStats(differences=raw, noise=noise, relative_difference=relative,
                       absolute_difference=absolute, signal=signal)
+
+
+def verdict(total: int, baseline_failures: int, fields: list[FieldStats], min_requests: int = 1,
+            baseline_failure_percent: float = 20.0) -> str:
+    """One endpoint's verdict, in this order:
+
+    - `signal`: some field is signal by Diffy's rule (candidate evidence wins, whatever else
+      happened: a baseline failure never hides a change the healthy master confirms);
+    - `baseline_failure`: primary or secondary failed on their own (and the candidate did
+      not) on more than `baseline_failure_percent` of the requests, or on so many that fewer
+      than `min_requests` remain: the baseline is no evidence either way;
+    - `insufficient`: fewer than `min_requests` requests the baseline answered;
+    - `noise`: fields differed, none clearly more often than between the two masters;
+    - `same`: nothing differed.
+    """
+    if any(f.signal for f in fields):
+        return "signal"
+    comparable = total - baseline_failures
+    if baseline_failures and (comparable < min_requests
+                              or baseline_failures * 100.0 / total > baseline_failure_percent):
+        return "baseline_failure"
+    if comparable < min_requests:
+        return "insufficient"
+    if any(f.differences or f.noise for f in fields):
+        return "noise"
+    return "same"

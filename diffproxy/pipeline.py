@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 from .compare import Comparator, CompareSettings
 from .endpoints import EndpointNamer
 from .headers import strip_shadow
-from .lift import lift, parse_body
+from .lift import LiftSettings, lift, parse_body
 from .metrics import Metrics
 from .model import Difference, Job, Record
 from .redact import Redactor
@@ -60,7 +60,9 @@ class Pipeline:
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=settings.proxy.queue_size)
         self.comparator = Comparator(CompareSettings(
             ignore_headers=diff.ignore_headers, ignore_fields=diff.ignore_fields,
-            exclude_headers=diff.exclude_headers))
+            exclude_headers=diff.exclude_headers, header_values=diff.header_values,
+            lift=LiftSettings(untyped_body=diff.untyped_body,
+                              json_in_strings=diff.json_in_strings)))
         self.redactor = Redactor(extra_headers=diff.redact_headers, fields=diff.redact_fields)
         self.sampler = ExampleSampler(settings.store.samples_first, settings.store.samples_latest)
         self.namer = self._new_namer()
@@ -219,17 +221,21 @@ class Pipeline:
         """Compare, then redact everything that will be stored."""
         result = self.comparator.compare(job.primary, job.secondary, job.candidate)
         if result.identical or not (result.raw or result.noise):
-            return Record(id=job.id, endpoint=endpoint, raw={}, noise={})
+            return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, failed=result.failed,
+                          baseline_failed=result.baseline_failed)
         r = self._redactor(job)
-        raw = {p: _difference(d) for p, d in r.differences(result.raw).items()}
-        noise = {p: _difference(d) for p, d in r.differences(result.noise).items()}
-        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise)
+        raw = {p: _difference(d, result.raw.get(p, d)) for p, d in r.differences(result.raw).items()}
+        noise = {p: _difference(d, result.noise.get(p, d))
+                 for p, d in r.differences(result.noise).items()}
+        return Record(id=job.id, endpoint=endpoint, raw=raw, noise=noise, failed=result.failed,
+                      baseline_failed=result.baseline_failed)
 
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds
         it); built only for records that may be kept as examples."""
         r = self._redactor(job)
         limit = self.comparator.settings.max_body_bytes
+        lifting = self.comparator.settings.lift
         doc = {
             "id": job.id,
             "trace_id": job.trace_id,
@@ -239,9 +245,11 @@ class Pipeline:
             "differences": record.raw,
             "noise": record.noise,
             "request": self._request(job, r),
-            "primary": r.lifted(lift(job.primary, limit)),
-            "secondary": r.lifted(lift(job.secondary, limit)),
-            "candidate": r.lifted(lift(job.candidate, limit)),
+            "failed": list(record.failed),
+            "baseline_failed": record.baseline_failed,
+            "primary": r.lifted(lift(job.primary, limit, lifting)),
+            "secondary": r.lifted(lift(job.secondary, limit, lifting)),
+            "candidate": r.lifted(lift(job.candidate, limit, lifting)),
         }
         return json.dumps(doc, separators=(",", ":"))
 
@@ -285,5 +293,12 @@ class Pipeline:
         self._executor.shutdown(wait=True)
 
 
-def _difference(d: Difference) -> dict:
-    return {"type": d.type, "left": d.left, "right": d.right}
+def _difference(d: Difference, original: Difference) -> dict:
+    """`d` redacted as stored; the subtree facts (leaf count, where it moved) come from the
+    comparison's own `original` (paths, not values: nothing to redact)."""
+    out = {"type": d.type, "left": d.left, "right": d.right}
+    if original.leaves is not None:
+        out["leaves"] = original.leaves
+    if original.to is not None:
+        out["to"] = original.to
+    return out

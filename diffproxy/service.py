@@ -114,6 +114,9 @@ class ProxyService:
                  "candidate %s; store %s", __version__, listeners.proxy, listeners.http,
                  listeners.admin, s.targets.primary, s.targets.secondary, s.targets.candidate,
                  s.store.path)
+        if s.ignored_flags:
+            log.warning("ignored Diffy flags (no meaning in diffproxy; see docs/diffproxy.md): %s",
+                        ", ".join(f"-{k}" for k in s.ignored_flags))
 
     def _cleared(self) -> None:
         self.pipeline.reset()
@@ -144,7 +147,7 @@ class ProxyService:
                     continue
                 error = await probe(target, min(2.0, self.settings.proxy.timeout))
                 health.record(error is None, error)
-                self.metrics.target_up.set(1 if error is None else 0, target=name)
+                self.metrics.target_up.set(1 if health.healthy else 0, target=name)
             await asyncio.sleep(PROBE_INTERVAL)
 
     async def stop(self) -> None:

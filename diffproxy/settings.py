@@ -26,6 +26,8 @@ from .model import Target
 ENV_PREFIX = "DIFFPROXY_"
 RESPONSE_MODES = ("primary", "secondary", "candidate", "empty")
 FORWARD_HOST_MODES = ("target", "caller")
+UNTYPED_BODY_MODES = ("sniff", "text", "ignore")
+HEADER_VALUE_MODES = ("joined", "sorted")
 
 
 class SettingsError(ValueError):
@@ -92,6 +94,12 @@ class DiffSettings:
     resource_mappings: tuple[endpoints.ResourceMapping, ...] = ()
     max_endpoints: int = 1000
     max_fields: int = 200
+    # issue 12 (trust-verdicts): body kinds, verdicts
+    json_in_strings: bool = False
+    untyped_body: str = "sniff"
+    header_values: str = "joined"
+    min_requests: int = 1
+    baseline_failure_percent: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,9 @@ class Settings:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     diff: DiffSettings = field(default_factory=DiffSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    # issue 12: Diffy flags given on the command line that have no meaning here, logged
+    # once at start as ignored
+    ignored_flags: tuple[str, ...] = ()
 
 
 # Value parsers: raw (str, or a native YAML/JSON value) -> typed value, ValueError on bad input.
@@ -363,7 +374,29 @@ FLAGS: tuple[Flag, ...] = (
          "distinct fields per endpoint; more are counted as __overflow_fields__"),
     Flag("admin.token", _identity, "", "if set, clearing results needs 'Authorization: Bearer TOKEN'"),
     Flag("config", _identity, "", "YAML or JSON file with any of these keys"),
+    # issue 12 (trust-verdicts): how bodies are lifted, when an endpoint has a verdict
+    Flag("compare.jsonInStrings", parse_bool, "false",
+         "parse string fields holding a JSON object/array and compare them field by field",
+         boolean=True),
+    Flag("compare.untypedBody", _choice(*UNTYPED_BODY_MODES), "sniff",
+         "a body without Content-Type: sniff (JSON if it parses, else text) | text | "
+         "ignore (Diffy: headers only)"),
+    Flag("compare.headerValues", _choice(*HEADER_VALUE_MODES), "joined",
+         "repeated headers: joined in order (joined) or as a sorted list (sorted, Diffy)"),
+    Flag("verdict.minRequests", _int_at_least(1), "1",
+         "comparable requests an endpoint needs before it has a verdict (else insufficient)"),
+    Flag("verdict.baselineFailures", parse_threshold, "20.0",
+         "percent of an endpoint's requests on which primary or secondary failed, beyond "
+         "which its verdict is baseline_failure (unless it shows signal)"),
 )
+# Diffy's own flags (DiffyServiceModule) that mean nothing here: accepted so a Diffy
+# command line starts unchanged, logged once as ignored. Boolean ones may be bare.
+DIFFY_IGNORED_FLAGS: dict[str, bool] = {
+    "dc": False, "proxy.clientId": False, "thrift.jar": False, "thrift.serviceClass": False,
+    "enableThriftMux": True, "notifications.targetEmail": False, "notifications.delay": False,
+    "skipEmailsWhenNoErrors": True,
+}
+_IGNORED_BY_LOWER = {k.lower(): k for k in DIFFY_IGNORED_FLAGS}
 FLAGS_BY_KEY = {f.key: f for f in FLAGS}
 _FLAGS_BY_LOWER = {f.key.lower(): f for f in FLAGS}
 
@@ -376,6 +409,8 @@ def usage() -> str:
     for f in FLAGS:
         default = "" if f.default in (None, "") else f" (default {f.default})"
         lines.append(f"  -{f.key:<30} {f.help}{default}")
+    lines.append("accepted and ignored (Diffy flags without a meaning here): "
+                 + ", ".join(f"-{k}" for k in DIFFY_IGNORED_FLAGS))
     return "\n".join(lines)
 
 
@@ -404,6 +439,13 @@ def parse_argv(argv: Iterable[str]) -> dict[str, Any]:
         name, sep, value = arg.lstrip("-").partition("=")
         if name in ("help", "h"):
             raise HelpRequested()
+        ignored = _IGNORED_BY_LOWER.get(name.lower())
+        if ignored is not None:
+            if not sep and not DIFFY_IGNORED_FLAGS[ignored] and i < len(args) \
+                    and not args[i].startswith("-"):
+                i += 1  # `-dc value`: the value goes with the flag
+            values.setdefault(IGNORED_KEY, []).append(ignored)
+            continue
         flag = _lookup(name)
         if not sep:
             if flag.boolean:
@@ -414,6 +456,9 @@ def parse_argv(argv: Iterable[str]) -> dict[str, Any]:
                 raise SettingsError(f"-{flag.key} needs a value (-{flag.key}=VALUE)")
         values[flag.key] = value
     return values
+
+
+IGNORED_KEY = "__ignored__"
 
 
 def parse_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -459,6 +504,9 @@ def load_config(path: str) -> dict[str, Any]:
         raise SettingsError(f"-config: {path} must hold a mapping of flag names to values")
     values = {}
     for key, value in _flatten(data).items():
+        if key.lower() in _IGNORED_BY_LOWER:
+            values.setdefault(IGNORED_KEY, []).append(_IGNORED_BY_LOWER[key.lower()])
+            continue
         try:
             flag = _lookup(key)
         except SettingsError:
@@ -471,9 +519,11 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
     """The whole precedence chain -> Settings, or SettingsError with a one-line message."""
     env = os.environ if env is None else env
     flags = parse_argv(argv)
+    ignored = tuple(dict.fromkeys(flags.pop(IGNORED_KEY, ())))
     env_values = parse_env(env)
     config_path = flags.get("config") or (env_values["config"][1] if "config" in env_values else "")
     config = load_config(_text(config_path)) if config_path else {}
+    ignored = tuple(dict.fromkeys((*ignored, *config.pop(IGNORED_KEY, ()))))
 
     def raw(key: str) -> tuple[str, Any]:
         """(where it came from, raw value)"""
@@ -543,6 +593,11 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             resource_mappings=get("resource.mapping"),
             max_endpoints=get("max.endpoints"),
             max_fields=get("max.fields"),
+            json_in_strings=get("compare.jsonInStrings"),
+            untyped_body=get("compare.untypedBody"),
+            header_values=get("compare.headerValues"),
+            min_requests=get("verdict.minRequests"),
+            baseline_failure_percent=get("verdict.baselineFailures"),
         ),
         store=StoreSettings(
             path=get("store.path"),
@@ -550,6 +605,7 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
             samples_latest=get("samples.latest"),
             flush_interval=get("store.flushInterval"),
         ),
+        ignored_flags=ignored,
     )
 
 

@@ -51,6 +51,19 @@ CREATE TABLE samples(endpoint TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT N
                      PRIMARY KEY(endpoint, path, kind, seq));
 CREATE INDEX samples_by_result ON samples(result_id);
 """
+# Columns added after schema version 1 shipped (issue 12): added in place when missing, so
+# a version-1 file keeps working both ways (older diffproxy ignores them).
+_ADDED_COLUMNS = (
+    ("endpoints", "baseline_failures"), ("endpoints", "failed_primary"),
+    ("endpoints", "failed_secondary"), ("endpoints", "failed_candidate"), ("fields", "weight"),
+)
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, column in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}  # fixed names
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
 class StoreError(Exception):
@@ -61,12 +74,25 @@ class StoreError(Exception):
 class EndpointCounts:
     total: int = 0
     differences: int = 0
+    # issue 12: requests on which primary or secondary failed and the candidate did not,
+    # and each target's own failures (see compare.failed)
+    baseline_failures: int = 0
+    failed_primary: int = 0
+    failed_secondary: int = 0
+    failed_candidate: int = 0
+
+    def copy(self) -> EndpointCounts:
+        return EndpointCounts(self.total, self.differences, self.baseline_failures,
+                              self.failed_primary, self.failed_secondary, self.failed_candidate)
 
 
 @dataclass
 class FieldCounts:
     differences: int = 0
     noise: int = 0
+    # Diffy's weight: over the requests where this field differed (primary vs candidate),
+    # the sum of how many fields differed in each
+    weight: int = 0
 
 
 @dataclass
@@ -144,6 +170,7 @@ def _open_sync(path: str) -> sqlite3.Connection:
             # schema without its version.
             conn.executescript(f"BEGIN;{_SCHEMA}INSERT INTO meta VALUES('schema_version', "
                                f"'{SCHEMA_VERSION}');COMMIT;")
+        _add_columns(conn)
         # A write takes the exclusive lock now, so a second proxy on this file fails here
         # rather than at its first flush.
         conn.execute("INSERT OR REPLACE INTO meta VALUES('opened_by', ?)",
@@ -230,12 +257,14 @@ class Store:
     def _load(self) -> None:
         try:
             conn = self._conn
-            for name, total, diffs in conn.execute("SELECT name, total, differences FROM endpoints"):
-                self.endpoints[name] = EndpointCounts(total, diffs)
+            for name, *counts in conn.execute(
+                    "SELECT name, total, differences, baseline_failures, failed_primary, "
+                    "failed_secondary, failed_candidate FROM endpoints"):
+                self.endpoints[name] = EndpointCounts(*counts)
                 self.fields.setdefault(name, {})
-            for ep, path, diffs, noise in conn.execute(
-                    "SELECT endpoint, path, differences, noise FROM fields"):
-                self.fields.setdefault(ep, {})[path] = FieldCounts(diffs, noise)
+            for ep, path, diffs, noise, weight in conn.execute(
+                    "SELECT endpoint, path, differences, noise, weight FROM fields"):
+                self.fields.setdefault(ep, {})[path] = FieldCounts(diffs, noise, weight)
             for ep, path, n in conn.execute(
                     "SELECT endpoint, path, count(*) FROM samples WHERE kind='first' "
                     "GROUP BY endpoint, path"):
@@ -297,6 +326,11 @@ class Store:
         counts.total += 1
         if record.raw:
             counts.differences += 1
+        if record.baseline_failed:
+            counts.baseline_failures += 1
+        for name in record.failed:
+            attr = f"failed_{name}"
+            setattr(counts, attr, getattr(counts, attr) + 1)
         batch = self._pending
         batch.endpoints[ep] = counts
 
@@ -311,11 +345,14 @@ class Store:
         if not touched:
             self._maybe_wake()
             return
+        siblings = len(record.raw)
         if record.document is None:
             for path, (raw, noise) in touched.items():
                 fc = fields[path]
                 fc.differences += raw
                 fc.noise += noise
+                if raw:
+                    fc.weight += siblings
                 batch.fields[(ep, path)] = fc
             self._maybe_wake()
             return
@@ -326,6 +363,8 @@ class Store:
             fc = fields[path]
             fc.differences += raw
             fc.noise += noise
+            if raw:
+                fc.weight += siblings
             batch.fields[(ep, path)] = fc
             if self._sampler.take_first((ep, path)):
                 batch.samples.append((ep, path, "first", seq, record.id))
@@ -365,8 +404,8 @@ class Store:
             self._pending = self._new_batch()
             # Snapshot the absolute counts now: later add() calls mutate the live objects.
             snap = _Batch(
-                {k: EndpointCounts(v.total, v.differences) for k, v in batch.endpoints.items()},
-                {k: FieldCounts(v.differences, v.noise) for k, v in batch.fields.items()},
+                {k: v.copy() for k, v in batch.endpoints.items()},
+                {k: FieldCounts(v.differences, v.noise, v.weight) for k, v in batch.fields.items()},
                 batch.results, batch.samples, batch.latest_touched)
             loop = asyncio.get_running_loop()
             try:
@@ -399,14 +438,18 @@ class Store:
         conn.execute("BEGIN")
         try:
             conn.executemany(
-                "INSERT INTO endpoints(name, total, differences) VALUES(?,?,?) "
-                "ON CONFLICT(name) DO UPDATE SET total=excluded.total, differences=excluded.differences",
-                [(k, v.total, v.differences) for k, v in b.endpoints.items()])
+                "INSERT INTO endpoints(name, total, differences, baseline_failures, failed_primary, "
+                "failed_secondary, failed_candidate) VALUES(?,?,?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET total=excluded.total, differences=excluded.differences, "
+                "baseline_failures=excluded.baseline_failures, failed_primary=excluded.failed_primary, "
+                "failed_secondary=excluded.failed_secondary, failed_candidate=excluded.failed_candidate",
+                [(k, v.total, v.differences, v.baseline_failures, v.failed_primary,
+                  v.failed_secondary, v.failed_candidate) for k, v in b.endpoints.items()])
             conn.executemany(
-                "INSERT INTO fields(endpoint, path, differences, noise) VALUES(?,?,?,?) "
+                "INSERT INTO fields(endpoint, path, differences, noise, weight) VALUES(?,?,?,?,?) "
                 "ON CONFLICT(endpoint, path) DO UPDATE SET differences=excluded.differences, "
-                "noise=excluded.noise",
-                [(ep, path, v.differences, v.noise) for (ep, path), v in b.fields.items()])
+                "noise=excluded.noise, weight=excluded.weight",
+                [(ep, path, v.differences, v.noise, v.weight) for (ep, path), v in b.fields.items()])
             conn.executemany("INSERT OR REPLACE INTO results(id, seq, doc) VALUES(?,?,?)",
                              [(rid, seq, with_endpoint(doc, ep)) for rid, seq, ep, doc in b.results])
             conn.executemany("INSERT OR REPLACE INTO samples VALUES(?,?,?,?,?)", b.samples)

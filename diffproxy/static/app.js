@@ -10,8 +10,12 @@
   const POLL_MS = 3000;
   const MAX_LINES = 4000;        // per response column; keeps huge bodies from freezing the tab
   const MAX_DIFF_CELLS = 4e6;    // LCS table budget for the line diff
-  const VERDICT_RANK = { signal: 0, noise: 1, none: 2 };
-  const VERDICT_LABEL = { signal: "signal", noise: "noise only", none: "no difference" };
+  // The API's per-endpoint verdict (GET /api/1/endpoints): worst first.
+  const VERDICT_RANK = { signal: 0, baseline_failure: 1, insufficient: 2, noise: 3, same: 4, none: 4 };
+  const VERDICT_LABEL = {
+    signal: "signal", baseline_failure: "baseline failed", insufficient: "insufficient",
+    noise: "noise only", same: "no difference", none: "no difference",
+  };
 
   // ---------------------------------------------------------------- DOM helpers
 
@@ -201,7 +205,9 @@
       const differences = Number(ep.differences || 0);
       return {
         name, total, differences, fields: ep.fields || {}, signal: Boolean(ep.signal),
-        pct: pct(differences, total), verdict: endpointVerdict({ signal: ep.signal, differences }),
+        pct: pct(differences, total),
+        verdict: ep.verdict in VERDICT_RANK ? ep.verdict : endpointVerdict({ signal: ep.signal, differences }),
+        baselineFailures: Number(ep.baseline_failures || 0),
       };
     }).sort((a, b) =>
       VERDICT_RANK[a.verdict] - VERDICT_RANK[b.verdict] || b.pct - a.pct || b.total - a.total ||
@@ -370,7 +376,9 @@
       endpoints: h("div", { class: "stat-value" }),
       total: h("div", { class: "stat-value" }),
       differing: h("div", { class: "stat-value" }),
+      noise: h("div", { class: "stat-value" }),
       signal: h("div", { class: "stat-value" }),
+      baseline: h("div", { class: "stat-value" }),
     };
     const body = h("tbody");
     const table = h("table", { class: "grid signal-table" },
@@ -393,7 +401,10 @@
       h("h1", { text: "Overview" }),
       h("div", { class: "stats" },
         stat("Endpoints", tiles.endpoints), stat("Requests compared", tiles.total),
-        stat("Differing requests", tiles.differing), stat("Endpoints with signal", tiles.signal, "stat-signal")),
+        stat("Endpoints with signal", tiles.signal, "stat-signal"),
+        stat("Differing, on signal endpoints", tiles.differing),
+        stat("Differing, noise only", tiles.noise, "stat-noise"),
+        stat("Baseline failures", tiles.baseline, "stat-baseline")),
       h("section", { class: "panel" },
         h("header", { class: "panel-head" }, h("h2", { text: "Signal fields" }),
           h("span", { class: "hint", text: "differences the candidate introduced beyond the primary/secondary noise" })),
@@ -434,11 +445,18 @@
     async function refresh() {
       const list = endpoints();
       const total = list.reduce((s, ep) => s + ep.total, 0);
-      const differing = list.reduce((s, ep) => s + ep.differences, 0);
-      const signalEndpoints = list.filter((ep) => ep.signal).length;
+      // The headline keeps signal and noise apart: requests that differ only where the two
+      // masters differ too are not a finding.
+      const onSignal = list.filter((ep) => ep.verdict === "signal");
+      const differing = onSignal.reduce((s, ep) => s + ep.differences, 0);
+      const noiseOnly = list.filter((ep) => ep.verdict !== "signal").reduce((s, ep) => s + ep.differences, 0);
+      const baseline = list.reduce((s, ep) => s + ep.baselineFailures, 0);
+      const signalEndpoints = onSignal.length;
       setText(tiles.endpoints, fmtInt(list.length));
       setText(tiles.total, fmtInt(total));
       setText(tiles.differing, `${fmtInt(differing)} (${fmtPct(pct(differing, total))})`);
+      setText(tiles.noise, fmtInt(noiseOnly));
+      setText(tiles.baseline, fmtInt(baseline));
       setText(tiles.signal, fmtInt(signalEndpoints));
       setClass(tiles.signal.parentElement, "hot", signalEndpoints > 0);
 
@@ -565,10 +583,18 @@
         row.noise.title = `${fmtPct(pct(f.noise, total))} of requests show noise on this field`;
         setText(row.cells[0], fmtInt(f.differences));
         setText(row.cells[1], fmtInt(f.noise));
-        setText(row.cells[2], fmtPct(f.relative_difference));
-        setText(row.cells[3], fmtPct(f.absolute_difference, 2));
-        setClass(row.cells[2], "over", f.relative_difference > limits.relative);
-        setClass(row.cells[3], "over", f.absolute_difference > limits.absolute);
+        // Percentages only say something about signal: on a noise field they measure how much
+        // the masters disagree, which is not a finding, so they are muted (and blank when
+        // primary and candidate never differed there at all).
+        const noiseOnly = !f.differences;
+        setText(row.cells[2], noiseOnly ? "—" : fmtPct(f.relative_difference));
+        setText(row.cells[3], noiseOnly ? "—" : fmtPct(f.absolute_difference, 2));
+        for (const cell of [row.cells[2], row.cells[3]]) {
+          setClass(cell, "muted", !f.signal);
+          cell.title = noiseOnly ? "noise only: primary and candidate never differed here" : "";
+        }
+        setClass(row.cells[2], "over", f.signal && f.relative_difference > limits.relative);
+        setClass(row.cells[3], "over", f.signal && f.absolute_difference > limits.absolute);
         return row.tr;
       });
       for (const path of [...rows.keys()]) if (!(fields && path in fields)) rows.delete(path);
@@ -715,8 +741,10 @@
         h("td", { class: "nowrap", title: r.timestamp_msec ? fmtStamp(r.timestamp_msec) : "", text: r.timestamp_msec ? fmtTime(r.timestamp_msec) : "–" }),
         h("td", { class: "req", title: request }, h("a", { href: links.example(epName, field, id), class: "mono", text: request })),
         h("td", {}, h("span", { class: `chip chip-${raw ? kind : "noise"}`, text: kind })),
-        h("td", { class: "val mono left", text: short(diff.left) }),
-        h("td", { class: "val mono right", text: raw ? short(diff.right) : "same as primary" }));
+        ...(raw && diff.type === "moved"
+          ? [h("td", { class: "val mono moved-line", colspan: "2", text: `moved ${diff.left} -> ${diff.right}` })]
+          : [h("td", { class: "val mono left", text: short(diff.left) }),
+            h("td", { class: "val mono right", text: raw ? short(diff.right) : "same as primary" })]));
       // The whole row opens the example; the link inside keeps it keyboard-reachable.
       tr.addEventListener("click", (event) => {
         if (event.target.closest("a")) return;
@@ -726,7 +754,11 @@
     }
 
     function update(results, limit) {
-      const newest = results.slice().sort((a, b) => (b.timestamp_msec || 0) - (a.timestamp_msec || 0)).slice(0, limit || undefined);
+      // Examples where this field differs between primary and candidate come first, so the
+      // one shown explains the field; noise-only examples follow.
+      const differs = (r) => Number(Boolean((r.differences || {})[field]));
+      const newest = results.slice().sort((a, b) => differs(b) - differs(a) ||
+        (b.timestamp_msec || 0) - (a.timestamp_msec || 0)).slice(0, limit || undefined);
       const nodes = newest.map((r) => {
         const id = String(r.id);
         if (!rows.has(id)) rows.set(id, row(r));
@@ -1138,6 +1170,12 @@
     return { button, status, slot };
   }
 
+  // "missing (12 fields)": a whole subtree is one change, with how many values it held.
+  function changeLabel(d) {
+    const type = d.type || "changed";
+    return d.leaves > 1 ? `${type} (${fmtInt(d.leaves)} fields)` : type;
+  }
+
   function exampleDetail(result, context) {
     const differences = result.differences || {};
     const differingPaths = Object.keys(differences);
@@ -1167,11 +1205,15 @@
     for (const path of differingPaths.sort()) {
       const d = differences[path] || {};
       const target = endpoint ? links.field(endpoint, path) : null;
-      dbody.append(h("tr", { class: path === context.field ? "selected" : "" },
-        h("td", {}, target ? h("a", { href: target, class: "mono", text: path }) : h("span", { class: "mono", text: path })),
-        h("td", {}, h("span", { class: `chip chip-${d.type || "changed"}`, text: d.type || "changed" })),
-        h("td", { class: "val mono left", text: short(d.left, 400) }),
-        h("td", { class: "val mono right", text: short(d.right, 400) })));
+      const fieldCell = h("td", {}, target ? h("a", { href: target, class: "mono", text: path }) : h("span", { class: "mono", text: path }));
+      const chip = h("td", {}, h("span", { class: `chip chip-${d.type || "changed"}`, text: changeLabel(d) }));
+      dbody.append(d.type === "moved"
+        // one change, one line: a subtree under a new root
+        ? h("tr", { class: `moved${path === context.field ? " selected" : ""}` }, fieldCell, chip,
+          h("td", { class: "val mono moved-line", colspan: "2", text: `moved ${d.left} -> ${d.right}` }))
+        : h("tr", { class: path === context.field ? "selected" : "" }, fieldCell, chip,
+          h("td", { class: "val mono left", text: short(d.left, 400) }),
+          h("td", { class: "val mono right", text: short(d.right, 400) })));
     }
     const diffPanel = h("section", { class: "panel" },
       h("header", { class: "panel-head" }, h("h2", { text: "Differences" }),

@@ -39,7 +39,8 @@ log = logging.getLogger("diffproxy.worker")
 SHIP_INTERVAL = 0.1   # seconds between messages to the owner
 DRAIN_TIMEOUT = 5.0   # seconds to finish queued comparisons when asked to stop
 
-Shipped = tuple[str, str, tuple[str, ...], tuple[str, ...], "str | None"]
+# id, endpoint, raw paths, noise paths, document, failed targets, baseline failed
+Shipped = tuple[str, str, tuple[str, ...], tuple[str, ...], "str | None", tuple[str, ...], bool]
 
 
 class Outbox:
@@ -56,7 +57,8 @@ class Outbox:
 
     def take(self) -> list[Shipped]:
         pending, self._pending = self._pending, []
-        return [(r.id, r.endpoint, tuple(r.raw), tuple(r.noise), r.document) for r in pending]
+        return [(r.id, r.endpoint, tuple(r.raw), tuple(r.noise), r.document, r.failed,
+                 r.baseline_failed) for r in pending]
 
 
 class Worker:

@@ -111,15 +111,16 @@ class WorkerPool:
             health = self.health.get(name)
             if health is not None:
                 health.record(healthy, error)
-                self.metrics.target_up.set(1 if healthy else 0, target=name)
+                self.metrics.target_up.set(1 if health.healthy else 0, target=name)
         namer = self.pipeline.namer
-        for rid, candidate, raw, noise, doc in message["results"]:
+        for rid, candidate, raw, noise, doc, failed, baseline_failed in message["results"]:
             # The document has no endpoint: the store adds the admitted one, which may be
             # the overflow endpoint.
             endpoint = namer.admit(candidate)
             try:
                 self.store.add(Record(id=rid, endpoint=endpoint, raw=dict.fromkeys(raw, {}),
-                                      noise=dict.fromkeys(noise, {}), document=doc))
+                                      noise=dict.fromkeys(noise, {}), document=doc,
+                                      failed=failed, baseline_failed=baseline_failed))
             except Exception:  # counted, like a failed comparison
                 self.metrics.failed.inc()
                 log.exception("recording result %s from worker %d failed", rid, child.proc.pid)

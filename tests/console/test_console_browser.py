@@ -22,7 +22,8 @@ SIGNAL_ENDPOINT = "GET /json"
 SIGNAL_FIELD = "body.slideshow.author"
 NOISE_ENDPOINT = "GET /uuid"
 NOISE_FIELD = "body.uuid"
-VERDICT_LABEL = {"signal": "signal", "noise": "noise only", "none": "no difference"}
+VERDICT_LABEL = {"signal": "signal", "noise": "noise only", "same": "no difference",
+                 "baseline_failure": "baseline failed", "insufficient": "insufficient"}
 
 
 def api(stack, path: str):
@@ -32,13 +33,11 @@ def api(stack, path: str):
 
 
 def verdict(ep: dict) -> str:
-    if ep["signal"]:
-        return "signal"
-    return "noise" if ep["differences"] else "none"
+    return ep["verdict"]  # the API decides; the console shows it
 
 
 def worst_first(overview: dict) -> list[str]:
-    rank = {"signal": 0, "noise": 1, "none": 2}
+    rank = {"signal": 0, "baseline_failure": 1, "insufficient": 2, "noise": 3, "same": 4}
 
     def key(item):
         name, ep = item
@@ -109,7 +108,7 @@ def test_signal_field_and_highlighted_example(page, stack, traffic):
     page.locator("#endpoint-list a", has_text=SIGNAL_ENDPOINT).click()
     expect(page).to_have_url(re.compile(re.escape(f"#/endpoint/{enc(SIGNAL_ENDPOINT)}") + "$"))
 
-    stats = api(stack, f"endpoints/{enc(SIGNAL_ENDPOINT)}/stats")
+    stats = api(stack, f"endpoints/{enc(SIGNAL_ENDPOINT)}/stats?exclude_noise=false")
     rows = page.locator(".fields-table tbody tr")
     expect(rows).to_have_count(len(stats["fields"]))
     first = rows.first
@@ -179,6 +178,31 @@ def test_noise_toggle_shows_and_hides_noise_fields(page, stack, traffic):
 
     page.locator("label.toggle", has_text="Show noise").click()
     expect(row).to_be_visible()
+
+
+def test_numbers_are_honest_noise_is_muted_and_the_headline_splits_signal(page, stack, traffic):
+    """Noise fields never show percentages in the alarming style; the headline counts
+    differing requests on signal endpoints apart from noise-only ones."""
+    page.goto(f"/#/endpoint/{enc(NOISE_ENDPOINT)}")
+    row = page.locator(f'.fields-table tr[data-field="{NOISE_FIELD}"]')
+    expect(row.locator(".badge")).to_have_text("noise")
+    cells = row.locator("td.num")
+    for i in (2, 3):  # relative, absolute
+        expect(cells.nth(i)).to_have_class(re.compile(r"\bmuted\b"))
+        expect(cells.nth(i)).not_to_have_class(re.compile(r"\bover\b"))
+    expect(page.locator(".fields-table tr.row-noise td.over")).to_have_count(0)
+
+    page.goto("/")
+    overview = api(stack, "overview")
+    on_signal = sum(e["differences"] for e in overview.values() if e["verdict"] == "signal")
+    noise_only = sum(e["differences"] for e in overview.values() if e["verdict"] != "signal")
+    assert on_signal and noise_only  # the demo has both
+    tiles = page.locator(".stats .stat")
+    signal_tile = tiles.filter(has_text="Differing, on signal endpoints")
+    expect(signal_tile.locator(".stat-value")).to_contain_text(f"{on_signal} (")
+    expect(tiles.filter(has_text="Differing, noise only").locator(".stat-value")).to_have_text(str(noise_only))
+    expect(tiles.filter(has_text="Baseline failures").locator(".stat-value")).to_have_text(
+        str(sum(e["baseline_failures"] for e in overview.values())))
 
 
 def test_refresh_updates_in_place_without_losing_the_readers_place(page, stack, traffic):
@@ -300,7 +324,7 @@ def test_hostile_traffic_is_shown_as_text_and_never_runs(page, stack, traffic):
     page.locator("#endpoint-list li .ep-name", has_text=stk.XSS_SCRIPT).click()
     expect(page.locator("h1 .mono")).to_have_text(name)
 
-    fields = api(stack, f"endpoints/{enc(name)}/stats")["fields"]
+    fields = api(stack, f"endpoints/{enc(name)}/stats?exclude_noise=false")["fields"]
     assert fields, f"{name} recorded no differing field, so no example to open"
     page.locator(".fields-table tbody tr a").first.click()
     expect(page.locator(".view-field")).to_be_visible()
@@ -416,3 +440,40 @@ def test_copy_as_curl_without_a_clipboard_api_offers_the_text_selected(page, sta
     expect(area).to_be_visible()
     assert area.evaluate("el => el === document.activeElement && el.selectionEnd === el.value.length")
     _check_curl(area.input_value(), stack)
+
+
+def test_moved_wrapper_and_baseline_failure_are_shown_as_such(browser, tmp_path):
+    """A candidate that drops a wrapper object shows one `moved` line, not one per field;
+    an endpoint where only the primary failed is labelled as the baseline's failure."""
+    from tests.diffproxy.faultserver import FaultServer
+    from tests.support import diffapi, procs
+
+    with FaultServer(limit=64 * 1024) as faults:
+        proxy = procs.start_diffproxy(
+            primary=faults.address("primary"), secondary=faults.address("secondary"),
+            candidate=faults.address("candidate"), store_path=tmp_path / "moved.sqlite",
+            log_dir=tmp_path)
+        try:
+            with httpx.Client(timeout=10.0) as client:
+                for path in ("/wrapped", "/wrapped", "/status500/primary"):
+                    client.get(proxy.proxy_url + path)
+            diffapi.wait_idle(proxy.admin_url)
+            context = browser.new_context(viewport={"width": 1400, "height": 900},
+                                          base_url=proxy.api_url)
+            try:
+                page = context.new_page()
+                page.goto("/")
+                failed = page.locator("#endpoint-list li", has_text="GET /status500/primary")
+                expect(failed.locator(".badge")).to_have_text("baseline failed", ignore_case=True)
+                page.goto(f"/#/endpoint/{enc('GET /wrapped')}/field/{enc('body.data')}")
+                example = page.locator(".examples-table tbody tr").first
+                expect(example.locator(".moved-line")).to_have_text("moved body.data.* -> body.*")
+                example.locator("a").click()
+                rows = page.locator("article.example .diff-table tbody tr")
+                expect(rows).to_have_count(1)  # one change, one line
+                expect(rows.first.locator(".chip")).to_have_text("moved (5 fields)")
+                expect(rows.first.locator(".moved-line")).to_have_text("moved body.data.* -> body.*")
+            finally:
+                context.close()
+        finally:
+            proxy.stop()

@@ -10,6 +10,11 @@ process can be driven through every (role x fault) case without restarting anyth
     /echo-body              the request body back, byte for byte
     /slow-ok                a normal answer after SLOW_OK seconds
     /surrogate-key          the candidate answers JSON whose key is a lone surrogate escape
+    /brotli                 JSON, Content-Encoding br; the candidate's "version" is 2
+    /ndjson                 three NDJSON records; the candidate's record 1 has n=99
+    /events                 a text/event-stream of two events; the candidate's second differs
+    /wrapped                {"data": {5 keys}, "ok": true}; the candidate drops the wrapper
+    /status500/<role>       that role answers 500, the others {"ok": true}
     anything else           {"ok": true} (the same on every role)
 
 `refused` cannot be chosen by path: `refuse(role)` closes that port (and its open
@@ -29,6 +34,8 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
+
+import brotlicffi
 
 ROLES = ("primary", "secondary", "candidate")
 SLOW_OK = 0.4
@@ -169,6 +176,29 @@ class FaultServer:
             writer.write(_reply("200 OK", _json({"headers": echoed})))
         elif path == "/echo-body":
             writer.write(_reply("200 OK", body, content_type="application/octet-stream"))
+        elif path == "/brotli":
+            data = brotlicffi.compress(_json({"version": 2 if role.name == "candidate" else 1,
+                                              "name": "same"}))
+            writer.write(_reply("200 OK", data, headers=("Content-Encoding: br",)))
+        elif path == "/ndjson":
+            records = [{"i": i, "n": 99 if role.name == "candidate" and i == 1 else i}
+                       for i in range(3)]
+            data = b"".join(_json(r) + b"\n" for r in records)
+            writer.write(_reply("200 OK", data, content_type="application/x-ndjson"))
+        elif path == "/events":
+            second = "v2" if role.name == "candidate" else "v1"
+            data = (f'event: ping\ndata: {{"n": 1}}\n\nevent: ping\ndata: {{"n": 2, '
+                    f'"tag": "{second}"}}\n\n').encode()
+            writer.write(_reply("200 OK", data, content_type="text/event-stream"))
+        elif path == "/wrapped":
+            inner = {"a": 1, "b": "two", "c": [3], "d": None, "e": {"f": 6}}
+            data = {**inner, "ok": True} if role.name == "candidate" else {"data": inner, "ok": True}
+            writer.write(_reply("200 OK", _json(data)))
+        elif path.startswith("/status500/"):
+            if path == f"/status500/{role.name}":
+                writer.write(_reply("500 Internal Server Error", _json({"error": "boom"})))
+            else:
+                writer.write(_reply("200 OK", _json({"ok": True})))
         elif path == "/surrogate-key":
             data = b'{"\\ud800key": 1}' if role.name == "candidate" else b'{"ok": 1}'
             writer.write(_reply("200 OK", data))

@@ -89,16 +89,16 @@ def test_status_404_vs_200(httpbin, cmp):
     assert_json_safe(diffs)
 
 
-def test_html_bodies_compare_as_text(httpbin, cmp):
+def test_html_bodies_compare_line_by_line(httpbin, cmp):
     page = fetch(httpbin, "/html")
     assert cmp.diff(page, page) == {}
     changed = Response(page.status, page.headers, page.body.replace(b"Herman Melville", b"H. Melville"))
     diffs = cmp.diff(page, changed)
-    assert list(diffs) == ["body"]
-    assert diffs["body"].type == "changed"
-    assert diffs["body"].left.startswith("<!DOCTYPE html>")
-    assert len(diffs["body"].left) < len(page.body.decode())  # truncated preview
-    assert "chars]" in diffs["body"].left
+    lines = page.body.decode().splitlines()
+    index = next(i for i, line in enumerate(lines) if "Herman Melville" in line)
+    assert list(diffs) == [f"body[{index}]"]
+    d = diffs[f"body[{index}]"]
+    assert d.type == "changed" and "Herman Melville" in d.left and "H. Melville" in d.right
 
 
 # fast path -----------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_json_report_types(cmp):
         "body.changed": Difference("changed", "a", "b"),
         "body.typed": Difference("type_changed", 1, "1"),
         "body.gone": Difference("missing", True, None),
-        "body.new": Difference("extra", None, [1]),
+        "body.new": Difference("extra", None, [1], leaves=1),
         "body.nested.k": Difference("type_changed", None, 0),
     }
 
@@ -351,7 +351,7 @@ def test_form_bodies(cmp):
     assert cmp.diff(a, b) == {
         "body.name": Difference("changed", "ann", "bob"),
         "body.tag": Difference("size_changed", 2, 3),
-        "body.extra": Difference("extra", None, ["1"]),
+        "body.extra": Difference("extra", None, ["1"], leaves=1),
     }
 
 
@@ -456,7 +456,7 @@ def test_many_elements_differing_alike_still_report_every_path(cmp):
     assert diffs == {
         "body.items.ts": Difference("changed", "2024-01-01T00:00:00", "2024-01-02T00:00:00"),
         "body.items.n": Difference("type_changed", 1, "1"),
-        "body.items.new": Difference("extra", None, {"deep": [1]}),
+        "body.items.new": Difference("extra", None, {"deep": [1]}, leaves=1),
     }
 
 
@@ -553,3 +553,169 @@ def test_garbage_never_raises(cmp, content_type):
             result = cmp.compare(a, a, b)
             assert_json_safe(result.raw)
             json.dumps(lift(b, cmp.settings.max_body_bytes), allow_nan=False)
+
+
+# Every body kind (issue 12) ---------------------------------------------------------------
+
+import brotlicffi  # noqa: E402
+
+from diffproxy.compare import failed  # noqa: E402
+from diffproxy.lift import LiftSettings, Lines, Records, inspect  # noqa: E402
+
+NDJSON = (("Content-Type", "application/x-ndjson"),)
+SSE = (("Content-Type", "text/event-stream"),)
+TEXT = (("Content-Type", "text/plain"),)
+
+
+def test_brotli_bodies_are_decoded_and_compared_by_field(cmp):
+    br = (("Content-Type", "application/json"), ("Content-Encoding", "br"))
+    a = Response(200, br, brotlicffi.compress(json.dumps({"v": 1, "same": "x"}).encode()))
+    b = Response(200, br, brotlicffi.compress(json.dumps({"v": 2, "same": "x"}).encode()))
+    assert cmp.diff(a, b) == {"body.v": Difference("changed", 1, 2)}
+    # the same JSON, compressed by one side only: no difference at all
+    plain = Response(200, JSON, json.dumps({"v": 1, "same": "x"}).encode())
+    assert cmp.diff(a, plain) == {}
+
+
+def test_brotli_bomb_is_refused_like_gzip():
+    bomb = brotlicffi.compress(b"\0" * (20 * 1024 * 1024))
+    assert len(bomb) < 64 * 1024
+    headers = (("Content-Type", "application/json"), ("Content-Encoding", "br"))
+    fault, decoded = inspect(headers, bomb, 1024 * 1024)
+    assert fault is not None and fault[0] == "too_large" and decoded is None
+    digest = parse_body(bomb, "application/json", "br", 1024 * 1024)
+    assert "larger than" in digest["note"]
+    broken = parse_body(b"not brotli at all", "application/json", "br", 1024)
+    assert "could not decode br" in broken["note"]
+
+
+def test_ndjson_is_compared_record_by_record(cmp):
+    a = Response(200, NDJSON, b'{"i": 0, "n": 0}\n{"i": 1, "n": 1}\n{"i": 2, "n": 2}\n')
+    b = Response(200, NDJSON, b'{"i": 0, "n": 0}\n{"i": 1, "n": 99}\n{"i": 2, "n": 2}\n')
+    assert isinstance(parse_body(a.body, "application/x-ndjson", "", 1 << 20), Records)
+    assert cmp.diff(a, b) == {"body[1].n": Difference("changed", 1, 99)}
+
+
+def test_inserted_record_is_one_extra_not_every_later_record(cmp):
+    rows = [{"i": i} for i in range(6)]
+    a = Response(200, NDJSON, b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    b = Response(200, NDJSON, b"".join(json.dumps(r).encode() + b"\n"
+                                       for r in rows[:2] + [{"i": "new"}] + rows[2:]))
+    diffs = cmp.diff(a, b)
+    assert list(diffs) == ["body[2]"]
+    assert diffs["body[2]"].type == "extra" and diffs["body[2]"].right == {"i": "new"}
+
+
+def test_json_seq_record_separators():
+    value = parse_body(b'\x1e{"a": 1}\n\x1e{"a": 2}\n', "application/json-seq", "", 1 << 20)
+    assert value == [{"a": 1}, {"a": 2}] and isinstance(value, Records)
+
+
+def test_event_stream_events_with_json_data(cmp):
+    a = Response(200, SSE, b': keep-alive\nevent: tick\nid: 1\ndata: {"n": 1}\n\n'
+                           b'event: tick\ndata: {"n": 2, "tag": "v1"}\n\n')
+    b = Response(200, SSE, b'event: tick\nid: 1\ndata: {"n": 1}\n\n'
+                           b'event: tick\ndata: {"n": 2, "tag": "v2"}\n\n')
+    assert parse_body(a.body, "text/event-stream", "", 1 << 20)[0] == {
+        "event": "tick", "id": "1", "data": {"n": 1}}
+    assert cmp.diff(a, b) == {"body[1].data.tag": Difference("changed", "v1", "v2")}
+
+
+def test_text_is_compared_line_by_line(cmp):
+    a = Response(200, TEXT, b"alpha\nbeta\ngamma\ndelta\n")
+    b = Response(200, TEXT, b"alpha\nbeta\ninserted\ngamma\nDELTA\n")
+    assert isinstance(parse_body(a.body, "text/plain", "", 1 << 20), Lines)
+    diffs = cmp.diff(a, b)
+    assert diffs == {"body[2]": Difference("extra", None, "inserted"),
+                     "body[3]": Difference("changed", "delta", "DELTA")}
+    # a one-line text body keeps the whole-body path
+    assert list(cmp.diff(Response(200, TEXT, b"one"), Response(200, TEXT, b"two"))) == ["body"]
+
+
+def test_body_without_content_type_rules():
+    body = b'{"a": 1}'
+    assert parse_body(body, "", "", 1 << 20) == {"a": 1}
+    assert parse_body(body, "", "", 1 << 20, settings=LiftSettings(untyped_body="text")) == '{"a": 1}'
+    assert parse_body(body, "", "", 1 << 20, settings=LiftSettings(untyped_body="ignore")) == ""
+    ignoring = Comparator(CompareSettings(lift=LiftSettings(untyped_body="ignore")))
+    assert ignoring.diff(Response(200, (), b"x"), Response(200, (), b"y")) == {}
+
+
+def test_json_inside_strings_behind_a_flag():
+    a = js({"payload": json.dumps({"user": "ann", "n": 1})})
+    b = js({"payload": json.dumps({"user": "ann", "n": 2})})
+    assert list(Comparator(CompareSettings()).diff(a, b)) == ["body.payload"]
+    lifting = Comparator(CompareSettings(lift=LiftSettings(json_in_strings=True)))
+    assert lifting.diff(a, b) == {"body.payload.n": Difference("changed", 1, 2)}
+
+
+def test_repeated_header_values_joined_or_sorted():
+    a = Response(200, (("Vary", "Accept"), ("Vary", "Origin")), b"")
+    b = Response(200, (("Vary", "Origin"), ("Vary", "Accept")), b"")
+    assert list(Comparator(CompareSettings()).diff(a, b)) == ["headers.vary"]
+    assert Comparator(CompareSettings(header_values="sorted")).diff(a, b) == {}
+
+
+def test_validators_compared_only_when_the_body_differs(cmp):
+    a = Response(200, (*TEXT, ("ETag", '"a"'), ("Last-Modified", "Mon")), b"same")
+    b = Response(200, (*TEXT, ("ETag", '"b"'), ("Last-Modified", "Tue")), b"same")
+    assert cmp.diff(a, b) == {}
+    c = Response(200, (*TEXT, ("ETag", '"b"')), b"changed")
+    assert set(cmp.diff(a, c)) == {"headers.etag", "headers.last-modified", "body"}
+
+
+# One change, one line ----------------------------------------------------------------------
+
+INNER = {"a": 1, "b": "two", "c": [3, 4], "d": None, "e": {"f": 6}}
+
+
+def test_dropped_wrapper_is_one_moved_line(cmp):
+    diffs = cmp.diff(js({"data": INNER, "ok": True}), js({**INNER, "ok": True}))
+    assert diffs == {"body.data": Difference("moved", "body.data.*", "body.*", leaves=6, to="body")}
+
+
+def test_added_wrapper_is_one_moved_line_and_changed_values_stay_visible(cmp):
+    diffs = cmp.diff(js({**INNER, "ok": True}), js({"data": {**INNER, "a": 100}, "ok": True}))
+    assert diffs == {"body.data": Difference("moved", "body.*", "body.data.*", leaves=6,
+                                             to="body.data"),
+                     "body.data.a": Difference("changed", 1, 100)}
+
+
+def test_removed_subtree_is_one_line_with_its_leaves(cmp):
+    diffs = cmp.diff(js({"keep": 1, "gone": INNER}), js({"keep": 1}))
+    assert diffs == {"body.gone": Difference("missing", INNER, None, leaves=6)}
+
+
+def test_unrelated_removal_and_addition_are_not_a_move(cmp):
+    diffs = cmp.diff(js({"data": {"a": 1, "b": 2}}), js({"a": 5, "b": 6}))
+    assert {d.type for d in diffs.values()} == {"missing", "extra"}
+
+
+# Who failed --------------------------------------------------------------------------------
+
+
+def test_failed_means_no_answer_or_5xx():
+    assert failed(Response(None, (), b"", error="reset"))
+    assert failed(Response(503, (), b""))
+    assert not failed(Response(404, (), b""))
+
+
+def test_primary_failure_judges_the_candidate_against_the_secondary(cmp):
+    ok, other = js({"ok": True}), js({"ok": False})
+    down = Response(None, (), b"", error="reset")
+    result = cmp.compare(down, ok, ok)
+    assert (result.raw, result.failed, result.baseline_failed) == ({}, ("primary",), True)
+    assert set(result.noise) == {"error", "status"}  # the masters' disagreement is noise
+    changed = cmp.compare(down, ok, other)
+    assert changed.raw == {"body.ok": Difference("changed", True, False)}  # still signal
+    both = cmp.compare(Response(500, JSON, b"{}"), Response(502, JSON, b"{}"), ok)
+    assert (both.raw, both.failed, both.baseline_failed) == ({}, ("primary", "secondary"), True)
+
+
+def test_candidate_failure_is_the_candidates_own(cmp):
+    ok = js({"ok": True})
+    result = cmp.compare(ok, ok, Response(500, JSON, b'{"error": 1}'))
+    assert result.failed == ("candidate",) and not result.baseline_failed
+    assert result.raw["status"] == Difference("changed", 200, 500)
+    everyone = Response(None, (), b"", error="refused")
+    assert cmp.compare(everyone, everyone, everyone).failed == ()

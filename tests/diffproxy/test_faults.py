@@ -2,8 +2,10 @@
 
 For each case: the caller gets what -responseMode=primary promises (the primary's failure
 -> 502/504 JSON; anyone else's -> the primary's normal answer), the failure is recorded as
-an `error` difference on the right side, /metrics counts it for that target and kind only,
-and the next 100 requests are served normally.
+an `error` difference on the right side (a master's failure is noise: the candidate is
+judged against the healthy master), the endpoint attributes the failure to that target,
+/metrics counts it for that target and kind only, and the next 100 requests are served
+normally.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from .faultserver import FAULTS, ROLES
 
 FOLLOW_UPS = 100
 ERRORS = "diffproxy_target_errors_total"
-# (raw, noise) counts of the `error` field when this role fails: raw is primary vs
-# candidate, noise is primary vs secondary.
-ERROR_COUNTS = {"primary": (1, 1), "secondary": (0, 1), "candidate": (1, 0)}
+# (raw, noise) counts of the `error` field when this role fails: noise is primary vs
+# secondary; raw is primary vs candidate, or secondary vs candidate when the primary failed.
+ERROR_COUNTS = {"primary": (0, 1), "secondary": (0, 1), "candidate": (1, 0)}
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +76,16 @@ def test_fault_is_answered_recorded_counted_and_survived(role, fault, faults, fa
     fields = stats(proxy.api_url, endpoint)["fields"]
     assert (fields["error"]["differences"], fields["error"]["noise"]) == ERROR_COUNTS[role]
     example = diffapi.results(proxy.api_url, endpoint, "error")["requests"][0]
-    side = example["noise"] if role == "secondary" else example["differences"]
+    side = example["differences"] if role == "candidate" else example["noise"]
     left, right = (kind, None) if role == "primary" else (None, kind)
     assert side["error"] == {"type": "error", "left": left, "right": right}
+    assert example["failed"] == [role]
+    assert example["baseline_failed"] is (role != "candidate")
+    entry = get_json(proxy.api_url, "endpoints")[endpoint]
+    assert entry["failures"] == {r: int(r == role) for r in ROLES}
+    assert entry["baseline_failures"] == int(role != "candidate")
+    # one request: a master's failure is the whole evidence, the candidate's is signal
+    assert entry["verdict"] == ("signal" if role == "candidate" else "baseline_failure")
     assert example[role]["error"] == kind and example[role]["body"] is None
     target = get_json(proxy.api_url, "info")["targets"][role]
     assert target["last_error"].startswith(f"{kind}: ")
@@ -87,8 +96,9 @@ def test_fault_is_answered_recorded_counted_and_survived(role, fault, faults, fa
     assert [(a.status_code, a.json()) for a in answers] == [(200, {"ok": True})] * FOLLOW_UPS
     settled = diffapi.wait_idle(proxy.admin_url)
     assert _errors(settled) == after  # the follow-ups failed nowhere
-    assert get_json(proxy.api_url, "endpoints")[f"GET {follow}"] == {
-        "total": FOLLOW_UPS, "differences": 0}
+    follow_entry = get_json(proxy.api_url, "endpoints")[f"GET {follow}"]
+    assert (follow_entry["total"], follow_entry["differences"], follow_entry["verdict"]) == (
+        FOLLOW_UPS, 0, "same")
     assert get_json(proxy.api_url, "info")["targets"][role]["healthy"] is True
 
 
@@ -108,3 +118,74 @@ def test_unstorable_field_name_does_not_jam_the_store(fault_proxy, client):
     assert metric(after, "diffproxy_store_errors_total") == metric(before, "diffproxy_store_errors_total")
     assert metric(after, "diffproxy_store_flushes_total") > metric(before, "diffproxy_store_flushes_total")
     assert get_json(proxy.api_url, "endpoints")["GET /after-surrogate"]["total"] == 1
+
+
+# Body kinds and who failed, through the real proxy (issue 12) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def kinds_proxy(faults, tmp_path_factory):
+    """Its own store, so verdicts are not mixed with the fault cases; started with Diffy
+    flags that mean nothing here."""
+    tmp = tmp_path_factory.mktemp("kinds")
+    proxy = start_fault_proxy(faults, tmp / "kinds.sqlite", log_dir=tmp,
+                              extra=["-dc=smf1", "-enableThriftMux", "-notifications.delay=4.hours"])
+    yield proxy
+    proxy.stop()
+
+
+def _send(client, proxy, path: str, n: int = 1) -> None:
+    for _ in range(n):
+        client.get(proxy.proxy_url + path)
+    diffapi.wait_idle(proxy.admin_url)
+
+
+def test_ignored_diffy_flags_logged_once(kinds_proxy):
+    log = kinds_proxy.log(tail=100_000)
+    lines = [line for line in log.splitlines() if "ignored Diffy flags" in line]
+    assert len(lines) == 1 and "-dc" in lines[0] and "-notifications.delay" in lines[0], log[-2000:]
+
+
+def test_brotli_candidate_compared_by_field(kinds_proxy, client):
+    _send(client, kinds_proxy, "/brotli", 3)
+    fields = stats(kinds_proxy.api_url, "GET /brotli")["fields"]
+    assert set(fields) == {"body.version"} and fields["body.version"]["signal"] is True
+    example = diffapi.results(kinds_proxy.api_url, "GET /brotli", "body.version")["requests"][0]
+    assert example["differences"]["body.version"] == {"type": "changed", "left": 1, "right": 2}
+
+
+def test_ndjson_and_event_stream_record_paths(kinds_proxy, client):
+    _send(client, kinds_proxy, "/ndjson", 3)
+    _send(client, kinds_proxy, "/events", 3)
+    assert set(stats(kinds_proxy.api_url, "GET /ndjson")["fields"]) == {"body[1].n"}
+    assert set(stats(kinds_proxy.api_url, "GET /events")["fields"]) == {"body[1].data.tag"}
+
+
+def test_dropped_wrapper_is_one_moved_field(kinds_proxy, client):
+    _send(client, kinds_proxy, "/wrapped", 3)
+    fields = stats(kinds_proxy.api_url, "GET /wrapped")["fields"]
+    assert set(fields) == {"body.data"} and fields["body.data"]["differences"] == 3
+    example = diffapi.results(kinds_proxy.api_url, "GET /wrapped", "body.data")["requests"][0]
+    assert example["differences"]["body.data"] == {
+        "type": "moved", "left": "body.data.*", "right": "body.*", "leaves": 5, "to": "body"}
+
+
+def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, client):
+    """The primary answers 500, secondary and candidate agree: the endpoint's verdict says
+    the baseline failed, and no field is candidate signal. The candidate answering 500
+    alone is signal and attributed to it."""
+    _send(client, kinds_proxy, "/status500/primary", 4)
+    _send(client, kinds_proxy, "/status500/candidate", 4)
+    entries = get_json(kinds_proxy.api_url, "endpoints")
+    base = entries["GET /status500/primary"]
+    assert base["failures"] == {"primary": 4, "secondary": 0, "candidate": 0}
+    assert (base["verdict"], base["baseline_failures"], base["differences"]) == (
+        "baseline_failure", 4, 0)
+    assert stats(kinds_proxy.api_url, "GET /status500/primary", exclude_noise=True)["fields"] == {}
+    cand = entries["GET /status500/candidate"]
+    assert cand["failures"] == {"primary": 0, "secondary": 0, "candidate": 4}
+    assert (cand["verdict"], cand["baseline_failures"]) == ("signal", 0)
+    signal = stats(kinds_proxy.api_url, "GET /status500/candidate", exclude_noise=True)["fields"]
+    assert signal["status"]["differences"] == 4
+    # a 5xx is an answer: it is attributed, but the target is reachable, so healthy
+    assert get_json(kinds_proxy.api_url, "info")["targets"]["primary"]["healthy"] is True

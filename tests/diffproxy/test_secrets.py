@@ -95,7 +95,7 @@ def _every_api_answer(api_url: str, ids: list[str]) -> list[bytes]:
     for path in ("endpoints", "overview", "info"):
         get(path)
     for endpoint in get("endpoints"):
-        for path in get(f"endpoints/{enc(endpoint)}/stats")["fields"]:
+        for path in get(f"endpoints/{enc(endpoint)}/stats?exclude_noise=false")["fields"]:
             get(f"endpoints/{enc(endpoint)}/stats?exclude_noise=true")
             base = f"endpoints/{enc(endpoint)}/fields/{enc(path)}/results"
             kept = get(base + "?include_request=true")["requests"]

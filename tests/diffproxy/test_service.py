@@ -34,9 +34,21 @@ def test_counts_noise_and_signal(proxy, client):
     diffapi.wait_idle(proxy.admin_url)
 
     endpoints = get_json(proxy.api_url, "endpoints")
-    assert endpoints[JSON_EP] == {"total": 4, "differences": 4}
-    assert endpoints["GET /uuid"]["total"] == 4
-    assert endpoints["GET /headers"] == {"total": 2, "differences": 0}
+    brief = {name: (e["total"], e["differences"], e["verdict"]) for name, e in endpoints.items()}
+    assert brief[JSON_EP] == (4, 4, "signal")
+    assert brief["GET /uuid"] == (4, 4, "noise")
+    assert brief["GET /headers"] == (2, 0, "same")
+    assert endpoints[JSON_EP]["failures"] == {"primary": 0, "secondary": 0, "candidate": 0}
+
+    # Diffy's defaults: stats without parameters lists only fields above the thresholds;
+    # include_weights adds Diffy's weight (fields differing alongside, summed per request)
+    raw = get_json(proxy.api_url, f"endpoints/{diffapi.enc('GET /uuid')}/stats")
+    assert raw["fields"] == {} and raw["endpoint"]["verdict"] == "noise"
+    weighted = get_json(proxy.api_url, f"endpoints/{diffapi.enc(JSON_EP)}/stats?include_weights=true")
+    differing = [f for f in stats(proxy.api_url, JSON_EP)["fields"].values() if f["differences"]]
+    assert all(f["differences"] == 4 for f in differing)  # the same fields on every request
+    assert weighted["fields"][AUTHOR]["weight"] == 4 * len(differing)
+    assert "weight" not in stats(proxy.api_url, JSON_EP)["fields"][AUTHOR]
 
     author = stats(proxy.api_url, JSON_EP)["fields"][AUTHOR]
     assert (author["differences"], author["noise"], author["signal"]) == (4, 0, True)
@@ -322,7 +334,7 @@ def test_results_survive_stop_and_kill(backends, tmp_path, client):
     proxy = start_proxy(backends, store, log_dir=tmp_path)
     try:
         after = get_json(proxy.api_url, "endpoints")
-        assert after[JSON_EP] == {"total": 4, "differences": 4}
+        assert diffapi.counts(after)[JSON_EP] == {"total": 4, "differences": 4}
         assert after["GET /uuid"] == before["GET /uuid"]
     finally:
         proxy.stop()

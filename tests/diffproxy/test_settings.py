@@ -156,3 +156,32 @@ def test_workers_flag():
     assert load(DEMO, env={"DIFFPROXY_WORKERS": "4"}).proxy.workers == 4
     with pytest.raises(SettingsError, match="workers"):
         load([*DEMO, "-workers=0"], env={})
+
+
+def test_every_diffy_flag_is_accepted_and_the_foreign_ones_reported():
+    """Every flag of twitter/diffy's DiffyServiceModule starts the proxy; the ones that
+    mean nothing here are returned for the one warning at start."""
+    diffy = [*DEMO, "-dc=smf1", "-proxy.clientId=diffy.proxy", "-thrift.jar", "path/to/thrift.jar",
+             "-thrift.serviceClass=UserService", "-apiRoot=http://api", "-enableThriftMux",
+             "-threshold.relative=10", "-threshold.absolute=0.5",
+             "-notifications.targetEmail=team@example.com", "-notifications.delay=4.hours",
+             "-allowHttpSideEffects=true", "-responseMode=candidate",
+             "-excludeHttpHeadersComparison=false", "-skipEmailsWhenNoErrors", "-httpsPort=8443"]
+    s = load(diffy, {})
+    assert s.ignored_flags == ("dc", "proxy.clientId", "thrift.jar", "thrift.serviceClass",
+                               "enableThriftMux", "notifications.targetEmail",
+                               "notifications.delay", "skipEmailsWhenNoErrors")
+    assert (s.diff.relative_threshold, s.diff.absolute_threshold) == (10.0, 0.5)
+    assert s.proxy.response_mode == "candidate" and s.proxy.allow_http_side_effects is True
+    assert load(DEMO, {}).ignored_flags == ()
+    with pytest.raises(SettingsError, match="unknown flag -nonsense"):
+        load([*DEMO, "-nonsense=1"], {})
+
+
+def test_lifting_and_verdict_flags():
+    s = load([*DEMO, "-compare.untypedBody=ignore", "-compare.headerValues=sorted",
+              "-compare.jsonInStrings", "-verdict.minRequests=10", "-verdict.baselineFailures=5"], {})
+    assert (s.diff.untyped_body, s.diff.header_values, s.diff.json_in_strings) == ("ignore", "sorted", True)
+    assert (s.diff.min_requests, s.diff.baseline_failure_percent) == (10, 5.0)
+    with pytest.raises(SettingsError, match="compare.untypedBody"):
+        load([*DEMO, "-compare.untypedBody=guess"], {})

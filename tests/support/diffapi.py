@@ -72,3 +72,9 @@ def stats(api_url: str, endpoint: str, exclude_noise: bool = False) -> dict:
 
 def results(api_url: str, endpoint: str, path: str, include_request: bool = True) -> dict:
     return ApiClient(api_url).results(endpoint, path, include_request)
+
+
+def counts(entries: dict) -> dict:
+    """`GET /api/1/endpoints` reduced to Diffy's own {total, differences} per endpoint."""
+    return {name: {"total": e["total"], "differences": e["differences"]}
+            for name, e in entries.items()}
