@@ -299,6 +299,6 @@ def _difference(d: Difference, original: Difference) -> dict:
     out = {"type": d.type, "left": d.left, "right": d.right}
     if original.leaves is not None:
         out["leaves"] = original.leaves
-    if original.to is not None:
-        out["to"] = original.to
+    if d.to is not None:  # redacted too: a secret may be a key on the moved path
+        out["to"] = d.to
     return out

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
@@ -381,12 +382,14 @@ class Redactor:
         out: dict[str, Difference] = {}
         for path, d in diffs.items():
             stored = self.field_path(path)
+            if getattr(d, "to", None):  # a moved subtree's new path is a field path too
+                d = dataclasses.replace(d, to=self.field_path(d.to))
             if d.type in ("size_changed", "error"):
                 out[stored] = d  # lengths and error kinds carry no payload
             elif self.path_is_secret(path):
-                out[stored] = Difference(d.type, _mask(d.left), _mask(d.right))
+                out[stored] = dataclasses.replace(d, left=_mask(d.left), right=_mask(d.right))
             else:
-                out[stored] = Difference(d.type, self.value(d.left), self.value(d.right))
+                out[stored] = dataclasses.replace(d, left=self.value(d.left), right=self.value(d.right))
         return out
 
 
