@@ -75,6 +75,9 @@ class Pipeline:
         self.redactor = Redactor(extra_headers=diff.redact_headers, fields=diff.redact_fields)
         self.sampler = ExampleSampler(settings.store.samples_first, settings.store.samples_latest)
         self.namer = self._new_namer()
+        # Requests that carry secrets: their redactor with the secrets bound, by job id,
+        # from naming until the record is stored (the others use `self.redactor`).
+        self._bound: dict[str, Redactor] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffproxy-compare")
         self._worker: asyncio.Task | None = None
         self._deadline: float | None = None  # monotonic; set by drain(): stop comparing then
@@ -147,7 +150,13 @@ class Pipeline:
                 name = self.namer.name if self.endpoint_cap else self.namer.candidate
                 for job in jobs:
                     try:
-                        named.append((job, name(job.method, job.path_qs, CIMultiDict(job.headers))))
+                        r = self.redactor.for_request(job.headers, job.path_qs, job.body)
+                        if r is not self.redactor:
+                            self._bound[job.id] = r
+                        # named from the masked path: `/basic-auth/alice/hunter2` must not
+                        # keep the password in the endpoint name
+                        endpoint = name(job.method, r.path(job.path_qs), CIMultiDict(job.headers))
+                        named.append((job, r.text(endpoint) if r.secrets else endpoint))
                     except Exception:  # noqa: BLE001 - one bad request must not stop the worker
                         self._failed(job)
                         named.append((job, None))
@@ -184,7 +193,11 @@ class Pipeline:
         finally:
             self._done(job for job, _ in held)
 
+    def _redactor(self, job: Job) -> Redactor:
+        return self._bound.get(job.id, self.redactor)
+
     def _store(self, job: Job, record: Record) -> None:
+        self._bound.pop(job.id, None)
         try:
             added = self.store.add(record)
         except Exception as exc:  # noqa: BLE001 - counted, the pipeline goes on
@@ -201,11 +214,12 @@ class Pipeline:
 
     def _failed(self, job: Job, exc: BaseException | None = None) -> None:
         self.metrics.failed.inc()
+        redactor = self._bound.pop(job.id, None) or self.redactor
         if isinstance(exc, RecursionError):  # its traceback is ~1000 frames of one walk
             log.error("comparing %s %s failed: nested too deep (RecursionError)", job.method,
-                      self.redactor.text(job.path_qs))
+                      redactor.path(job.path_qs))
             return
-        log.error("comparing %s %s failed", job.method, self.redactor.text(job.path_qs),
+        log.error("comparing %s %s failed", job.method, redactor.path(job.path_qs),
                   exc_info=exc if exc is not None else True)
 
     def _analyse_batch(self, named: list[tuple[Job, str | None]]) -> list[Record | BaseException | None]:
@@ -249,7 +263,7 @@ class Pipeline:
             return Record(id=job.id, endpoint=endpoint, raw={}, noise={}, failed=result.failed,
                           baseline_failed=result.baseline_failed, latency_ms=latency,
                           epoch=job.epoch)
-        r = self.redactor
+        r = self._redactor(job)
         raw = {p: _difference(d, result.raw.get(p, d)) for p, d in r.differences(result.raw).items()}
         noise = {p: _difference(d, result.noise.get(p, d))
                  for p, d in r.differences(result.noise).items()}
@@ -259,7 +273,7 @@ class Pipeline:
     def document(self, job: Job, record: Record) -> str:
         """The stored result, redacted and serialised, without its endpoint (the store adds
         it); built only for records that may be kept as examples."""
-        r = self.redactor
+        r = self._redactor(job)
         limit = self.comparator.settings.max_body_bytes
         lifting = self.comparator.settings.lift
         doc = {
@@ -267,10 +281,10 @@ class Pipeline:
             "trace_id": job.trace_id,
             "timestamp_msec": job.timestamp_msec,
             "method": job.method,
-            "uri": r.text(job.path_qs),
+            "uri": r.path(job.path_qs),
             "differences": record.raw,
             "noise": record.noise,
-            "request": self._request(job),
+            "request": self._request(job, r),
             "failed": list(record.failed),
             "baseline_failed": record.baseline_failed,
             "primary": r.lifted(lift(job.primary, limit, lifting)),
@@ -279,7 +293,7 @@ class Pipeline:
         }
         return json.dumps(doc, separators=(",", ":"))
 
-    def _request(self, job: Job) -> dict:
+    def _request(self, job: Job, r: Redactor) -> dict:
         headers: dict[str, str] = {}
         for name, value in job.headers:
             lower = name.lower()
@@ -288,14 +302,21 @@ class Pipeline:
             headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
         body = job.body
         if body:
-            body_value = parse_body(body[:MAX_STORED_REQUEST_BODY],
-                                    headers.get("content-type", ""),
-                                    headers.get("content-encoding", ""),
-                                    MAX_STORED_REQUEST_BODY)
+            # Parsed whole and redacted before it is cut to MAX_STORED_REQUEST_BODY: a
+            # secret cut in two by the limit would keep its prefix.
+            body_value = r.value(parse_body(body, headers.get("content-type", ""),
+                                            headers.get("content-encoding", ""),
+                                            self.comparator.settings.max_body_bytes))
+            if len(body) > MAX_STORED_REQUEST_BODY:
+                text = body_value if isinstance(body_value, str) else json.dumps(body_value)
+                if len(text) > MAX_STORED_REQUEST_BODY:
+                    body_value = (f"{text[:MAX_STORED_REQUEST_BODY]}... "
+                                  f"[{len(text)} chars, cut at {MAX_STORED_REQUEST_BODY}]")
         else:
             body_value = ""
-        return self.redactor.lifted({"method": job.method, "uri": job.path_qs,
-                                     "headers": headers, "body": body_value})
+        out = r.lifted({"method": job.method, "uri": job.path_qs, "headers": headers, "body": ""})
+        out["body"] = body_value
+        return out
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
@@ -345,6 +366,6 @@ def _difference(d: Difference, original: Difference) -> dict:
     out = {"type": d.type, "left": d.left, "right": d.right}
     if original.leaves is not None:
         out["leaves"] = original.leaves
-    if original.to is not None:
-        out["to"] = original.to
+    if d.to is not None:  # redacted too: a secret may be a key on the moved path
+        out["to"] = d.to
     return out

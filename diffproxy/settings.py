@@ -500,7 +500,8 @@ _FLAGS_BY_LOWER = {f.key.lower(): f for f in FLAGS}
 
 def usage() -> str:
     lines = ["usage: python -m diffproxy -candidate=HOST:PORT -master.primary=HOST:PORT [flags]",
-             "       python -m diffproxy report --url http://HOST:8888 [--fail-on-signal] [--junit FILE]",
+             "       python -m diffproxy report --url http://HOST:8888 [--fail-on-signal] "
+             "[--min-requests N] [--accept FILE] [--format F] [--junit FILE]",
              "", "flags (also DIFFPROXY_<KEY> env vars and -config file keys):"]
     for f in FLAGS:
         default = "" if f.default in (None, "") else f" (default {f.default})"

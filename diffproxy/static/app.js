@@ -1186,6 +1186,80 @@
     return h("span", { class: `chip chip-${kind}`, text: String(resp.status) });
   }
 
+  // ---------------------------------------------------------------- copy as curl
+
+  const CURL_SKIPPED = new Set(["host", "content-length", "connection", "transfer-encoding", "keep-alive", "te", "upgrade"]);
+
+  function shellQuote(s) {
+    return `'${String(s).replace(/'/g, "'\\''")}'`;
+  }
+
+  // The request as the proxy stored it (secrets already masked), as a curl command line.
+  function curlCommand(req, protocol) {
+    const headers = Object.entries(req.headers || {});
+    const host = (headers.find(([k]) => k.toLowerCase() === "host") || [null, "HOST"])[1];
+    const method = String(req.method || "GET").toUpperCase();
+    const parts = ["curl"];
+    if (method !== "GET") parts.push("-X", shellQuote(method));
+    parts.push(shellQuote(`${String(protocol || "http").toLowerCase()}://${host}${req.uri || "/"}`));
+    let contentType = "";
+    for (const [name, value] of headers.sort((a, b) => a[0].localeCompare(b[0]))) {
+      if (CURL_SKIPPED.has(name.toLowerCase())) continue;
+      if (name.toLowerCase() === "content-type") contentType = String(value).toLowerCase();
+      parts.push("-H", shellQuote(`${name}: ${typeof value === "string" ? value : JSON.stringify(value)}`));
+    }
+    const body = req.body;
+    if (body !== null && body !== undefined && body !== "") {
+      let data;
+      if (typeof body === "string") data = body;
+      else if (contentType.includes("x-www-form-urlencoded") && typeof body === "object" && !Array.isArray(body)) {
+        const form = new URLSearchParams();
+        for (const [k, v] of Object.entries(body)) for (const one of Array.isArray(v) ? v : [v]) form.append(k, String(one));
+        data = form.toString();
+      } else data = JSON.stringify(body);
+      parts.push("--data-raw", shellQuote(data));
+    }
+    return parts.join(" ");
+  }
+
+  function copyFallback(text, slot) {
+    // No clipboard API (plain http, or permission refused): a selected text area to copy by hand.
+    const area = h("textarea", { class: "curl-fallback mono", readonly: true, rows: "4", "aria-label": "curl command" });
+    area.value = text;
+    slot.replaceChildren(area, h("span", { class: "hint", text: "Press Ctrl+C (⌘C) to copy." }));
+    area.focus();
+    area.select();
+    let copied = false;
+    try {
+      copied = document.execCommand("copy");
+    } catch (_err) {
+      copied = false;
+    }
+    return copied;
+  }
+
+  function curlControl(req) {
+    const status = h("span", { class: "curl-status hint", role: "status" });
+    const slot = h("div", { class: "curl-slot" });
+    const button = h("button", { type: "button", class: "btn btn-ghost curl-button", title: "Copy this request as a curl command (secrets stay masked)", text: "Copy as curl" });
+    button.addEventListener("click", async () => {
+      const text = curlCommand(req, store.info && store.info.protocol);
+      slot.replaceChildren(h("pre", { class: "code-plain mono curl-command", text }));
+      let copied = false;
+      if (navigator.clipboard && window.isSecureContext) {
+        try {
+          await navigator.clipboard.writeText(text);
+          copied = true;
+        } catch (_err) {
+          copied = false;
+        }
+      }
+      if (!copied) copied = copyFallback(text, slot);
+      setText(status, copied ? "Copied." : "Select the command to copy it.");
+    });
+    return { button, status, slot };
+  }
+
   // "missing (12 fields)": a whole subtree is one change, with how many values it held.
   function changeLabel(d) {
     const type = d.type || "changed";
@@ -1204,10 +1278,13 @@
 
     // Request
     const reqBody = prettyBody(req.body);
+    const curl = curlControl(req);
     const requestPanel = h("section", { class: "panel request-panel" },
       h("header", { class: "panel-head" },
         h("h2", { text: "Request" }),
-        h("span", { class: "req-line mono" }, h("span", { class: "method", text: req.method || result.method || "?" }), " ", h("span", { text: req.uri || result.uri || "" }))),
+        h("span", { class: "req-line mono" }, h("span", { class: "method", text: req.method || result.method || "?" }), " ", h("span", { text: req.uri || result.uri || "" })),
+        curl.button, curl.status),
+      curl.slot,
       h("div", { class: "request-body" },
         h("div", {}, h("h3", { text: "Headers" }), headerTable(req.headers)),
         h("div", {}, h("h3", { text: "Body" }),

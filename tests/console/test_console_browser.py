@@ -400,6 +400,48 @@ def test_screenshot_script_renders_both_views(page, stack, traffic, tmp_path):
         assert width == screenshots.WIDTH
 
 
+def _open_signal_example(page, stack):
+    example = newest_example(stack, SIGNAL_ENDPOINT, SIGNAL_FIELD)
+    page.goto(f"/#/endpoint/{enc(SIGNAL_ENDPOINT)}/field/{enc(SIGNAL_FIELD)}/request/{enc(example['id'])}")
+    article = page.locator(f'article.example[data-id="{example["id"]}"]')
+    expect(article).to_be_visible()
+    return article
+
+
+def _check_curl(command: str, stack) -> None:
+    import shlex
+    import subprocess
+
+    words = shlex.split(command)
+    assert words[0] == "curl" and words[1] == f"{stack.proxy_url}/json", words
+    assert "authorization: <redacted>" in words  # masked, never the token
+    assert "demo-secret-token" not in command
+    # The command reproduces the request: run it against the proxy port.
+    done = subprocess.run(["bash", "-c", command + " -s -o /dev/null -w '%{http_code}'"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout == "200", done.stderr
+
+
+def test_copy_as_curl_puts_the_masked_request_on_the_clipboard(page, stack, traffic):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.console_url)
+    article = _open_signal_example(page, stack)
+    article.locator("button.curl-button").click()
+    expect(article.locator(".curl-status")).to_have_text("Copied.")
+    shown = article.locator("pre.curl-command").inner_text()
+    assert page.evaluate("navigator.clipboard.readText()") == shown
+    _check_curl(shown, stack)
+
+
+def test_copy_as_curl_without_a_clipboard_api_offers_the_text_selected(page, stack, traffic):
+    page.add_init_script("Object.defineProperty(navigator, 'clipboard', { value: undefined });")
+    article = _open_signal_example(page, stack)
+    article.locator("button.curl-button").click()
+    area = article.locator("textarea.curl-fallback")
+    expect(area).to_be_visible()
+    assert area.evaluate("el => el === document.activeElement && el.selectionEnd === el.value.length")
+    _check_curl(area.input_value(), stack)
+
+
 def test_moved_wrapper_and_baseline_failure_are_shown_as_such(browser, tmp_path):
     """A candidate that drops a wrapper object shows one `moved` line, not one per field;
     an endpoint where only the primary failed is labelled as the baseline's failure."""

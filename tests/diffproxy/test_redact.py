@@ -128,3 +128,47 @@ def test_fast_path_skips_only_strings_without_any_secret_name():
     assert r.text("/x?TOKEN=abc&page=2") == "/x?TOKEN=<redacted>&page=2"
     assert r.text("Authorization: Bearer abc") == "Authorization: <redacted>"
     assert r.text('{"Cookie": "a=b"}') == '{"Cookie": "<redacted>"}'
+
+
+def test_a_changed_secret_is_still_a_difference_shown_masked(httpbin):
+    # primary and candidate echo different tokens: compared on real values, stored masked
+    a = httpbin.get("/bearer", headers={"Authorization": "Bearer first-token-1234"})
+    b = httpbin.get("/bearer", headers={"Authorization": "Bearer other-token-5678"})
+    diffs = Comparator(CompareSettings()).diff(
+        *(Response(x.status_code, tuple(x.headers.items()), x.data) for x in (a, b)))
+    assert set(diffs) == {"body.token"}
+    r = Redactor().for_request((("Authorization", "Bearer first-token-1234"),), "/bearer", b"")
+    assert r.differences(diffs)["body.token"] == Difference("changed", REDACTED, REDACTED)
+
+
+def test_values_of_a_request_are_masked_by_value():
+    import base64
+    basic = base64.b64encode(b"alice:hunter2").decode()
+    r = Redactor().for_request(
+        (("Authorization", f"Basic {basic}"), ("Cookie", "sid=cookie-value-1; theme=x"),
+         ("X-Session-Id", "sess-abcdef")),
+        "/basic-auth/alice/hunter2?access_token=abc'SECRET&page=2",
+        b'{"password": 987654321}')
+    assert r.path("/basic-auth/alice/hunter2?access_token=abc'SECRET&page=2") == \
+        f"/basic-auth/{REDACTED}/{REDACTED}?access_token={REDACTED}&page=2"
+    assert r.value({"user": "alice", "n": 987654321, "text": "got cookie-value-1 and sess-abcdef"}) \
+        == {"user": REDACTED, "n": REDACTED, "text": f"got {REDACTED} and {REDACTED}"}
+    # cut by a length limit before redaction: the secret's prefix goes too
+    assert r.text("x" * 10 + "cookie-va... [5000 chars]") == "x" * 10 + REDACTED + "... [5000 chars]"
+    # without secrets of its own, a request's redactor is the shared one
+    base = Redactor()
+    assert base.for_request((("Accept", "*/*"),), "/get?page=2", b"") is base
+
+
+def test_name_rules_headers_words_json_numbers_and_jwts():
+    r = Redactor()
+    assert r.headers([("Api-Key", "k1"), ("X-Token", "t"), ("X-Amz-Signature", "s"),
+                      ("Keep-Alive", "5"), ("Accept", "a")]) == [
+        ("Api-Key", REDACTED), ("X-Token", REDACTED), ("X-Amz-Signature", REDACTED),
+        ("Keep-Alive", "5"), ("Accept", "a")]
+    assert r.text('{"password": 987654321, "n": 1}') == f'{{"password": "{REDACTED}", "n": 1}}'
+    assert r.text("/x?access_token=abc'SECRET&y=1") == f"/x?access_token={REDACTED}&y=1"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"
+    assert r.text(f"seen {jwt} here") == f"seen {REDACTED} here"
+    assert r.value({"accessToken": "a", "private-key": "b", "ok": "c"}) == {
+        "accessToken": REDACTED, "private-key": REDACTED, "ok": "c"}

@@ -41,7 +41,8 @@ def secret_proxy(backends, tmp_path_factory):
     proxy = start_proxy(backends, tmp / "secrets.sqlite", log_dir=tmp,
                         candidate=f"{backends.candidate.url}/anything",
                         extra=["-allowHttpSideEffects", "-redact.headers=X-Tenant-Key",
-                               "-redact.fields=sessionid,card_number", f"-admin.token={TOKEN}"])
+                               "-redact.fields=sessionid,card_number", f"-admin.token={TOKEN}",
+                               "-samples.first=50", "-samples.latest=50"])
     yield proxy
     proxy.stop()
 
@@ -140,6 +141,75 @@ def test_secrets_never_stored_or_shown(secret_proxy, traffic):
     assert traffic[0].encode() in blob  # the examples are in the file...
     _assert_no_secrets(blob, f"the store ({', '.join(files)})")  # ...the secrets are not
     _assert_no_secrets(proxy.log_path.read_bytes(), "the proxy's log")
+
+
+# Secrets by value: echoed back by the targets under names the name rules do not know.
+VALUES = {name: _secret(name) for name in (
+    "bearer", "basic_user", "basic_password", "query_token", "query_key", "quoted",
+    "json_token", "private_key", "api_key", "x_token", "cut")}
+VALUES["number"] = str(900000000 + uuid.uuid4().int % 99999999)
+VALUES["jwt"] = ("eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(
+    json.dumps({"sub": uuid.uuid4().hex}).encode()).decode().rstrip("=") + ".c2lnbmF0dXJl")
+
+
+@pytest.fixture(scope="module")
+def value_traffic(secret_proxy):
+    v = VALUES
+    basic = base64.b64encode(f"{v['basic_user']}:{v['basic_password']}".encode()).decode()
+    pad = 64 * 1024 - 40  # the cut secret straddles the 64 KiB stored-body limit
+    ids = []
+    with httpx.Client(timeout=10.0, base_url=secret_proxy.proxy_url) as client:
+        for r in (
+            client.get("/bearer", headers={"Authorization": f"Bearer {v['bearer']}"}),
+            client.get(f"/basic-auth/{v['basic_user']}/{v['basic_password']}",
+                       headers={"Authorization": f"Basic {basic}"}),
+            client.get(f"/get?token={v['query_token']}&key={v['query_key']}&page=2"),
+            client.get(f"/get?access_token=abc'{v['quoted']}&page=3"),
+            client.post("/post", json={"token": v["json_token"],
+                                           "nested": {"private_key": v["private_key"]}}),
+            client.get("/headers", headers={"Api-Key": v["api_key"], "X-Token": v["x_token"],
+                                            "X-Forwarded-Jwt": v["jwt"]}),
+            client.post("/post", content=f'{{"password": {v["number"]}}}',
+                        headers={"Content-Type": "text/plain"}),
+            client.post("/post", json={"pad": "a" * pad, "token": v["cut"]}),
+        ):
+            assert r.status_code == 200, (r.request.url, r.text[:200])
+            ids.append(r.headers["X-Diffproxy-Request-Id"])
+    diffapi.wait_idle(secret_proxy.admin_url)
+    return ids
+
+
+def test_secrets_are_masked_by_value_wherever_they_reappear(secret_proxy, value_traffic):
+    proxy = secret_proxy
+    bodies = _every_api_answer(proxy.api_url, value_traffic)
+    blobs = {"the API": b"\n".join(bodies)}
+    console = [diffapi.fetch(proxy.api_url + "/")[2]]
+    console += [diffapi.fetch(f"{proxy.api_url}/static/{p.name}")[2]
+                for p in STATIC_DIR.iterdir() if p.is_file()]
+    blobs["the console"] = b"\n".join(console)
+    store = proxy.flag("store.path")
+    files = [p for p in (store, store + "-wal", store + "-shm") if os.path.exists(p)]
+    blobs["the store"] = b"".join(open(p, "rb").read() for p in files)
+    blobs["the log"] = proxy.log_path.read_bytes()
+    assert value_traffic[1].encode() in blobs["the store"]
+    for where, blob in blobs.items():
+        for name, secret in VALUES.items():
+            for form in _forms(secret):
+                assert form not in blob, f"{name} secret ({form[:20]!r}) found in {where}"
+        # cut by the stored-body limit: not even its first half is kept
+        assert VALUES["cut"][: len(VALUES["cut"]) // 2].encode() not in blob, where
+
+    names = set(get_json(proxy.api_url, "endpoints"))
+    assert "GET /basic-auth/<redacted>/<redacted>" in names, names
+    docs = [get_json(proxy.api_url, f"requests/{i}") for i in value_traffic]
+    bearer, basic, query, quoted = docs[:4]
+    assert bearer["primary"]["body"]["token"] == "<redacted>"
+    assert basic["uri"] == "/basic-auth/<redacted>/<redacted>"
+    assert basic["primary"]["body"]["user"] == "<redacted>"  # echoed under a harmless name
+    assert query["uri"] == "/get?token=<redacted>&key=<redacted>&page=2"
+    assert quoted["uri"] == "/get?access_token=<redacted>&page=3"
+    assert quoted["primary"]["body"]["args"]["page"] == "3"  # the rest is kept
+    assert docs[5]["primary"]["body"]["headers"]["Api-Key"] == "<redacted>"
 
 
 def test_clear_needs_post_and_the_token(secret_proxy, traffic):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import socket
 import xml.etree.ElementTree as ET
 
@@ -46,15 +47,23 @@ NOISE_OVERVIEW = {k: v for k, v in SIGNAL_OVERVIEW.items() if k != "GET /json"}
 
 
 async def serve(routes: dict[str, web.StreamResponse | object], delay: float = 0.0) -> TestServer:
+    overview = routes.get("/api/1/overview")
+    if "/api/1/endpoints" not in routes:  # what the proxy answers next to its overview
+        routes = {**routes, "/api/1/endpoints": {
+            k: {"total": v.get("total"), "differences": v.get("differences")}
+            for k, v in overview.items()} if isinstance(overview, dict) else {}}
     app = web.Application()
-    for path, answer in routes.items():
-        async def handler(_request, answer=answer):
-            if delay:
-                await asyncio.sleep(delay)
-            if isinstance(answer, web.StreamResponse):
-                return answer
-            return web.json_response(answer)
-        app.router.add_get(path, handler)
+
+    async def handler(request):  # by raw path: endpoint names arrive percent-encoded
+        answer = routes.get(request.raw_path.split("?", 1)[0])
+        if answer is None:
+            return web.json_response({"error": "no such resource"}, status=404)
+        if delay:
+            await asyncio.sleep(delay)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        return web.json_response(answer)
+    app.router.add_get("/{tail:.*}", handler)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server
@@ -252,3 +261,120 @@ async def test_fail_on_latency_exits_1_only_when_an_endpoint_is_slower():
 async def test_fail_on_latency_against_a_server_without_latency_is_an_error(noise_server):
     code, _, err = await run("--url", url(noise_server), "--fail-on-latency")
     assert code == 2 and "endpoints" in err
+
+
+# The evidence-based gate ----------------------------------------------------------------------
+
+EXAMPLE = {"endpoint": "GET /json", "path": "body.slideshow.author", "requests": [
+    {"id": "r1", "differences": {"body.slideshow.author": {
+        "type": "changed", "left": "Yours Truly", "right": "Yours Truly, v2"}}}]}
+
+
+async def gate_server(overview=None, endpoints=None):
+    overview = SIGNAL_OVERVIEW if overview is None else overview
+    routes = {"/api/1/info": INFO, "/api/1/overview": overview,
+              "/api/1/endpoints/GET%20%2Fjson/fields/body.slideshow.author/results": EXAMPLE}
+    if endpoints is not None:
+        routes["/api/1/endpoints"] = endpoints
+    return await serve(routes)
+
+
+async def gate(*argv, overview=None, endpoints=None):
+    server = await gate_server(overview, endpoints)
+    try:
+        return await run("--url", url(server), *argv)
+    finally:
+        await server.close()
+
+
+async def test_empty_store_with_min_requests_is_not_enough_evidence():
+    code, out, err = await gate("--min-requests", "1", overview={})
+    assert code == 3, err
+    assert "not enough evidence: 0 request(s) compared" in err
+    code, _, _ = await gate("--min-requests", "1", "--fail-on-signal", overview={})
+    assert code == 3
+
+
+async def test_endpoints_below_min_requests_are_insufficient():
+    code, out, err = await gate("--min-requests", "5", overview=NOISE_OVERVIEW)
+    assert code == 3, err
+    assert "insufficient" in out and "GET /uuid" in err
+    code, _, err = await gate("--min-requests", "4", overview=NOISE_OVERVIEW)
+    assert code == 0, err
+    # signal below the minimum is not signal yet
+    code, out, _ = await gate("--min-requests", "5")
+    assert code == 3 and "SIGNAL" not in out
+
+
+async def test_the_proxys_verdict_is_used_and_baseline_failure_exits_4():
+    endpoints = {"GET /uuid": {"total": 4, "differences": 4, "verdict": "noise"},
+                 "GET /headers": {"total": 4, "differences": 0, "verdict": "baseline_failure"}}
+    code, out, err = await gate("--fail-on-signal", overview=NOISE_OVERVIEW, endpoints=endpoints)
+    assert code == 4, err
+    assert "baseline_failure" in out and "GET /headers" in err
+    # gated endpoints only
+    code, _, err = await gate("--fail-on-signal", "--endpoint", "GET /uuid",
+                              overview=NOISE_OVERVIEW, endpoints=endpoints)
+    assert code == 0, err
+    # signal outranks the baseline's failure
+    code, _, _ = await gate("--fail-on-signal", endpoints={**endpoints, "GET /json": {
+        "total": 4, "differences": 4, "verdict": "signal"}})
+    assert code == 1
+
+
+async def test_signal_fields_come_with_an_example_pair_and_a_console_link():
+    code, out, _ = await gate("--fail-on-signal", "--console-url", "https://diff.example/")
+    assert code == 1
+    assert 'primary   "Yours Truly"' in out and 'candidate "Yours Truly, v2"' in out
+    assert ("https://diff.example/#/endpoint/GET%20%2Fjson/field/body.slideshow.author/request/r1"
+            in out)
+
+
+async def test_accepted_fields_pass_and_unseen_accepted_differences_fail(tmp_path):
+    accept = tmp_path / "accept.yaml"
+    accept.write_text("accept:\n  - endpoint: GET /json\n    field: body.slideshow.*\n"
+                      "    reason: the author is renamed in v2\n")
+    code, out, err = await gate("--accept", str(accept))
+    assert code == 0, err
+    assert "accepted body.slideshow.author: the author is renamed in v2" in out
+    assert "GET /json" in out and "SIGNAL" not in out
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps([{"endpoint": "GET /uuid", "field": "body.title",
+                                  "reason": "v2 adds a title"}]))
+    code, _, err = await gate("--accept", str(stale), overview=NOISE_OVERVIEW)
+    assert code == 1 and "accepted difference not seen: GET /uuid body.title" in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- endpoint: GET /json\n  field: body.x\n", "'reason' must be a non-empty string"),
+    ("- endpoint: GET /json\n  field: body.x\n  reason: r\n  why: x\n", "unknown key(s) why"),
+    ("{not yaml: [", "is not valid YAML/JSON"),
+    ("42\n", "must hold a list"),
+])
+async def test_bad_accept_files_exit_2(tmp_path, text, message):
+    accept = tmp_path / "accept.yaml"
+    accept.write_text(text)
+    code, out, err = await gate("--accept", str(accept))
+    assert code == 2 and message in err and out == ""
+
+
+async def test_formats_markdown_json_junit(tmp_path):
+    code, out, _ = await gate("--format", "json", "--fail-on-signal", "--min-requests", "1")
+    doc = json.loads(out)
+    assert code == 1 and doc["exit_code"] == 1
+    by_name = {e["name"]: e for e in doc["endpoints"]}
+    assert by_name["GET /json"]["verdict"] == "signal"
+    assert by_name["GET /json"]["signal_fields"][0]["example"]["candidate"] == "Yours Truly, v2"
+    assert by_name["GET /uuid"]["verdict"] == "noise"
+
+    code, out, _ = await gate("--format", "markdown", "--fail-on-signal")
+    assert out.startswith("### diffproxy: ❌ signal")
+    assert "| [`GET /json`](" in out and "[open in the console](" in out
+
+    target = tmp_path / "also.xml"
+    code, out, _ = await gate("--format", "junit", "--junit", str(target), "--min-requests", "5",
+                              overview=NOISE_OVERVIEW)
+    assert code == 3
+    for root in (ET.fromstring(out.split("?>", 1)[1]), ET.parse(target).getroot()):
+        assert root.get("failures") == "2"
+        assert {c.find("failure").get("type") for c in root.findall("testcase")} == {"insufficient"}
