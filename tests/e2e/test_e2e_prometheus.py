@@ -31,6 +31,11 @@ def watched(open_mesh, backend_name):
         yield mesh, len(paths)
 
 
+# Run after the module's other tests, the demo route's verdict varied (same vs slower) here;
+# each passes alone. Tracked in issue 14.
+FLAKY = "latency verdict of the demo route flakes when run in sequence (issue 14)"
+
+
 def _prometheus(mesh) -> str:
     url = mesh.mesh.endpoints.prometheus_url
     assert url, "the local mesh was asked for a Prometheus"
@@ -72,7 +77,7 @@ def test_prometheus_sees_every_mirrored_copy_on_both_sides(watched):
     assert seen[1] == seen[0] == seen[2], f"Envoy sent / proxy received / compared: {seen}"
 
 
-@pytest.mark.skip(reason="flaky here: run after the other module tests the demo route's latency verdict varied (same vs slower); passes alone. Tracked in issue 14")
+@pytest.mark.skip(reason=FLAKY)
 def test_prometheus_shows_the_candidates_latency_change_and_fires_the_alert(watched):
     mesh, _ = watched
     url = _prometheus(mesh)
@@ -93,7 +98,7 @@ def test_prometheus_shows_the_candidates_latency_change_and_fires_the_alert(watc
     assert {r["metric"]["quantile"] for r in firing} >= {"p50"}
 
 
-@pytest.mark.skip(reason="flaky here: run after the other module tests the demo route's latency verdict varied (same vs slower); passes alone. Tracked in issue 14")
+@pytest.mark.skip(reason=FLAKY)
 def test_the_diff_proxy_calls_only_the_changed_route_slower(watched):
     mesh, _ = watched
     listed = mesh.api("/api/1/endpoints")
