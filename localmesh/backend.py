@@ -30,7 +30,8 @@ class MeshBackend(Protocol):
 
     def send(self, path: str, n: int = 1) -> list[traffic.Reply]: ...
 
-    def send_paths(self, paths: list[str]) -> list[traffic.Reply]: ...
+    def send_paths(self, paths: list[str], interval: float = 0.0) -> list[traffic.Reply]:
+        """GET each path from the caller's side, `interval` seconds apart."""
 
     def received(self) -> Received:
         """Requests each backend version (v1 primary, v2 mirror target) has received."""

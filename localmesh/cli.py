@@ -78,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
                            + " ".join(traffic.DEMO_PATHS))
     send.add_argument("--host", default=f"{DEFAULT.service}:{DEFAULT.ports.app}",
                       help="Host header, as the cluster's sleep pod sends it (default %(default)s)")
+    send.add_argument("--interval", type=float, default=traffic.DEMO_INTERVAL,
+                      help="seconds between requests (default %(default)s, a curl loop's pace)")
     send.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
 
     down = sub.add_parser("down", help="kind: destroy the demo's Pulumi stack and delete the cluster")
@@ -91,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _traffic(args: argparse.Namespace) -> int:
     paths = list(traffic.expand(args.paths or traffic.DEMO_PATHS, args.requests))
-    replies = traffic.send(args.url.rstrip("/"), paths, host=args.host or None)
+    replies = traffic.send(args.url.rstrip("/"), paths, host=args.host or None,
+                           interval=max(0.0, args.interval))
     if not args.quiet:
         for r in replies:
             print(f"{r.status} GET {r.path}")

@@ -118,7 +118,7 @@ def run_local(settings: MeshSettings, out: TextIO = sys.stdout, state_file: Path
             mesh.start()
             rounds = traffic.demo_rounds(settings.topology.latency.min_samples)
             paths = list(traffic.expand(traffic.DEMO_PATHS, rounds * len(traffic.DEMO_PATHS)))
-            replies = mesh.send_paths(paths)
+            replies = mesh.send_paths(paths, interval=traffic.DEMO_INTERVAL)
             statuses = sorted({r.status for r in replies})
             expected = round(len(replies) * mesh.mirror_percentage / 100)
             wait_for_results(mesh.api_url, expected, timeout=30.0)

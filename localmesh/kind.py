@@ -495,11 +495,12 @@ class KindMesh:
     def send(self, path: str, n: int = 1) -> list[traffic.Reply]:
         return self.send_paths(list(traffic.expand([path], n)))
 
-    def send_paths(self, paths: list[str]) -> list[traffic.Reply]:
+    def send_paths(self, paths: list[str], interval: float = 0.0) -> list[traffic.Reply]:
         """curl from the sleep pod, through its sidecar, as the original demo does."""
         t = self._topology
         base = f"http://{t.service}:{t.ports.app}"
-        script = "".join(
+        pause = f"sleep {interval:g}; " if interval > 0 else ""
+        script = pause.join(
             f"curl -sS -o - -w '\\n{STATUS_MARK}%{{http_code}}\\n' {shlex.quote(base + p)}; "
             for p in paths) + "true"
         out = self.kubectl("-n", t.app_namespace, "exec", f"deploy/{t.sleep_name}", "-c", t.sleep_name,
@@ -565,7 +566,7 @@ def run_demo(settings: KindSettings) -> int:
         port = mesh.port_forward_console()
         rounds = traffic.demo_rounds(settings.topology.latency.min_samples)
         paths = list(traffic.expand(traffic.DEMO_PATHS, rounds * len(traffic.DEMO_PATHS)))
-        replies = mesh.send_paths(paths)
+        replies = mesh.send_paths(paths, interval=traffic.DEMO_INTERVAL)
         print(f"sent {len(replies)} sample requests from the sleep pod through its sidecar")
         t = settings.topology
         py = shlex.quote(sys.executable)

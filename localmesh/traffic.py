@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,14 @@ DEMO_PATHS: tuple[str, ...] = (
     "/headers", "/get", "/uuid", "/json", "/anything/{id}", "/status/200", "/user-agent",
     "/delay/0",
 )
+
+
+# Seconds between two demo requests, as a curl loop in the sleep pod leaves them. Sent
+# back to back instead, the fire-and-forget copies pile up behind the caller: each target is
+# one gunicorn process, and the candidate's 80 ms route holds its threads, so every route of
+# the candidate queues and is (truly, but only because of the pile-up) slower. At 50
+# requests/s no target queues, and the latency verdict sees the one deliberate change.
+DEMO_INTERVAL = 0.02
 
 
 def demo_rounds(min_samples: int) -> int:
@@ -47,8 +56,9 @@ def expand(paths: Iterable[str], count: int, rng: random.Random | None = None) -
 
 
 def send(base_url: str, paths: Iterable[str], host: str | None = None,
-         timeout: float = 10.0) -> list[Reply]:
-    """One GET per path, one after the other, like a shell loop around curl.
+         timeout: float = 10.0, interval: float = 0.0) -> list[Reply]:
+    """One GET per path, one after the other, like a shell loop around curl, `interval`
+    seconds apart.
 
     `host` sets the Host header, so a request to 127.0.0.1 looks like the cluster's
     `mirrorservice-sample:44134` to the caller's Envoy and to everything behind it.
@@ -56,7 +66,9 @@ def send(base_url: str, paths: Iterable[str], host: str | None = None,
     headers = {"Host": host} if host else {}
     replies: list[Reply] = []
     with httpx.Client(base_url=base_url, timeout=timeout, headers=headers) as client:
-        for path in paths:
+        for i, path in enumerate(paths):
+            if i and interval > 0:
+                time.sleep(interval)
             try:
                 response = client.get(path)
             except httpx.HTTPError as exc:

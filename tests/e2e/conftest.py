@@ -126,7 +126,7 @@ class MeshUnderTest:
         return self.wait_for(self.overview,
                              lambda o: sum(e["total"] for e in o.values()) >= expected, timeout)
 
-    def fresh_run(self, paths: list[str]) -> tuple[list, dict]:
+    def fresh_run(self, paths: list[str], interval: float = 0.0) -> tuple[list, dict]:
         """Clear the results, send `paths`, wait until every mirrored copy is compared."""
         # Copies from an earlier test may still be in flight; clearing under them would
         # let their late results land in this run.
@@ -134,7 +134,7 @@ class MeshUnderTest:
                       lambda _state: True)
         self.clear()
         before = self.received().v2
-        replies = self.send_paths(paths)
+        replies = self.send_paths(paths, interval=interval)
         mirrored = self.wait_for(lambda: self.received().v2 - before, lambda n: n >= len(paths))
         return replies, self.wait_totals(mirrored)
 
