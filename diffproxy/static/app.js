@@ -536,7 +536,7 @@
   // Three distributions side by side on one scale: a bar from p50 to p99 per target, a
   // mark at p90, the numbers as text. Built with DOM APIs only (no framework, no markup).
   function latencyChart(data) {
-    const width = 520, row = 34, left = 90, right = 150;
+    const width = 660, row = 34, left = 90, right = 220;
     const top = Math.max(1, ...LATENCY_TARGETS.map((t) => (data[t] || {}).p99_ms || 0));
     const x = (v) => left + ((width - left - right) * v) / top;
     const chart = svg("svg", { class: "latency-chart", viewBox: `0 0 ${width} ${row * 3 + 20}`,

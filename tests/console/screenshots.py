@@ -3,8 +3,9 @@
 
     .venv/bin/python -m tests.console.screenshots [OUT_DIR]   # default docs/img
 
-writes console-endpoint.png (one endpoint's fields) and console-example.png (one example
-request with the three responses side by side).
+writes console-endpoint.png (one endpoint's fields), console-example.png (one example
+request with the three responses side by side) and console-latency.png (the candidate's
+slower route: its latency verdict and the three distributions).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from topology.model import DEFAULT
 
 DEFAULT_OUT = stk.procs.REPO / "docs" / "img"
 ENDPOINT = "GET /json"
+SLOW_ENDPOINT = "GET /delay/:id"
 FIELD = "body.slideshow.author"
 WIDTH = 1440
 
@@ -33,6 +35,16 @@ def _fit_height(page, minimum: int = 820, maximum: int = 1700) -> None:
     """Grow the viewport to the page's height so the sticky sidebar spans the picture."""
     height = page.evaluate("document.documentElement.scrollHeight")
     page.set_viewport_size({"width": WIDTH, "height": max(minimum, min(maximum, height))})
+
+
+def send_traffic(stack: stk.Stack) -> None:
+    """What the pictures show: the demo's requests, and enough of the slower route for its
+    latency verdict, paced so the candidate does not queue behind its 80 ms route."""
+    stk.send_demo_traffic(stack, rounds=4)
+    stk.send_demo_traffic(stack, rounds=1, paths=("/json", "/ip", "/user-agent"))
+    stk.send_demo_traffic(stack, rounds=DEFAULT.latency.min_samples + 5, paths=("/delay/0", "/get"),
+                          interval=0.1)
+    stk.settle(stack)
 
 
 def capture(page, stack: stk.Stack, out_dir: Path) -> list[Path]:
@@ -55,7 +67,14 @@ def capture(page, stack: stk.Stack, out_dir: Path) -> list[Path]:
     _fit_height(page)
     example_png = out_dir / "console-example.png"
     page.screenshot(path=str(example_png))
-    return [endpoint_png, example_png]
+
+    page.set_viewport_size({"width": WIDTH, "height": 620})
+    page.goto(f"/#/endpoint/{_enc(SLOW_ENDPOINT)}")
+    page.locator(".latency-panel svg.latency-chart rect.latency-bar").first.wait_for()
+    page.locator(".latency-panel .badge-latency-slower").wait_for()
+    latency_png = out_dir / "console-latency.png"
+    page.screenshot(path=str(latency_png))
+    return [endpoint_png, example_png, latency_png]
 
 
 def main(argv: list[str]) -> int:
@@ -66,9 +85,7 @@ def main(argv: list[str]) -> int:
     out_dir = Path(argv[0]) if argv else DEFAULT_OUT
     with tempfile.TemporaryDirectory(prefix="console-shots-") as tmp, \
             stk.running_stack(Path(tmp), ignore_fields=DEFAULT.ignore_fields) as stack:
-        stk.send_demo_traffic(stack, rounds=4)
-        stk.send_demo_traffic(stack, rounds=1, paths=("/json", "/ip", "/user-agent"))
-        stk.settle(stack)
+        send_traffic(stack)
         with sync_playwright() as pw:
             browser = launch(pw)
             try:

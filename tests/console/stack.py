@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +71,16 @@ def running_stack(workdir: Path, ignore_fields: tuple[str, ...] = ()) -> Iterato
 
 # Traffic -----------------------------------------------------------------------------------
 
-def send_demo_traffic(stack: Stack, rounds: int = 3, paths: tuple[str, ...] = DEMO_PATHS) -> int:
+def send_demo_traffic(stack: Stack, rounds: int = 3, paths: tuple[str, ...] = DEMO_PATHS,
+                      interval: float = 0.0) -> int:
+    """`interval` seconds between requests: without it the candidate (one sync gunicorn
+    worker) queues behind its 80 ms route and every route of it reads as slower."""
     sent = 0
     with httpx.Client(base_url=stack.proxy_url, timeout=10.0) as client:
         for _ in range(rounds):
             for path in paths:
+                if sent and interval:
+                    time.sleep(interval)
                 client.get(path, headers={"Authorization": "Bearer demo-secret-token"}).raise_for_status()
                 sent += 1
     # A caller is answered from the primary alone; the other two targets may still be on it.

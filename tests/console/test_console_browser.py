@@ -388,11 +388,12 @@ def test_page_and_static_files_are_served_with_types_and_policy(stack):
         assert "add_console_routes" not in response.text
 
 
-def test_screenshot_script_renders_both_views(page, stack, traffic, tmp_path):
+def test_screenshot_script_renders_every_view(page, stack, traffic, tmp_path):
     from tests.console import screenshots
 
+    screenshots.send_traffic(stack)
     files = screenshots.capture(page, stack, tmp_path)
-    assert [f.name for f in files] == ["console-endpoint.png", "console-example.png"]
+    assert [f.name for f in files] == ["console-endpoint.png", "console-example.png", "console-latency.png"]
     for file in files:
         data = file.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
