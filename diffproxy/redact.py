@@ -27,8 +27,14 @@ stored example; pyahocorasick would also need its automaton built per request an
 added (not measured). From `_ALTERNATION_AT` forms on (a request stuffed with secrets) the
 loop's cost per string grows past the compile, and one compiled alternation is used.
 Requests without secrets share one redactor and pay ~2 us to find that out (headers,
-query and body checked against the name stems only). Strings cut by a length limit
-before redaction (`... [N chars]`) also lose a trailing prefix of a secret. Inputs are never mutated.
+query and body checked against the name stems only).
+
+Cuts: every length limit applies to redacted text. The comparison runs first and cuts
+long difference values to 1,000 characters, but as `model.Clipped`, which keeps the whole
+value: `text` masks the whole and cuts the result, so a secret straddling the cut is
+masked whole instead of leaving its first characters (which no rule could recognise: a
+name rule needs the value's closing quote, a value search needs the whole value). Inputs
+are never mutated.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
-from .model import Difference
+from .model import Clipped, Difference, clip
 
 DEFAULT_REDACTED = (
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
@@ -61,10 +67,8 @@ SECRET_HEADER_WORDS = frozenset(("token", "key", "apikey", "secret", "password",
                                  "credentials", "auth"))
 REDACTED = "<redacted>"
 MIN_VALUE_CHARS = 4
-_MIN_CUT_PREFIX = 4
 _ALTERNATION_AT = 24
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}(?:\.[A-Za-z0-9_-]*){0,2}")
-_CUT = re.compile(r"\.\.\. \[\d+ (?:chars|keys|items)\]$")
 _WORDS = re.compile(r"[-_.\s]+")
 _STEMS = ("token", "key", "secret", "pass", "pwd", "sig", "session", "cookie", "auth", "eyj")
 
@@ -105,18 +109,6 @@ class RequestSecrets:
             for form in self._forms:
                 if form in s:
                     s = s.replace(form, REDACTED)
-        if _CUT.search(s):
-            s = self._cut_prefix(s)
-        return s
-
-    def _cut_prefix(self, s: str) -> str:
-        """`...<start of a secret>... [5000 chars]`: the cut kept a secret's prefix."""
-        marker = _CUT.search(s)
-        head, tail = s[:marker.start()], s[marker.start():]
-        for form in self._forms:
-            for k in range(min(len(form) - 1, len(head)), _MIN_CUT_PREFIX - 1, -1):
-                if head.endswith(form[:k]):
-                    return head[:-k] + REDACTED + tail
         return s
 
     def path(self, path_qs: str) -> str:
@@ -316,6 +308,8 @@ class Redactor:
         lines, JSON text and JWTs; then the request's secrets by value."""
         if not s or not isinstance(s, str):
             return s
+        if type(s) is Clipped:  # the whole is redacted, then cut
+            return clip(self.text(s.whole), s.at)
         if self._any.search(s.lower()) is not None:
             s = self._query.sub(rf"\1={REDACTED}", s)
             if ":" in s:
@@ -332,7 +326,7 @@ class Redactor:
                 for name, value in headers]
 
     def _key(self, k: Any) -> Any:
-        return self.text(k) if self.secrets and isinstance(k, str) else k
+        return self.text(k) if isinstance(k, str) and (self.secrets or type(k) is Clipped) else k
 
     def value(self, value: Any) -> Any:
         """A copy of a JSON-like value with secret keys masked and strings scanned."""

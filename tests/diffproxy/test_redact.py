@@ -7,7 +7,7 @@ from werkzeug.test import Client
 
 from diffproxy.compare import Comparator, CompareSettings
 from diffproxy.lift import lift
-from diffproxy.model import Difference, Response
+from diffproxy.model import Clipped, Difference, Response
 from diffproxy.redact import DEFAULT_REDACTED, REDACTED, Redactor
 
 
@@ -153,11 +153,31 @@ def test_values_of_a_request_are_masked_by_value():
         f"/basic-auth/{REDACTED}/{REDACTED}?access_token={REDACTED}&page=2"
     assert r.value({"user": "alice", "n": 987654321, "text": "got cookie-value-1 and sess-abcdef"}) \
         == {"user": REDACTED, "n": REDACTED, "text": f"got {REDACTED} and {REDACTED}"}
-    # cut by a length limit before redaction: the secret's prefix goes too
-    assert r.text("x" * 10 + "cookie-va... [5000 chars]") == "x" * 10 + REDACTED + "... [5000 chars]"
+    # a value the comparison cut (`Clipped`) is redacted whole, then cut: nothing of a
+    # secret straddling the cut is left, not even a prefix too short to search for
+    for at in range(11, 20):
+        cut = r.text(Clipped("x" * 10 + "cookie-value-1" + "y" * 5000, at))
+        assert type(cut) is str and cut.startswith("x" * 10) and "co" not in cut, cut
+    assert r.text(Clipped("x" * 10 + "cookie-value-1" + "y" * 5000, 30)) == \
+        "x" * 10 + REDACTED + "y" * 10 + "... [5020 chars]"
     # without secrets of its own, a request's redactor is the shared one
     base = Redactor()
     assert base.for_request((("Accept", "*/*"),), "/get?page=2", b"") is base
+
+
+def test_a_free_text_value_cut_by_the_comparison_is_redacted_before_the_cut():
+    # `"token": "abc` without its closing quote is what the name rule saw when the cut
+    # came first: the value's start was kept
+    secret = "zq" + "5" * 30
+    text = "a" * 990 + f'"token": "{secret}" end'
+    left, right = (Response(200, (("Content-Type", "text/plain"),), t.encode())
+                   for t in (text, text.replace("end", "END")))
+    diffs = Comparator(CompareSettings()).diff(left, right)
+    assert isinstance(diffs["body"].left, Clipped)  # the comparison cut it...
+    shown = Redactor().differences(diffs)["body"]
+    assert type(shown.left) is str and "zq" not in shown.left and "zq" not in shown.right
+    # ...after redaction: the length is the redacted text's (the secret's was 1,037)
+    assert shown.left == "a" * 990 + '"token": "... [1015 chars]', shown.left
 
 
 def test_name_rules_headers_words_json_numbers_and_jwts():
