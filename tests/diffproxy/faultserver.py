@@ -217,6 +217,11 @@ class FaultServer:
             data = brotlicffi.compress(_json({"version": 2 if role.name == "candidate" else 1,
                                               "name": "same"}))
             writer.write(_reply("200 OK", data, headers=("Content-Encoding: br",)))
+        elif path == "/brotli-recompressed":  # the same JSON, other bytes on the candidate
+            quality = 1 if role.name == "candidate" else 11
+            data = brotlicffi.compress(_json({"name": "same", "items": list(range(50))}),
+                                       quality=quality)
+            writer.write(_reply("200 OK", data, headers=("Content-Encoding: br",)))
         elif path == "/ndjson":
             records = [{"i": i, "n": 99 if role.name == "candidate" and i == 1 else i}
                        for i in range(3)]
@@ -231,6 +236,13 @@ class FaultServer:
             inner = {"a": 1, "b": "two", "c": [3], "d": None, "e": {"f": 6}}
             data = {**inner, "ok": True} if role.name == "candidate" else {"data": inner, "ok": True}
             writer.write(_reply("200 OK", _json(data)))
+        elif path == "/wrapped-headers":  # httpbin's /headers, then without its wrapper
+            inner = {"Accept": "*/*", "Host": "example", "User-Agent": "probe/1"}
+            writer.write(_reply("200 OK", _json(inner if role.name == "candidate" else {"headers": inner})))
+        elif path == "/lines":
+            third = "gamma v2" if role.name == "candidate" else "gamma"
+            writer.write(_reply("200 OK", f"alpha\nbeta\n{third}\ndelta\n".encode(),
+                                content_type="text/plain"))
         elif path.startswith("/status500/"):
             if path == f"/status500/{role.name}":
                 writer.write(_reply("500 Internal Server Error", _json({"error": "boom"})))

@@ -10,6 +10,7 @@ normally.
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -121,6 +122,20 @@ def test_unstorable_field_name_does_not_jam_the_store(fault_proxy, client):
     assert get_json(proxy.api_url, "endpoints")["GET /after-surrogate"]["total"] == 1
 
 
+def test_one_failure_among_answers_does_not_flip_a_targets_health(fault_proxy, client):
+    """Health is judged on a rolling window: one reset after a run of answers leaves the
+    target healthy (it used to flip on the last request), with the failure on record."""
+    proxy = fault_proxy
+    for _ in range(25):
+        assert client.get(proxy.proxy_url + "/window/ok").status_code == 200
+    assert client.get(proxy.proxy_url + "/fault/candidate/accept_close").status_code == 200
+    diffapi.wait_idle(proxy.admin_url)
+    target = get_json(proxy.api_url, "info")["targets"]["candidate"]
+    assert target["healthy"] is True, target
+    assert target["last_error"].startswith("reset: ")
+    assert target["window"]["failures"] == 1 and target["window"]["outcomes"] > 1, target
+
+
 # Body kinds and who failed, through the real proxy (issue 12) ------------------------------
 
 
@@ -155,6 +170,20 @@ def test_brotli_candidate_compared_by_field(kinds_proxy, client):
     assert example["differences"]["body.version"] == {"type": "changed", "left": 1, "right": 2}
 
 
+def test_brotli_bodies_equal_once_decoded_are_the_same(kinds_proxy, client, faults):
+    """Compared by hash of the compressed bytes, a candidate compressing the same JSON
+    differently was a false signal."""
+    _send(client, kinds_proxy, "/brotli-recompressed", 3)
+    bodies = {}
+    for role in ("primary", "candidate"):
+        with httpx.stream("GET", f"http://{faults.address(role)}/brotli-recompressed",
+                          timeout=10.0) as r:
+            bodies[role] = b"".join(r.iter_raw())  # as sent: still brotli
+    assert bodies["primary"] != bodies["candidate"]  # other bytes on the wire...
+    entry = get_json(kinds_proxy.api_url, "endpoints")["GET /brotli-recompressed"]
+    assert (entry["total"], entry["differences"], entry["verdict"]) == (3, 0, "same")  # ...same answer
+
+
 def test_ndjson_and_event_stream_record_paths(kinds_proxy, client):
     _send(client, kinds_proxy, "/ndjson", 3)
     _send(client, kinds_proxy, "/events", 3)
@@ -169,6 +198,24 @@ def test_dropped_wrapper_is_one_moved_field(kinds_proxy, client):
     example = diffapi.results(kinds_proxy.api_url, "GET /wrapped", "body.data")["requests"][0]
     assert example["differences"]["body.data"] == {
         "type": "moved", "left": "body.data.*", "right": "body.*", "leaves": 5, "to": "body"}
+
+
+def test_text_is_compared_line_by_line(kinds_proxy, client):
+    _send(client, kinds_proxy, "/lines", 2)
+    assert set(stats(kinds_proxy.api_url, "GET /lines")["fields"]) == {"body[2]"}
+    example = diffapi.results(kinds_proxy.api_url, "GET /lines", "body[2]")["requests"][0]
+    assert example["differences"] == {"body[2]": {"type": "changed", "left": "gamma",
+                                                  "right": "gamma v2"}}
+
+
+def test_dropped_headers_wrapper_is_one_moved_field(kinds_proxy, client):
+    """The issue's own case: `body.headers.X` -> `body.X` was six signal fields."""
+    _send(client, kinds_proxy, "/wrapped-headers", 2)
+    fields = stats(kinds_proxy.api_url, "GET /wrapped-headers")["fields"]
+    assert set(fields) == {"body.headers"} and fields["body.headers"]["signal"] is True
+    example = diffapi.results(kinds_proxy.api_url, "GET /wrapped-headers", "body.headers")["requests"][0]
+    assert example["differences"] == {"body.headers": {
+        "type": "moved", "left": "body.headers.*", "right": "body.*", "leaves": 3, "to": "body"}}
 
 
 def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, client):
@@ -190,6 +237,26 @@ def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, c
     assert signal["status"]["differences"] == 4
     # a 5xx is an answer: it is attributed, but the target is reachable, so healthy
     assert get_json(kinds_proxy.api_url, "info")["targets"]["primary"]["healthy"] is True
+
+
+def test_report_exits_4_when_the_baseline_failed_on_a_gated_endpoint(kinds_proxy, client):
+    import subprocess
+    import sys
+
+    _send(client, kinds_proxy, "/status500/primary", 2)
+    _send(client, kinds_proxy, "/status500/candidate", 2)
+
+    def report(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "diffproxy", "report", "--url",
+                               kinds_proxy.api_url, "--fail-on-signal", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    failed = report("--endpoint", "GET /status500/primary", "--format", "json")
+    assert failed.returncode == 4, failed.stdout + failed.stderr
+    [entry] = [e for e in json.loads(failed.stdout)["endpoints"] if e["name"] == "GET /status500/primary"]
+    assert entry["verdict"] == "baseline_failure", entry
+    # the same gate on an endpoint the candidate broke is signal: 1 wins over 4
+    assert report("--endpoint", "GET /status500/*").returncode == 1
 
 
 # The caller's path (issue 13) ----------------------------------------------------------
