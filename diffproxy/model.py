@@ -46,6 +46,8 @@ class Target:
     host: str
     port: int
     base_path: str = ""
+    # added to every request sent to this target (Diffy's -candidateHeaders and friends)
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def _host_in_url(self) -> str:

@@ -231,10 +231,13 @@ _NONE = RequestSecrets(())
 
 class Redactor:
     def __init__(self, extra_headers: Iterable[str] = (), fields: Iterable[str] = (),
-                 secrets: RequestSecrets | None = None) -> None:
+                 secrets: RequestSecrets | None = None,
+                 target_headers: Iterable[tuple[str, str]] = ()) -> None:
+        """`target_headers`: what the proxy itself adds to requests (-candidateHeaders and
+        friends); the secret ones are masked by value in every request, since a target
+        may echo them back."""
         self.extra_headers = tuple(extra_headers)
         self.fields = tuple(fields)
-        self.secrets = secrets
         self.header_names = frozenset(
             h.strip().lower() for h in (*DEFAULT_REDACTED, *self.extra_headers) if h and h.strip())
         self.field_names = frozenset(
@@ -263,6 +266,10 @@ class Redactor:
                 stems.add(n)
         self._any = re.compile("|".join(sorted(map(re.escape, stems))))
         self._base = self
+        self.secrets = secrets
+        own = RequestSecrets.collect(tuple(target_headers), "", b"", self)
+        if own:
+            self.secrets = RequestSecrets((*own.values, *(secrets.values if secrets else ())))
 
     # names ----------------------------------------------------------------------------
 
@@ -290,6 +297,8 @@ class Redactor:
         secrets = RequestSecrets.collect(headers, path_qs, body, self)
         if not secrets:
             return self
+        if self.secrets:  # the proxy's own (-candidateHeaders): masked in every request
+            secrets = RequestSecrets((*secrets.values, *self.secrets.values))
         bound = object.__new__(Redactor)
         bound.__dict__.update(self.__dict__)
         bound.secrets = secrets

@@ -188,7 +188,7 @@ class FaultServer:
         if len(parts) >= 3 and parts[0] == "fault" and parts[1] == role.name:
             await self._fault(parts[2], writer)
             return False
-        if path == "/echo-headers":
+        if path.endswith("/echo-headers"):  # under an API root too (-candidateApiRoot)
             suffix = "+v2" if role.name == "candidate" else ""
             echoed = {k: v + suffix for k, v in headers if k.lower() not in
                       ("host", "content-length", "connection")}

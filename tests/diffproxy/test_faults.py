@@ -11,7 +11,9 @@ normally.
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -154,6 +156,35 @@ def _send(client, proxy, path: str, n: int = 1) -> None:
     for _ in range(n):
         client.get(proxy.proxy_url + path)
     diffapi.wait_idle(proxy.admin_url)
+
+
+def test_diffy_per_target_headers_and_api_roots(faults, tmp_path):
+    """Diffy's -candidateHeaders/-primaryHeaders and -*ApiRoot: each target gets its own
+    headers and path prefix; a secret the proxy adds is never stored or logged."""
+    secret = f"sek-{uuid.uuid4().hex}"
+    proxy = start_fault_proxy(faults, tmp_path / "roots.sqlite", log_dir=tmp_path, extra=[
+        f"-candidateHeaders=X-Env:canary, X-Api-Key:{secret}", "-candidateApiRoot=api/v2",
+        "-primaryHeaders=X-Env:prod", "-secondaryApiRoot=/api/v1/"])
+    try:
+        before = {role: len(faults.targets(role)) for role in ROLES}
+        answer = httpx.get(proxy.proxy_url + "/echo-headers?n=1", timeout=10.0)
+        assert answer.json()["headers"]["X-Env"] == "prod"  # the primary's answer
+        assert "X-Env" not in answer.request.headers
+        diffapi.wait_idle(proxy.admin_url)
+        seen = {role: faults.targets(role)[before[role]:] for role in ROLES}
+        assert seen == {"primary": ["/echo-headers?n=1"], "secondary": ["/api/v1/echo-headers?n=1"],
+                        "candidate": ["/api/v2/echo-headers?n=1"]}
+        [kept] = diffapi.results(proxy.api_url, "GET /echo-headers", "body.headers.X-Env")["requests"]
+        assert kept["differences"]["body.headers.X-Env"] == {
+            "type": "changed", "left": "prod", "right": "canary+v2"}
+        assert kept["candidate"]["body"]["headers"]["X-Api-Key"] == "<redacted>"
+        doc = json.dumps(get_json(proxy.api_url, f"requests/{kept['id']}"))
+        store = proxy.flag("store.path")
+        stored = b"".join(open(p, "rb").read() for p in (store, store + "-wal") if os.path.exists(p))
+        for where, blob in {"API": doc.encode(), "store": stored, "log": proxy.log_path.read_bytes()}.items():
+            assert secret.encode() not in blob, where
+    finally:
+        proxy.stop()
 
 
 def test_ignored_diffy_flags_logged_once(kinds_proxy):

@@ -192,3 +192,13 @@ def test_name_rules_headers_words_json_numbers_and_jwts():
     assert r.text(f"seen {jwt} here") == f"seen {REDACTED} here"
     assert r.value({"accessToken": "a", "private-key": "b", "ok": "c"}) == {
         "accessToken": REDACTED, "private-key": REDACTED, "ok": "c"}
+
+
+def test_secrets_the_proxy_adds_to_targets_are_masked_by_value_in_every_request():
+    r = Redactor(target_headers=(("X-Env", "canary"), ("Authorization", "Bearer added-token-1"),
+                                 ("X-Api-Key", "added-key-22")))
+    plain = r.for_request((("Accept", "*/*"),), "/get", b"")
+    assert plain.value({"seen": "added-token-1 and added-key-22", "env": "canary"}) == {
+        "seen": f"{REDACTED} and {REDACTED}", "env": "canary"}  # X-Env is no secret
+    own = r.for_request((("Cookie", "sid=caller-cookie-3"),), "/get", b"")
+    assert own.text("added-key-22 caller-cookie-3") == f"{REDACTED} {REDACTED}"
