@@ -239,6 +239,10 @@ class FaultServer:
         elif path == "/wrapped-headers":  # httpbin's /headers, then without its wrapper
             inner = {"Accept": "*/*", "Host": "example", "User-Agent": "probe/1"}
             writer.write(_reply("200 OK", _json(inner if role.name == "candidate" else {"headers": inner})))
+        elif path == "/noise-then-signal":  # 1st request: the secondary differs; later: the candidate
+            first = sum(1 for t in role.targets if t.startswith(path)) == 1
+            v = {"primary": 1, "secondary": 2 if first else 1, "candidate": 1 if first else 3}
+            writer.write(_reply("200 OK", _json({"v": v[role.name]})))
         elif path == "/lines":
             third = "gamma v2" if role.name == "candidate" else "gamma"
             writer.write(_reply("200 OK", f"alpha\nbeta\n{third}\ndelta\n".encode(),

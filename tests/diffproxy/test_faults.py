@@ -144,10 +144,11 @@ def test_one_failure_among_answers_does_not_flip_a_targets_health(fault_proxy, c
 @pytest.fixture(scope="module")
 def kinds_proxy(faults, tmp_path_factory):
     """Its own store, so verdicts are not mixed with the fault cases; started with Diffy
-    flags that mean nothing here."""
+    flags that mean nothing here, and an endpoint needs 2 requests for a verdict."""
     tmp = tmp_path_factory.mktemp("kinds")
     proxy = start_fault_proxy(faults, tmp / "kinds.sqlite", log_dir=tmp,
-                              extra=["-dc=smf1", "-enableThriftMux", "-notifications.delay=4.hours"])
+                              extra=["-dc=smf1", "-enableThriftMux", "-notifications.delay=4.hours",
+                                     "-verdict.minRequests=2"])
     yield proxy
     proxy.stop()
 
@@ -191,6 +192,13 @@ def test_ignored_diffy_flags_logged_once(kinds_proxy):
     log = kinds_proxy.log(tail=100_000)
     lines = [line for line in log.splitlines() if "ignored Diffy flags" in line]
     assert len(lines) == 1 and "-dc" in lines[0] and "-notifications.delay" in lines[0], log[-2000:]
+
+
+def test_too_few_requests_is_insufficient_in_the_endpoint_list(kinds_proxy, client):
+    _send(client, kinds_proxy, "/once", 1)
+    assert get_json(kinds_proxy.api_url, "endpoints")["GET /once"]["verdict"] == "insufficient"
+    _send(client, kinds_proxy, "/once", 1)
+    assert get_json(kinds_proxy.api_url, "endpoints")["GET /once"]["verdict"] == "same"
 
 
 def test_brotli_candidate_compared_by_field(kinds_proxy, client):
@@ -247,6 +255,18 @@ def test_dropped_headers_wrapper_is_one_moved_field(kinds_proxy, client):
     example = diffapi.results(kinds_proxy.api_url, "GET /wrapped-headers", "body.headers")["requests"][0]
     assert example["differences"] == {"body.headers": {
         "type": "moved", "left": "body.headers.*", "right": "body.*", "leaves": 3, "to": "body"}}
+
+
+def test_the_example_shown_for_a_field_is_one_where_it_differs(kinds_proxy, client):
+    """The oldest kept result for `body.v` is noise only (the secondary differed); the
+    example the console and the report show first is the later one where the candidate
+    differs."""
+    _send(client, kinds_proxy, "/noise-then-signal", 3)
+    kept = diffapi.results(kinds_proxy.api_url, "GET /noise-then-signal", "body.v")["requests"]
+    assert len(kept) == 3 and "body.v" in kept[-1]["noise"] and "body.v" not in kept[-1]["differences"]
+    first = get_json(kinds_proxy.api_url,
+                     f"endpoints/{diffapi.enc('GET /noise-then-signal')}/fields/body.v/results/0")
+    assert first["differences"]["body.v"] == {"type": "changed", "left": 1, "right": 3}
 
 
 def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, client):
