@@ -717,6 +717,16 @@ def test_validators_compared_only_when_the_body_differs(cmp):
     assert set(cmp.diff(a, c)) == {"headers.etag", "headers.last-modified", "body"}
 
 
+def test_validators_dropped_when_the_body_differs_only_in_ignored_fields():
+    # httpbin's /cache: a new ETag each time, a body echoing each target's own Host
+    a = Response(200, (("Content-Type", "application/json"), ("ETag", "a1")), b'{"h": "a", "v": 1}')
+    b = Response(200, (("Content-Type", "application/json"), ("ETag", "b2")), b'{"h": "b", "v": 1}')
+    ignoring = Comparator(CompareSettings(ignore_fields=("body.h",)))
+    assert ignoring.diff(a, b) == {}
+    c = Response(200, b.headers, b'{"h": "b", "v": 2}')
+    assert set(ignoring.diff(a, c)) == {"headers.etag", "body.v"}
+
+
 # One change, one line ----------------------------------------------------------------------
 
 INNER = {"a": 1, "b": "two", "c": [3, 4], "d": None, "e": {"f": 6}}
