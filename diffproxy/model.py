@@ -37,6 +37,9 @@ class Clipped(str):
         self.whole, self.at = whole, at
         return self
 
+    def __getnewargs__(self) -> tuple[str, int]:  # pickled (to a worker) as what it is
+        return self.whole, self.at
+
 
 @dataclass(frozen=True)
 class Target:

@@ -174,6 +174,9 @@ def test_a_free_text_value_cut_by_the_comparison_is_redacted_before_the_cut():
                    for t in (text, text.replace("end", "END")))
     diffs = Comparator(CompareSettings()).diff(left, right)
     assert isinstance(diffs["body"].left, Clipped)  # the comparison cut it...
+    import pickle
+    again = pickle.loads(pickle.dumps(diffs["body"].left))  # (as -workers send results)
+    assert type(again) is Clipped and again.whole == diffs["body"].left.whole
     shown = Redactor().differences(diffs)["body"]
     assert type(shown.left) is str and "zq" not in shown.left and "zq" not in shown.right
     # ...after redaction: the length is the redacted text's (the secret's was 1,037)

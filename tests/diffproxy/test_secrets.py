@@ -373,6 +373,7 @@ def test_every_listed_leak_is_masked_everywhere(leak_proxy, leaks, tmp_path):
     console += [diffapi.fetch(f"{proxy.api_url}/static/{p.name}")[2]
                 for p in STATIC_DIR.iterdir() if p.is_file()]
     blobs["the console"] = b"\n".join(console)
+    blobs["the metrics"] = diffapi.fetch(proxy.admin_url + "/metrics")[2]
     blobs.update(_reports(proxy, tmp_path))
     store = proxy.flag("store.path")
     for suffix in ("", "-wal", "-shm"):
