@@ -227,6 +227,10 @@ class FaultServer:
                        for i in range(3)]
             data = b"".join(_json(r) + b"\n" for r in records)
             writer.write(_reply("200 OK", data, content_type="application/x-ndjson"))
+        elif path == "/json-seq":  # RFC 7464: each record starts with RS
+            records = [{"i": 0}, {"i": 1, "tag": "v2" if role.name == "candidate" else "v1"}]
+            data = b"".join(b"\x1e" + _json(r) + b"\n" for r in records)
+            writer.write(_reply("200 OK", data, content_type="application/json-seq"))
         elif path == "/events":
             second = "v2" if role.name == "candidate" else "v1"
             data = (f'event: ping\ndata: {{"n": 1}}\n\nevent: ping\ndata: {{"n": 2, '

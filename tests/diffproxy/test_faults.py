@@ -223,10 +223,12 @@ def test_brotli_bodies_equal_once_decoded_are_the_same(kinds_proxy, client, faul
     assert (entry["total"], entry["differences"], entry["verdict"]) == (3, 0, "same")  # ...same answer
 
 
-def test_ndjson_and_event_stream_record_paths(kinds_proxy, client):
+def test_ndjson_json_seq_and_event_stream_record_paths(kinds_proxy, client):
     _send(client, kinds_proxy, "/ndjson", 3)
     _send(client, kinds_proxy, "/events", 3)
+    _send(client, kinds_proxy, "/json-seq", 3)
     assert set(stats(kinds_proxy.api_url, "GET /ndjson")["fields"]) == {"body[1].n"}
+    assert set(stats(kinds_proxy.api_url, "GET /json-seq")["fields"]) == {"body[1].tag"}
     assert set(stats(kinds_proxy.api_url, "GET /events")["fields"]) == {"body[1].data.tag"}
 
 
