@@ -159,7 +159,7 @@ def test_values_of_a_request_are_masked_by_value():
         cut = r.text(Clipped("x" * 10 + "cookie-value-1" + "y" * 5000, at))
         assert type(cut) is str and cut.startswith("x" * 10) and "co" not in cut, cut
     assert r.text(Clipped("x" * 10 + "cookie-value-1" + "y" * 5000, 30)) == \
-        "x" * 10 + REDACTED + "y" * 10 + "... [5020 chars]"
+        "x" * 10 + REDACTED + "y" * 10 + "... [5024 chars]"
     # without secrets of its own, a request's redactor is the shared one
     base = Redactor()
     assert base.for_request((("Accept", "*/*"),), "/get?page=2", b"") is base
@@ -169,7 +169,7 @@ def test_a_free_text_value_cut_by_the_comparison_is_redacted_before_the_cut():
     # `"token": "abc` without its closing quote is what the name rule saw when the cut
     # came first: the value's start was kept
     secret = "zq" + "5" * 30
-    text = "a" * 990 + f'"token": "{secret}" end'
+    text = "a" * 988 + f'"token": "{secret}" end'
     left, right = (Response(200, (("Content-Type", "text/plain"),), t.encode())
                    for t in (text, text.replace("end", "END")))
     diffs = Comparator(CompareSettings()).diff(left, right)
@@ -179,8 +179,21 @@ def test_a_free_text_value_cut_by_the_comparison_is_redacted_before_the_cut():
     assert type(again) is Clipped and again.whole == diffs["body"].left.whole
     shown = Redactor().differences(diffs)["body"]
     assert type(shown.left) is str and "zq" not in shown.left and "zq" not in shown.right
-    # ...after redaction: the length is the redacted text's (the secret's was 1,037)
-    assert shown.left == "a" * 990 + '"token": "... [1015 chars]', shown.left
+    # ...after redaction: cut first, "zq" would be left at the end
+    assert shown.left == "a" * 988 + '"token": "<r... [1035 chars]', shown.left
+
+
+def test_a_cut_value_is_redacted_in_a_window_past_the_cut():
+    from diffproxy.redact import CUT_WINDOW
+    # a secret-named JSON string longer than the window is masked to the window's end
+    long_value = "k" * (2 * CUT_WINDOW)
+    text = "a" * 990 + f'{{"private_key": "{long_value}"}}' + "b" * 10_000
+    shown = Redactor().text(Clipped(text, 1000))
+    assert "k" not in shown and shown.endswith(f"... [{len(text)} chars]"), shown[-60:]
+    # a request's secret longer than the window starting before the cut: masked too
+    secret = "s" * (CUT_WINDOW + 500)
+    r = Redactor().for_request((("X-Token", secret),), "/x", b"")
+    assert "s" not in r.text(Clipped("a" * 995 + secret + "b" * 10_000, 1000)).replace("chars", "")
 
 
 def test_name_rules_headers_words_json_numbers_and_jwts():
