@@ -46,7 +46,7 @@ from deepdiff.helper import NotPresent
 
 from .headers import DEFAULT_IGNORED_HEADERS
 from .lift import DEFAULT_MAX_BODY_BYTES, LiftSettings, Lines, Records, body_of
-from .model import Difference, Response
+from .model import Clipped, Difference, Response
 
 # Beyond this many differing values in one body (after equal subtrees are pruned), DeepDiff
 # would take seconds (10,000 random keys: ~1 s): the bodies are then compared by hash of
@@ -120,9 +120,8 @@ def truncate_value(value: Any, max_chars: int = MAX_VALUE_CHARS, _depth: int = 0
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        if len(value) <= max_chars:
-            return value
-        return f"{value[:max_chars]}... [{len(value)} chars]"
+        # cut after redaction, which sees the whole value (`Clipped`)
+        return value if len(value) <= max_chars else Clipped(value, max_chars)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return truncate_value(bytes(value).decode("utf-8", "replace"), max_chars, _depth)
     if isinstance(value, NotPresent):
@@ -501,9 +500,12 @@ class Comparator:
             for r in (left, right):
                 if id(r) not in bodies:
                     bodies[id(r)] = self._parsed_body(r)
-            before = len(out)
-            self._diff_bodies(bodies[id(left)], bodies[id(right)], out, bounded)
-            body_differs = len(out) > before
+            body: dict[str, Difference] = {}
+            self._diff_bodies(bodies[id(left)], bodies[id(right)], body, bounded)
+            # differences in ignored fields only (a Host echoed back) are no change of content
+            body = self._drop_ignored(body)
+            body_differs = bool(body)
+            out.update(body)
         if not body_differs and out:
             for path in _VALIDATORS:
                 out.pop(path, None)

@@ -144,6 +144,8 @@ class Forwarder:
         try:
             if isinstance(headers, ValueError):
                 raise ClientError("other", str(headers))
+            if target.headers:  # checked when the flags were read: they encode
+                headers += encode_headers(target.headers)
             raw = await self.client.request(target, method, path_qs, host, headers, body)
         except asyncio.CancelledError:
             if not deadline.expired:

@@ -1,7 +1,8 @@
 """Lifting: a raw answer made comparable. Content-Encoding (gzip, deflate, br) is undone
 with a hard cap, so a decompression bomb costs at most the limit; the charset is found;
 JSON and form bodies are parsed; record streams (NDJSON, JSON text sequences,
-`text/event-stream`) become a list of records and multi-line text a list of lines, so the
+`text/event-stream`, and a body declared JSON that holds one JSON value per line, as
+httpbin's /stream/n sends) become a list of records and multi-line text a list of lines, so the
 comparison can say which record or line changed (`Records`, `Lines`).
 
 Rules decided against Diffy's lifters (twitter/diffy `lifter/HttpLifter`, `JsonLifter`,
@@ -239,6 +240,22 @@ def _ndjson(text: str) -> Any:
     return Records(_json_value(p) for p in records)
 
 
+def _json_lines(text: str) -> Records | None:
+    """A body declared (or sniffed as) JSON that is not one document but one JSON value
+    per line, as streaming endpoints answer under `application/json` (httpbin's
+    /stream/n): the records, or None when it is not that (then it stays text)."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not 2 <= len(lines) <= MAX_RECORDS:
+        return None
+    records = Records()
+    for line in lines:
+        ok, value = _parse_json(line)
+        if not ok or value is _TOO_DEEP or too_deep(value):
+            return None
+        records.append(value)
+    return records
+
+
 def _event_stream(text: str) -> Any:
     """Server-sent events (WHATWG HTML 9.2): events end at a blank line; `data` lines are
     joined with newlines and parsed as JSON when they are JSON; comments are dropped."""
@@ -331,6 +348,9 @@ def _parse_body(body: bytes, content_type: str, content_encoding: str, limit: in
                                      "compared by hash", bounded="depth")
             if ok:
                 return _bounded_json(data, value)
+            records = _json_lines(text)
+            if records is not None:
+                return records
         return text if _is_json(mt) else _lines(text)
     if mt in _NDJSON or mt == "text/event-stream":
         text = _decode_text(data, charset or "utf-8")

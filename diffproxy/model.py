@@ -17,6 +17,30 @@ HEALTH_WINDOW_SECONDS = 60.0  # ... of at most this age
 TARGET_ORDER = ("primary", "secondary", "candidate")
 
 
+def clip(text: str, at: int) -> str:
+    """`text` cut to `at` characters for display, saying how long it was."""
+    return text if len(text) <= at else f"{text[:at]}... [{len(text)} chars]"
+
+
+class Clipped(str):
+    """A value cut for display (`... [N chars]`) that still holds the whole: the redactor
+    masks secrets in `whole` and cuts afterwards (`clip`). Cutting first would leave the
+    start of a secret straddling the cut where no rule sees it (`"token": "abc` lost the
+    closing quote its name rule needs; `abc` alone is too short to search by value). Only
+    the comparison makes these; redaction turns each back into a plain `str`."""
+
+    whole: str
+    at: int
+
+    def __new__(cls, whole: str, at: int) -> Clipped:
+        self = super().__new__(cls, clip(whole, at))
+        self.whole, self.at = whole, at
+        return self
+
+    def __getnewargs__(self) -> tuple[str, int]:  # pickled (to a worker) as what it is
+        return self.whole, self.at
+
+
 @dataclass(frozen=True)
 class Target:
     """Where one of primary, secondary and candidate lives."""
@@ -25,6 +49,8 @@ class Target:
     host: str
     port: int
     base_path: str = ""
+    # added to every request sent to this target (Diffy's -candidateHeaders and friends)
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def _host_in_url(self) -> str:

@@ -72,7 +72,10 @@ class Pipeline:
             exclude_headers=diff.exclude_headers, header_values=diff.header_values,
             lift=LiftSettings(untyped_body=diff.untyped_body,
                               json_in_strings=diff.json_in_strings)))
-        self.redactor = Redactor(extra_headers=diff.redact_headers, fields=diff.redact_fields)
+        targets = settings.targets
+        self.redactor = Redactor(extra_headers=diff.redact_headers, fields=diff.redact_fields,
+                                 target_headers=(*targets.primary.headers, *targets.secondary.headers,
+                                                 *targets.candidate.headers))
         self.sampler = ExampleSampler(settings.store.samples_first, settings.store.samples_latest)
         self.namer = self._new_namer()
         # Requests that carry secrets: their redactor with the secrets bound, by job id,

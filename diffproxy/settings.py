@@ -9,6 +9,7 @@ is a `SettingsError` whose message is one line naming the offending key.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import endpoints
 from .model import Target
+from .transport import encode_headers
 
 ENV_PREFIX = "DIFFPROXY_"
 RESPONSE_MODES = ("primary", "secondary", "candidate", "empty")
@@ -244,6 +246,36 @@ def parse_target(raw: Any, protocol: str = "http", https_port: int = 443) -> Tar
     return Target(scheme, host, _port(port) if port is not None else default)
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110 5.6.2)
+
+
+def parse_header_pairs(raw: Any) -> tuple[tuple[str, str], ...]:
+    """Diffy's `key1:value1,key2:value2`. Unlike Diffy, a value may hold `:` (split at the
+    first one: URLs, `Basic` credentials) and a pair without one is an error, not dropped."""
+    pairs = []
+    for item in _text(raw).split(","):
+        if not item.strip():
+            continue
+        name, colon, value = item.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not name or not _TOKEN.fullmatch(name):
+            raise ValueError(f"want NAME:VALUE pairs separated by commas, got {item.strip()!r}")
+        pairs.append((name, value))
+    try:
+        encode_headers(pairs)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return tuple(pairs)
+
+
+def parse_api_root(raw: Any) -> str:
+    """Diffy's `-candidateApiRoot=api/v1`: a path put before every request's path."""
+    text = _text(raw).strip().strip("/")
+    if any(c in text for c in "?#\r\n "):
+        raise ValueError(f"want a path such as api/v1, got {text!r}")
+    return "/" + text if text else ""
+
+
 def parse_milliseconds(raw: Any) -> float:  # issue 14
     text = _text(raw)
     try:
@@ -407,6 +439,13 @@ FLAGS: tuple[Flag, ...] = (
     Flag("master.secondary", _identity, None, "secondary target, same version as primary (default: the primary)"),
     Flag("service.protocol", parse_protocol, "http", "http or https (default scheme of HOST:PORT targets)"),
     Flag("serviceName", _identity, "service", "name shown in the API and console"),
+    # Diffy's per-target headers and API roots (DiffyServiceModule)
+    *(Flag(f"{role}Headers", parse_header_pairs, "",
+           f"headers added to every request to the {role}: NAME:VALUE,NAME:VALUE")
+      for role in ("candidate", "primary", "secondary")),
+    *(Flag(f"{role}ApiRoot", parse_api_root, "",
+           f"path put before every request's path on the {role} (e.g. api/v1)")
+      for role in ("candidate", "primary", "secondary")),
     Flag("proxy.port", parse_listen, ":8880", "proxy listener (mirrored traffic in)"),
     Flag("admin.port", parse_listen, ":8881", "admin listener: /healthz /readyz /metrics"),
     Flag("http.port", parse_listen, ":8888", "API and console listener"),
@@ -643,14 +682,20 @@ def load(argv: Iterable[str], env: Mapping[str, str] | None = None) -> Settings:
     protocol = get("service.protocol")
     https_port = get("httpsPort")
 
-    def target(key: str) -> Target:
+    def target(key: str, role: str) -> Target:
         if raw(key)[1] is None:
             raise SettingsError(f"-{key} is required (HOST:PORT or http(s)://HOST:PORT)")
-        return get(key, lambda v: parse_target(v, protocol, https_port))
+        return tailored(get(key, lambda v: parse_target(v, protocol, https_port)), role)
 
-    primary = target("master.primary")
-    candidate = target("candidate")
-    secondary = target("master.secondary") if raw("master.secondary")[1] is not None else primary
+    def tailored(t: Target, role: str) -> Target:
+        return dataclasses.replace(t, base_path=t.base_path + get(f"{role}ApiRoot"),
+                                   headers=get(f"{role}Headers"))
+
+    primary = target("master.primary", "primary")
+    candidate = target("candidate", "candidate")
+    secondary = (target("master.secondary", "secondary") if raw("master.secondary")[1] is not None
+                 else tailored(get("master.primary", lambda v: parse_target(v, protocol, https_port)),
+                               "secondary"))
 
     listeners = Listeners(proxy=get("proxy.port"), admin=get("admin.port"), http=get("http.port"))
     seen: dict[int, str] = {}

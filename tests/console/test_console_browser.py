@@ -456,7 +456,7 @@ def test_moved_wrapper_and_baseline_failure_are_shown_as_such(browser, tmp_path)
             log_dir=tmp_path)
         try:
             with httpx.Client(timeout=10.0) as client:
-                for path in ("/wrapped", "/wrapped", "/status500/primary"):
+                for path in ("/wrapped", "/wrapped", "/wrapped-headers", "/status500/primary"):
                     client.get(proxy.proxy_url + path)
             diffapi.wait_idle(proxy.admin_url)
             context = browser.new_context(viewport={"width": 1400, "height": 900},
@@ -474,6 +474,10 @@ def test_moved_wrapper_and_baseline_failure_are_shown_as_such(browser, tmp_path)
                 expect(rows).to_have_count(1)  # one change, one line
                 expect(rows.first.locator(".chip")).to_have_text("moved (5 fields)")
                 expect(rows.first.locator(".moved-line")).to_have_text("moved body.data.* -> body.*")
+                # the case: httpbin's /headers wrapper dropped
+                page.goto(f"/#/endpoint/{enc('GET /wrapped-headers')}/field/{enc('body.headers')}")
+                example = page.locator(".examples-table tbody tr").first
+                expect(example.locator(".moved-line")).to_have_text("moved body.headers.* -> body.*")
             finally:
                 context.close()
         finally:

@@ -188,7 +188,7 @@ class FaultServer:
         if len(parts) >= 3 and parts[0] == "fault" and parts[1] == role.name:
             await self._fault(parts[2], writer)
             return False
-        if path == "/echo-headers":
+        if path.endswith("/echo-headers"):  # under an API root too (-candidateApiRoot)
             suffix = "+v2" if role.name == "candidate" else ""
             echoed = {k: v + suffix for k, v in headers if k.lower() not in
                       ("host", "content-length", "connection")}
@@ -217,11 +217,20 @@ class FaultServer:
             data = brotlicffi.compress(_json({"version": 2 if role.name == "candidate" else 1,
                                               "name": "same"}))
             writer.write(_reply("200 OK", data, headers=("Content-Encoding: br",)))
+        elif path == "/brotli-recompressed":  # the same JSON, other bytes on the candidate
+            quality = 1 if role.name == "candidate" else 11
+            data = brotlicffi.compress(_json({"name": "same", "items": list(range(50))}),
+                                       quality=quality)
+            writer.write(_reply("200 OK", data, headers=("Content-Encoding: br",)))
         elif path == "/ndjson":
             records = [{"i": i, "n": 99 if role.name == "candidate" and i == 1 else i}
                        for i in range(3)]
             data = b"".join(_json(r) + b"\n" for r in records)
             writer.write(_reply("200 OK", data, content_type="application/x-ndjson"))
+        elif path == "/json-seq":  # RFC 7464: each record starts with RS
+            records = [{"i": 0}, {"i": 1, "tag": "v2" if role.name == "candidate" else "v1"}]
+            data = b"".join(b"\x1e" + _json(r) + b"\n" for r in records)
+            writer.write(_reply("200 OK", data, content_type="application/json-seq"))
         elif path == "/events":
             second = "v2" if role.name == "candidate" else "v1"
             data = (f'event: ping\ndata: {{"n": 1}}\n\nevent: ping\ndata: {{"n": 2, '
@@ -231,6 +240,17 @@ class FaultServer:
             inner = {"a": 1, "b": "two", "c": [3], "d": None, "e": {"f": 6}}
             data = {**inner, "ok": True} if role.name == "candidate" else {"data": inner, "ok": True}
             writer.write(_reply("200 OK", _json(data)))
+        elif path == "/wrapped-headers":  # httpbin's /headers, then without its wrapper
+            inner = {"Accept": "*/*", "Host": "example", "User-Agent": "probe/1"}
+            writer.write(_reply("200 OK", _json(inner if role.name == "candidate" else {"headers": inner})))
+        elif path == "/noise-then-signal":  # 1st request: the secondary differs; later: the candidate
+            first = sum(1 for t in role.targets if t.startswith(path)) == 1
+            v = {"primary": 1, "secondary": 2 if first else 1, "candidate": 1 if first else 3}
+            writer.write(_reply("200 OK", _json({"v": v[role.name]})))
+        elif path == "/lines":
+            third = "gamma v2" if role.name == "candidate" else "gamma"
+            writer.write(_reply("200 OK", f"alpha\nbeta\n{third}\ndelta\n".encode(),
+                                content_type="text/plain"))
         elif path.startswith("/status500/"):
             if path == f"/status500/{role.name}":
                 writer.write(_reply("500 Internal Server Error", _json({"error": "boom"})))

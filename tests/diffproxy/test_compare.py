@@ -637,6 +637,18 @@ def test_ndjson_is_compared_record_by_record(cmp):
     assert cmp.diff(a, b) == {"body[1].n": Difference("changed", 1, 99)}
 
 
+def test_json_declared_body_of_one_value_per_line_is_records(httpbin, cmp):
+    """httpbin's /stream/n answers `application/json` with one JSON object per line."""
+    streamed = fetch(httpbin, "/stream/3")
+    assert streamed.body.count(b"\n") == 3
+    parsed = parse_body(streamed.body, "application/json", "", 1 << 20)
+    assert isinstance(parsed, Records) and [r["id"] for r in parsed] == [0, 1, 2]
+    changed = Response(200, streamed.headers, streamed.body.replace(b'"id": 1', b'"id": 7'))
+    assert cmp.diff(streamed, changed) == {"body[1].id": Difference("changed", 1, 7)}
+    # not JSON on every line: stays one text value, as before
+    assert parse_body(b'{"a": 1}\n{"a": ', "application/json", "", 1 << 20) == '{"a": 1}\n{"a": '
+
+
 def test_inserted_record_is_one_extra_not_every_later_record(cmp):
     rows = [{"i": i} for i in range(6)]
     a = Response(200, NDJSON, b"".join(json.dumps(r).encode() + b"\n" for r in rows))
@@ -703,6 +715,16 @@ def test_validators_compared_only_when_the_body_differs(cmp):
     assert cmp.diff(a, b) == {}
     c = Response(200, (*TEXT, ("ETag", '"b"')), b"changed")
     assert set(cmp.diff(a, c)) == {"headers.etag", "headers.last-modified", "body"}
+
+
+def test_validators_dropped_when_the_body_differs_only_in_ignored_fields():
+    # httpbin's /cache: a new ETag each time, a body echoing each target's own Host
+    a = Response(200, (("Content-Type", "application/json"), ("ETag", "a1")), b'{"h": "a", "v": 1}')
+    b = Response(200, (("Content-Type", "application/json"), ("ETag", "b2")), b'{"h": "b", "v": 1}')
+    ignoring = Comparator(CompareSettings(ignore_fields=("body.h",)))
+    assert ignoring.diff(a, b) == {}
+    c = Response(200, b.headers, b'{"h": "b", "v": 2}')
+    assert set(ignoring.diff(a, c)) == {"headers.etag", "body.v"}
 
 
 # One change, one line ----------------------------------------------------------------------

@@ -10,7 +10,10 @@ normally.
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -121,16 +124,31 @@ def test_unstorable_field_name_does_not_jam_the_store(fault_proxy, client):
     assert get_json(proxy.api_url, "endpoints")["GET /after-surrogate"]["total"] == 1
 
 
+def test_one_failure_among_answers_does_not_flip_a_targets_health(fault_proxy, client):
+    """Health is judged on a rolling window: one reset after a run of answers leaves the
+    target healthy (it used to flip on the last request), with the failure on record."""
+    proxy = fault_proxy
+    for _ in range(25):
+        assert client.get(proxy.proxy_url + "/window/ok").status_code == 200
+    assert client.get(proxy.proxy_url + "/fault/candidate/accept_close").status_code == 200
+    diffapi.wait_idle(proxy.admin_url)
+    target = get_json(proxy.api_url, "info")["targets"]["candidate"]
+    assert target["healthy"] is True, target
+    assert target["last_error"].startswith("reset: ")
+    assert target["window"]["failures"] == 1 and target["window"]["outcomes"] > 1, target
+
+
 # Body kinds and who failed, through the real proxy (issue 12) ------------------------------
 
 
 @pytest.fixture(scope="module")
 def kinds_proxy(faults, tmp_path_factory):
     """Its own store, so verdicts are not mixed with the fault cases; started with Diffy
-    flags that mean nothing here."""
+    flags that mean nothing here, and an endpoint needs 2 requests for a verdict."""
     tmp = tmp_path_factory.mktemp("kinds")
     proxy = start_fault_proxy(faults, tmp / "kinds.sqlite", log_dir=tmp,
-                              extra=["-dc=smf1", "-enableThriftMux", "-notifications.delay=4.hours"])
+                              extra=["-dc=smf1", "-enableThriftMux", "-notifications.delay=4.hours",
+                                     "-verdict.minRequests=2"])
     yield proxy
     proxy.stop()
 
@@ -141,10 +159,46 @@ def _send(client, proxy, path: str, n: int = 1) -> None:
     diffapi.wait_idle(proxy.admin_url)
 
 
+def test_diffy_per_target_headers_and_api_roots(faults, tmp_path):
+    """Diffy's -candidateHeaders/-primaryHeaders and -*ApiRoot: each target gets its own
+    headers and path prefix; a secret the proxy adds is never stored or logged."""
+    secret = f"sek-{uuid.uuid4().hex}"
+    proxy = start_fault_proxy(faults, tmp_path / "roots.sqlite", log_dir=tmp_path, extra=[
+        f"-candidateHeaders=X-Env:canary, X-Api-Key:{secret}", "-candidateApiRoot=api/v2",
+        "-primaryHeaders=X-Env:prod", "-secondaryApiRoot=/api/v1/"])
+    try:
+        before = {role: len(faults.targets(role)) for role in ROLES}
+        answer = httpx.get(proxy.proxy_url + "/echo-headers?n=1", timeout=10.0)
+        assert answer.json()["headers"]["X-Env"] == "prod"  # the primary's answer
+        assert "X-Env" not in answer.request.headers
+        diffapi.wait_idle(proxy.admin_url)
+        seen = {role: faults.targets(role)[before[role]:] for role in ROLES}
+        assert seen == {"primary": ["/echo-headers?n=1"], "secondary": ["/api/v1/echo-headers?n=1"],
+                        "candidate": ["/api/v2/echo-headers?n=1"]}
+        [kept] = diffapi.results(proxy.api_url, "GET /echo-headers", "body.headers.X-Env")["requests"]
+        assert kept["differences"]["body.headers.X-Env"] == {
+            "type": "changed", "left": "prod", "right": "canary+v2"}
+        assert kept["candidate"]["body"]["headers"]["X-Api-Key"] == "<redacted>"
+        doc = json.dumps(get_json(proxy.api_url, f"requests/{kept['id']}"))
+        store = proxy.flag("store.path")
+        stored = b"".join(open(p, "rb").read() for p in (store, store + "-wal") if os.path.exists(p))
+        for where, blob in {"API": doc.encode(), "store": stored, "log": proxy.log_path.read_bytes()}.items():
+            assert secret.encode() not in blob, where
+    finally:
+        proxy.stop()
+
+
 def test_ignored_diffy_flags_logged_once(kinds_proxy):
     log = kinds_proxy.log(tail=100_000)
     lines = [line for line in log.splitlines() if "ignored Diffy flags" in line]
     assert len(lines) == 1 and "-dc" in lines[0] and "-notifications.delay" in lines[0], log[-2000:]
+
+
+def test_too_few_requests_is_insufficient_in_the_endpoint_list(kinds_proxy, client):
+    _send(client, kinds_proxy, "/once", 1)
+    assert get_json(kinds_proxy.api_url, "endpoints")["GET /once"]["verdict"] == "insufficient"
+    _send(client, kinds_proxy, "/once", 1)
+    assert get_json(kinds_proxy.api_url, "endpoints")["GET /once"]["verdict"] == "same"
 
 
 def test_brotli_candidate_compared_by_field(kinds_proxy, client):
@@ -155,10 +209,26 @@ def test_brotli_candidate_compared_by_field(kinds_proxy, client):
     assert example["differences"]["body.version"] == {"type": "changed", "left": 1, "right": 2}
 
 
-def test_ndjson_and_event_stream_record_paths(kinds_proxy, client):
+def test_brotli_bodies_equal_once_decoded_are_the_same(kinds_proxy, client, faults):
+    """Compared by hash of the compressed bytes, a candidate compressing the same JSON
+    differently was a false signal."""
+    _send(client, kinds_proxy, "/brotli-recompressed", 3)
+    bodies = {}
+    for role in ("primary", "candidate"):
+        with httpx.stream("GET", f"http://{faults.address(role)}/brotli-recompressed",
+                          timeout=10.0) as r:
+            bodies[role] = b"".join(r.iter_raw())  # as sent: still brotli
+    assert bodies["primary"] != bodies["candidate"]  # other bytes on the wire...
+    entry = get_json(kinds_proxy.api_url, "endpoints")["GET /brotli-recompressed"]
+    assert (entry["total"], entry["differences"], entry["verdict"]) == (3, 0, "same")  # ...same answer
+
+
+def test_ndjson_json_seq_and_event_stream_record_paths(kinds_proxy, client):
     _send(client, kinds_proxy, "/ndjson", 3)
     _send(client, kinds_proxy, "/events", 3)
+    _send(client, kinds_proxy, "/json-seq", 3)
     assert set(stats(kinds_proxy.api_url, "GET /ndjson")["fields"]) == {"body[1].n"}
+    assert set(stats(kinds_proxy.api_url, "GET /json-seq")["fields"]) == {"body[1].tag"}
     assert set(stats(kinds_proxy.api_url, "GET /events")["fields"]) == {"body[1].data.tag"}
 
 
@@ -169,6 +239,36 @@ def test_dropped_wrapper_is_one_moved_field(kinds_proxy, client):
     example = diffapi.results(kinds_proxy.api_url, "GET /wrapped", "body.data")["requests"][0]
     assert example["differences"]["body.data"] == {
         "type": "moved", "left": "body.data.*", "right": "body.*", "leaves": 5, "to": "body"}
+
+
+def test_text_is_compared_line_by_line(kinds_proxy, client):
+    _send(client, kinds_proxy, "/lines", 2)
+    assert set(stats(kinds_proxy.api_url, "GET /lines")["fields"]) == {"body[2]"}
+    example = diffapi.results(kinds_proxy.api_url, "GET /lines", "body[2]")["requests"][0]
+    assert example["differences"] == {"body[2]": {"type": "changed", "left": "gamma",
+                                                  "right": "gamma v2"}}
+
+
+def test_dropped_headers_wrapper_is_one_moved_field(kinds_proxy, client):
+    """The issue's own case: `body.headers.X` -> `body.X` was six signal fields."""
+    _send(client, kinds_proxy, "/wrapped-headers", 2)
+    fields = stats(kinds_proxy.api_url, "GET /wrapped-headers")["fields"]
+    assert set(fields) == {"body.headers"} and fields["body.headers"]["signal"] is True
+    example = diffapi.results(kinds_proxy.api_url, "GET /wrapped-headers", "body.headers")["requests"][0]
+    assert example["differences"] == {"body.headers": {
+        "type": "moved", "left": "body.headers.*", "right": "body.*", "leaves": 3, "to": "body"}}
+
+
+def test_the_example_shown_for_a_field_is_one_where_it_differs(kinds_proxy, client):
+    """The oldest kept result for `body.v` is noise only (the secondary differed); the
+    example the console and the report show first is the later one where the candidate
+    differs."""
+    _send(client, kinds_proxy, "/noise-then-signal", 3)
+    kept = diffapi.results(kinds_proxy.api_url, "GET /noise-then-signal", "body.v")["requests"]
+    assert len(kept) == 3 and "body.v" in kept[-1]["noise"] and "body.v" not in kept[-1]["differences"]
+    first = get_json(kinds_proxy.api_url,
+                     f"endpoints/{diffapi.enc('GET /noise-then-signal')}/fields/body.v/results/0")
+    assert first["differences"]["body.v"] == {"type": "changed", "left": 1, "right": 3}
 
 
 def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, client):
@@ -190,6 +290,26 @@ def test_primary_only_failure_is_the_baselines_not_the_candidates(kinds_proxy, c
     assert signal["status"]["differences"] == 4
     # a 5xx is an answer: it is attributed, but the target is reachable, so healthy
     assert get_json(kinds_proxy.api_url, "info")["targets"]["primary"]["healthy"] is True
+
+
+def test_report_exits_4_when_the_baseline_failed_on_a_gated_endpoint(kinds_proxy, client):
+    import subprocess
+    import sys
+
+    _send(client, kinds_proxy, "/status500/primary", 2)
+    _send(client, kinds_proxy, "/status500/candidate", 2)
+
+    def report(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "diffproxy", "report", "--url",
+                               kinds_proxy.api_url, "--fail-on-signal", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    failed = report("--endpoint", "GET /status500/primary", "--format", "json")
+    assert failed.returncode == 4, failed.stdout + failed.stderr
+    [entry] = [e for e in json.loads(failed.stdout)["endpoints"] if e["name"] == "GET /status500/primary"]
+    assert entry["verdict"] == "baseline_failure", entry
+    # the same gate on an endpoint the candidate broke is signal: 1 wins over 4
+    assert report("--endpoint", "GET /status500/*").returncode == 1
 
 
 # The caller's path (issue 13) ----------------------------------------------------------

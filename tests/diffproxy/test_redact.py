@@ -7,7 +7,7 @@ from werkzeug.test import Client
 
 from diffproxy.compare import Comparator, CompareSettings
 from diffproxy.lift import lift
-from diffproxy.model import Difference, Response
+from diffproxy.model import Clipped, Difference, Response
 from diffproxy.redact import DEFAULT_REDACTED, REDACTED, Redactor
 
 
@@ -153,11 +153,47 @@ def test_values_of_a_request_are_masked_by_value():
         f"/basic-auth/{REDACTED}/{REDACTED}?access_token={REDACTED}&page=2"
     assert r.value({"user": "alice", "n": 987654321, "text": "got cookie-value-1 and sess-abcdef"}) \
         == {"user": REDACTED, "n": REDACTED, "text": f"got {REDACTED} and {REDACTED}"}
-    # cut by a length limit before redaction: the secret's prefix goes too
-    assert r.text("x" * 10 + "cookie-va... [5000 chars]") == "x" * 10 + REDACTED + "... [5000 chars]"
+    # a value the comparison cut (`Clipped`) is redacted whole, then cut: nothing of a
+    # secret straddling the cut is left, not even a prefix too short to search for
+    for at in range(11, 20):
+        cut = r.text(Clipped("x" * 10 + "cookie-value-1" + "y" * 5000, at))
+        assert type(cut) is str and cut.startswith("x" * 10) and "co" not in cut, cut
+    assert r.text(Clipped("x" * 10 + "cookie-value-1" + "y" * 5000, 30)) == \
+        "x" * 10 + REDACTED + "y" * 10 + "... [5024 chars]"
     # without secrets of its own, a request's redactor is the shared one
     base = Redactor()
     assert base.for_request((("Accept", "*/*"),), "/get?page=2", b"") is base
+
+
+def test_a_free_text_value_cut_by_the_comparison_is_redacted_before_the_cut():
+    # `"token": "abc` without its closing quote is what the name rule saw when the cut
+    # came first: the value's start was kept
+    secret = "zq" + "5" * 30
+    text = "a" * 988 + f'"token": "{secret}" end'
+    left, right = (Response(200, (("Content-Type", "text/plain"),), t.encode())
+                   for t in (text, text.replace("end", "END")))
+    diffs = Comparator(CompareSettings()).diff(left, right)
+    assert isinstance(diffs["body"].left, Clipped)  # the comparison cut it...
+    import pickle
+    again = pickle.loads(pickle.dumps(diffs["body"].left))  # (as -workers send results)
+    assert type(again) is Clipped and again.whole == diffs["body"].left.whole
+    shown = Redactor().differences(diffs)["body"]
+    assert type(shown.left) is str and "zq" not in shown.left and "zq" not in shown.right
+    # ...after redaction: cut first, "zq" would be left at the end
+    assert shown.left == "a" * 988 + '"token": "<r... [1035 chars]', shown.left
+
+
+def test_a_cut_value_is_redacted_in_a_window_past_the_cut():
+    from diffproxy.redact import CUT_WINDOW
+    # a secret-named JSON string longer than the window is masked to the window's end
+    long_value = "k" * (2 * CUT_WINDOW)
+    text = "a" * 990 + f'{{"private_key": "{long_value}"}}' + "b" * 10_000
+    shown = Redactor().text(Clipped(text, 1000))
+    assert "k" not in shown and shown.endswith(f"... [{len(text)} chars]"), shown[-60:]
+    # a request's secret longer than the window starting before the cut: masked too
+    secret = "s" * (CUT_WINDOW + 500)
+    r = Redactor().for_request((("X-Token", secret),), "/x", b"")
+    assert "s" not in r.text(Clipped("a" * 995 + secret + "b" * 10_000, 1000)).replace("chars", "")
 
 
 def test_name_rules_headers_words_json_numbers_and_jwts():
@@ -172,3 +208,13 @@ def test_name_rules_headers_words_json_numbers_and_jwts():
     assert r.text(f"seen {jwt} here") == f"seen {REDACTED} here"
     assert r.value({"accessToken": "a", "private-key": "b", "ok": "c"}) == {
         "accessToken": REDACTED, "private-key": REDACTED, "ok": "c"}
+
+
+def test_secrets_the_proxy_adds_to_targets_are_masked_by_value_in_every_request():
+    r = Redactor(target_headers=(("X-Env", "canary"), ("Authorization", "Bearer added-token-1"),
+                                 ("X-Api-Key", "added-key-22")))
+    plain = r.for_request((("Accept", "*/*"),), "/get", b"")
+    assert plain.value({"seen": "added-token-1 and added-key-22", "env": "canary"}) == {
+        "seen": f"{REDACTED} and {REDACTED}", "env": "canary"}  # X-Env is no secret
+    own = r.for_request((("Cookie", "sid=caller-cookie-3"),), "/get", b"")
+    assert own.text("added-key-22 caller-cookie-3") == f"{REDACTED} {REDACTED}"

@@ -283,3 +283,122 @@ def test_requests_the_parser_rejects_are_not_logged(secret_proxy, template, port
     log = secret_proxy.log_path.read_bytes()
     for form in _forms(secret):
         assert form not in log, f"the secret reached the proxy's log:\n{log.decode(errors='replace')[-2000:]}"
+
+
+# Every leak issue 12 lists, through one proxy, then every place a secret could surface.
+LEAKS = {name: _secret(name) for name in (
+    "bearer", "basic_user", "basic_password", "query_token", "query_key", "json_token",
+    "private_key", "api_key", "x_token", "stored_cut")}
+LEAKS["quoted"] = f"SECRET{uuid.uuid4().hex}"  # ?access_token=abc'SECRET...
+LEAKS["number"] = str(900000000 + uuid.uuid4().int % 99999999)  # "password": 987654321
+# Straddling the comparison's 1,000-character cut of a free-text body (httpbin's /base64
+# answers the decoded text as text/html; the candidate, under /anything, answers JSON, so
+# the body differs and is shown cut): "zq"/"zp" start them, letters hex never has, so even
+# a one-character prefix left at the cut can be searched for.
+LEAKS["value_cut"] = f"zq{uuid.uuid4().hex}"  # a request secret (X-Token) in the text
+LEAKS["text_cut"] = f"zp{uuid.uuid4().hex}"  # "password": "..." in the text
+CUT_AT = 998  # where each straddling secret starts: two characters before the cut
+
+
+def _base64_path(before: str, secret: str) -> str:
+    """/base64/... answering `{"pad": "aaa...<before><secret>"}` with `secret` at CUT_AT.
+    The text starts with `{"`, so its base64 starts `eyJ` and the path is masked as a JWT
+    (the secret is in it, base64-encoded)."""
+    text = '{"pad": "' + "a" * (CUT_AT - 9 - len(before)) + before + secret
+    text += " " * (-(len(text) + 2) % 3) + '"}'  # whole base64 groups: no "=" in the path
+    assert text.index(secret) == CUT_AT
+    return "/base64/" + base64.urlsafe_b64encode(text.encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def leak_proxy(backends, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("leaks")
+    proxy = start_proxy(backends, tmp / "leaks.sqlite", log_dir=tmp,
+                        candidate=f"{backends.candidate.url}/anything",
+                        extra=["-allowHttpSideEffects", "-samples.first=50", "-samples.latest=50",
+                               "-rootUrl=https://diff.example/console"])
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def leaks(leak_proxy):
+    v = LEAKS
+    basic = base64.b64encode(f"{v['basic_user']}:{v['basic_password']}".encode()).decode()
+    with httpx.Client(timeout=10.0, base_url=leak_proxy.proxy_url) as client:
+        sent = [
+            client.get("/bearer", headers={"Authorization": f"Bearer {v['bearer']}"}),
+            client.get(f"/basic-auth/{v['basic_user']}/{v['basic_password']}",
+                       headers={"Authorization": f"Basic {basic}"}),
+            client.get(f"/get?token={v['query_token']}&key={v['query_key']}&page=2"),
+            client.post("/post", json={"token": v["json_token"],
+                                       "nested": {"private_key": v["private_key"]}}),
+            client.get("/headers", headers={"Api-Key": v["api_key"], "X-Token": v["x_token"]}),
+            client.get(f"/get?access_token=abc'{v['quoted']}&page=3"),
+            client.post("/post", content=f'{{"password": {v["number"]}}}',
+                        headers={"Content-Type": "text/plain"}),
+            # straddles the 64 KiB stored-body limit (request) and API preview (echo)
+            client.post("/post", json={"pad": "a" * (64 * 1024 - 40), "token": v["stored_cut"]}),
+            client.get(_base64_path("", v["value_cut"]), headers={"X-Token": v["value_cut"]}),
+            client.get(_base64_path('", "password": "', v["text_cut"])),
+        ]
+        for r in sent:
+            assert r.status_code == 200, (r.request.url, r.text[:200])
+        assert v["bearer"] in sent[0].text  # the caller still gets the real answer
+        assert v["value_cut"] in sent[8].text and v["text_cut"] in sent[9].text
+    diffapi.wait_idle(leak_proxy.admin_url)
+    return [r.headers["X-Diffproxy-Request-Id"] for r in sent]
+
+
+def _reports(proxy, tmp_path) -> dict[str, bytes]:
+    import subprocess
+    import sys
+
+    out = {}
+    for fmt in ("text", "markdown", "json", "junit"):
+        junit = tmp_path / f"report-{fmt}.xml"
+        done = subprocess.run([sys.executable, "-m", "diffproxy", "report", "--url", proxy.api_url,
+                               "--format", fmt, "--fail-on-signal", "--min-requests", "1",
+                               "--junit", str(junit)], capture_output=True, timeout=120)
+        assert done.returncode == 1, done.stderr  # every endpoint differs: signal
+        assert b"https://diff.example/console/#/endpoint/" in done.stdout  # examples linked
+        out[f"the report (--format {fmt})"] = done.stdout + done.stderr + junit.read_bytes()
+    return out
+
+
+def test_every_listed_leak_is_masked_everywhere(leak_proxy, leaks, tmp_path):
+    proxy = leak_proxy
+    blobs = {"the API": b"\n".join(_every_api_answer(proxy.api_url, leaks))}
+    console = [diffapi.fetch(proxy.api_url + "/")[2]]
+    console += [diffapi.fetch(f"{proxy.api_url}/static/{p.name}")[2]
+                for p in STATIC_DIR.iterdir() if p.is_file()]
+    blobs["the console"] = b"\n".join(console)
+    blobs["the metrics"] = diffapi.fetch(proxy.admin_url + "/metrics")[2]
+    blobs.update(_reports(proxy, tmp_path))
+    store = proxy.flag("store.path")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(store + suffix):
+            blobs[f"the store file {suffix or '.sqlite'}"] = open(store + suffix, "rb").read()
+    blobs["the log"] = proxy.log_path.read_bytes()
+    assert leaks[1].encode() in blobs["the store file .sqlite"] + blobs.get("the store file -wal", b"")
+    for where, blob in blobs.items():
+        for name, secret in LEAKS.items():
+            for form in _forms(secret):
+                assert form not in blob, f"{name} secret ({form[:20]!r}) found in {where}"
+        assert LEAKS["stored_cut"][: len(LEAKS["stored_cut"]) // 2].encode() not in blob, where
+        # nothing of the straddling secrets is left at the cut, not even one character
+        assert b"aazq" not in blob and b'"password": "z' not in blob, where
+        assert b'\\"password\\": \\"z' not in blob, where
+
+    names = set(get_json(proxy.api_url, "endpoints"))
+    assert "GET /basic-auth/<redacted>/<redacted>" in names, names
+    docs = [get_json(proxy.api_url, f"requests/{i}") for i in leaks]
+    assert docs[0]["primary"]["body"]["token"] == "<redacted>"  # /bearer's echo
+    assert docs[1]["uri"] == "/basic-auth/<redacted>/<redacted>"
+    assert docs[2]["uri"] == "/get?token=<redacted>&key=<redacted>&page=2"
+    assert docs[5]["uri"] == "/get?access_token=<redacted>&page=3"
+    assert docs[4]["primary"]["body"]["headers"]["X-Token"] == "<redacted>"
+    for doc in docs[8:]:  # the straddle happened: the body was cut, after redaction
+        shown = doc["differences"]["body"]["left"]
+        assert shown.startswith('{"pad": "aaa') and shown.endswith(" chars]"), shown[-80:]
+        assert "z" not in shown and "<r... [" in shown, shown[-80:]

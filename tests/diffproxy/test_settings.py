@@ -166,8 +166,19 @@ def test_every_diffy_flag_is_accepted_and_the_foreign_ones_reported():
              "-threshold.relative=10", "-threshold.absolute=0.5",
              "-notifications.targetEmail=team@example.com", "-notifications.delay=4.hours",
              "-allowHttpSideEffects=true", "-responseMode=candidate",
-             "-excludeHttpHeadersComparison=false", "-skipEmailsWhenNoErrors", "-httpsPort=8443"]
+             "-excludeHttpHeadersComparison=false", "-skipEmailsWhenNoErrors", "-httpsPort=8443",
+             "-candidateHeaders=X-Env:canary,Authorization:Basic dTpw", "-primaryHeaders=X-Env:prod",
+             "-secondaryHeaders=", "-candidateApiRoot=api/v2", "-primaryApiRoot=api/v1",
+             "-secondaryApiRoot=/api/v1/"]
     s = load(diffy, {})
+    t = s.targets
+    assert t.candidate.headers == (("X-Env", "canary"), ("Authorization", "Basic dTpw"))
+    assert (t.primary.headers, t.secondary.headers) == ((("X-Env", "prod"),), ())
+    assert (t.candidate.base_path, t.primary.base_path, t.secondary.base_path) == (
+        "/api/v2", "/api/v1", "/api/v1")
+    for bad in ("-candidateHeaders=no-colon", "-primaryHeaders=bad name:x", "-candidateApiRoot=a?b"):
+        with pytest.raises(SettingsError, match=bad.split("=")[0]):
+            load([*DEMO, bad], {})
     assert s.ignored_flags == ("dc", "proxy.clientId", "thrift.jar", "thrift.serviceClass",
                                "enableThriftMux", "notifications.targetEmail",
                                "notifications.delay", "skipEmailsWhenNoErrors")
