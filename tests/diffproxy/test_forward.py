@@ -218,18 +218,19 @@ async def test_usable_bodies_pass_untouched(headers, body):
 
 async def test_fan_out_deadline_times_out_only_the_slow_target():
     # One timer bounds the whole fan-out: the target that answered keeps its response.
+    # 2 s, not less: the fast target must answer within it on a loaded machine too.
     async def never(head, reader, writer):
-        await asyncio.sleep(5)
+        await asyncio.sleep(30)
 
     async with raw_server(http_reply(body=b"fast")) as (fast, _), \
-            raw_server(never) as (slow, _), forwarder(timeout=0.3) as fw:
+            raw_server(never) as (slow, _), forwarder(timeout=2.0) as fw:
         fw.health["slow"] = TargetHealth(address="slow")
         ok, late = await fw.fan_out((("t", fast), ("slow", slow)), "GET", "/x", [], b"")
     assert (ok.status, ok.body, ok.error) == (200, b"fast", None)
-    assert (late.status, late.error) == (None, "timeout") and "0.3s" in late.error_detail
+    assert (late.status, late.error) == (None, "timeout") and "within 2s" in late.error_detail
     assert fw.metrics.target_requests.get(target="t") == 1
     assert fw.metrics.target_errors.get(target="slow", kind="timeout") == 1
-    assert late.elapsed_ms >= 300  # the fan-out measured it; the store's sketches take it
+    assert late.elapsed_ms >= 2000  # the fan-out measured it; the store's sketches take it
     assert fw.health["slow"].healthy is False and fw.health["t"].healthy is True
 
 

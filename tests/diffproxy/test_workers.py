@@ -185,6 +185,9 @@ def test_a_killed_worker_is_restarted_and_counted(backends, tmp_path, proc_logs)
     try:
         (worker,) = children(proxy.popen.pid)
         os.kill(worker, signal.SIGKILL)
+        # kill() returns before the process is gone: a connection the kernel hands to its
+        # listening socket meanwhile is reset when the socket closes.
+        wait_for(lambda: not alive(worker), what="the killed worker gone")
         send_fresh_connections(proxy, "/json", 5)  # served meanwhile, by whoever is alive
 
         def restarted():
