@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs import BenchError, running, wait_for_port
@@ -46,6 +47,7 @@ class ProxyUnderTest:
     proxy_port: int
     admin_port: int
     http_port: int
+    popen: subprocess.Popen | None = field(default=None, compare=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -90,8 +92,9 @@ class ProxyUnderTest:
 @contextlib.contextmanager
 def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidate: int,
               workers: int = 1, ready_timeout: float = 30.0,
-              store_url: str | None = None) -> Iterator[ProxyUnderTest]:
-    """`store_url`: the shared PostgreSQL store instead of a SQLite file of its own."""
+              store_url: str | None = None, extra: tuple[str, ...] = ()) -> Iterator[ProxyUnderTest]:
+    """`store_url`: the shared PostgreSQL store instead of a SQLite file of its own;
+    `extra`: more flags, after these."""
     workdir.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in range(3)]
     argv = [python, "-m", "diffproxy",
@@ -103,12 +106,12 @@ def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidat
             f"-http.port=127.0.0.1:{ports[2]}",
             f"-store.url={store_url}" if store_url else f"-store.path={workdir / 'results.sqlite'}",
             "-serviceName=bench",
-            f"-workers={workers}"]
+            f"-workers={workers}", *extra]
     log = workdir / "diffproxy.log"
     with running(argv, log, cwd=REPO) as proc:
         for port in ports:
             wait_for_port(port, proc, ready_timeout, log)
-        dp = ProxyUnderTest(proc.pid, *ports)
+        dp = ProxyUnderTest(proc.pid, *ports, popen=proc)
         _wait_ready(dp, proc, ready_timeout, log)
         yield dp
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .latency import LatencyBook
 from .model import Record
 from .settings import Settings, mask_url
 from .store import EndpointCounts, FieldCounts, Store
@@ -21,6 +22,8 @@ class ResultStore(Protocol):
     endpoints: dict[str, EndpointCounts]
     fields: dict[str, dict[str, FieldCounts]]
     last_reset: int | None
+    epoch: int  # bumped by each clear (`Record.epoch`)
+    latency: LatencyBook
 
     @property
     def is_open(self) -> bool: ...

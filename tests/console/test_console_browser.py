@@ -512,3 +512,53 @@ def test_latency_panel_draws_three_distributions_and_the_overview_lists_slower(p
     expect(slower).to_have_count(len([n for n, e in api(stack, "endpoints").items()
                                       if e["latency_verdict"] == "slower"]))
     expect(slower.first).to_have_text(SLOW_ENDPOINT)
+
+
+ATTACK_PAGE = """<!doctype html><title>attack</title>
+<form id="f" method="POST" enctype="text/plain" action="{clear}">
+<input name="x" value="1"></form>
+<script>if (location.hash === "#form") document.getElementById("f").submit();</script>"""
+
+
+def test_a_page_of_another_site_cannot_clear_the_results(browser, stack, traffic):
+    """Issue 13 item 2 in a real browser: a page on another site (localhost) and one on
+    another port of the same host post a text/plain form and a no-cors fetch to
+    /api/1/clear. Chromium sends each (the proxy answers 403) and nothing is cleared."""
+    import http.server
+    import threading
+
+    clear_url = stack.api_url + "/clear"
+    body = ATTACK_PAGE.format(clear=clear_url).encode()
+
+    class Attack(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        answers: list[int] = []
+        port = server.server_address[1]
+        for origin in (f"http://localhost:{port}", f"http://127.0.0.1:{port}"):
+            with page.expect_response(clear_url) as form:
+                page.goto(f"{origin}/#form")  # the form submits itself: a top-level POST
+            page.goto(f"{origin}/")
+            with page.expect_response(clear_url) as fetched:
+                kind = page.evaluate("url => fetch(url, {method: 'POST', mode: 'no-cors', "
+                                     "body: 'x=1'}).then(r => r.type)", clear_url)
+            assert kind == "opaque"  # sent, and its answer hidden from the page
+            answers += [form.value.status, fetched.value.status]
+        assert answers == [403] * 4, answers
+    finally:
+        context.close()
+        server.shutdown()
+    assert stk.settle(stack) == traffic.endpoints  # nothing was cleared

@@ -86,16 +86,21 @@ def faults():
     """Three raw-socket targets that misbehave on request (see `faultserver`)."""
     from .faultserver import FaultServer
 
-    with FaultServer(limit=FAULT_LIMIT) as server:
+    with FaultServer(limit=FAULT_LIMIT, slow=FAULT_SLOW) as server:
         yield server
 
 
 FAULT_LIMIT = 64 * 1024  # -maxResponseSize of proxies in front of `faults`
+# -target.timeout of proxies in front of `faults`. Roomy: on a loaded 2-core machine a
+# healthy target can take far more than 500 ms, and a case must not turn into a timeout
+# (or a 504 for a request the test counts as answered) because the machine was busy.
+FAULT_TARGET_TIMEOUT = 5.0
+FAULT_SLOW = FAULT_TARGET_TIMEOUT + 3.0  # the `slow` fault: always past the timeout
 
 
 def start_fault_proxy(faults, store_path, extra=(), log_dir=None) -> procs.DiffProxyProc:
     return procs.start_diffproxy(
         primary=faults.address("primary"), secondary=faults.address("secondary"),
         candidate=faults.address("candidate"), store_path=store_path,
-        extra=["-target.timeout=500ms", f"-maxResponseSize={FAULT_LIMIT}", *extra],
+        extra=[f"-target.timeout={FAULT_TARGET_TIMEOUT:g}s", f"-maxResponseSize={FAULT_LIMIT}", *extra],
         log_dir=log_dir)

@@ -83,7 +83,7 @@ class _Role:
 
 
 class FaultServer:
-    def __init__(self, limit: int, slow: float = 3.0) -> None:
+    def __init__(self, limit: int, slow: float = 8.0) -> None:
         self.limit = limit  # the proxy's -maxResponseSize
         self.slow = slow    # longer than the proxy's -target.timeout
         self.roles = {name: _Role(name) for name in ROLES}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from diffproxy.api import result_view, split_segments
+from tests.support.diffapi import CLIENT
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -67,6 +68,40 @@ async def test_overview_is_paged_and_bounded(tmp_path):
         assert len(one.json()["fields"]) == 100 and one.headers["x-next-cursor"] == "body.f099"
         two = await client.get(stats, params={"limit": 1000, "cursor": "body.f099"})
         assert len(two.json()["fields"]) == 150 and "x-next-cursor" not in two.headers
+
+
+async def test_overview_parts_kept_between_polls_follow_every_change(tmp_path):
+    """The overview keeps each endpoint's entry between polls; a comparison, a clear, or a
+    different fields_limit must show at once."""
+    from diffproxy.model import Record
+
+    from .test_proxy import _settings, _url, running
+
+    changed = {"type": "changed", "left": 1, "right": 2}
+    s = _settings(tmp_path, "127.0.0.1:9", "127.0.0.1:9")
+    async with running(s) as (proxy, client):
+        api = _url(s.listeners.http) + "/api/1/overview"
+        for e in range(3):
+            proxy.store.add(Record(id=f"a{e}", endpoint=f"GET /e{e}", raw={"body.a": changed},
+                                   noise={}))
+        first = (await client.get(api)).json()
+        assert (await client.get(api)).json() == first  # kept: the same answer
+        proxy.store.add(Record(id="b1", endpoint="GET /e1", raw={"body.b": changed}, noise={}))
+        second = (await client.get(api)).json()
+        assert second["GET /e1"]["total"] == 2 and set(second["GET /e1"]["fields"]) == {
+            "body.a", "body.b"}
+        assert second["GET /e0"] == first["GET /e0"]
+        assert len((await client.get(api, params={"fields_limit": 1})).json()["GET /e1"][
+            "fields"]) == 1
+        cleared = await client.post(_url(s.listeners.http) + "/api/1/clear", headers=CLIENT)
+        assert cleared.status_code == 200
+        assert (await client.get(api)).json() == {}
+        # the same counts as before the clear, other fields: not the entry from before
+        proxy.store.add(Record(id="c0", endpoint="GET /e0", raw={"body.c": changed},
+                               noise={}, epoch=proxy.store.epoch))
+        again = (await client.get(api)).json()
+        assert list(again) == ["GET /e0"] and set(again["GET /e0"]["fields"]) == {"body.c"}
+        assert again["GET /e0"]["total"] == first["GET /e0"]["total"] == 1
 
 
 async def test_large_examples_are_truncated_with_a_link_to_the_whole(tmp_path):

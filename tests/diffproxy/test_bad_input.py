@@ -47,7 +47,7 @@ def client():
         yield c
 
 
-def exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+def exchange(port: int, data: bytes, timeout: float = 30.0) -> bytes:
     """Send raw bytes on a fresh connection; the first answer (head and Content-Length
     body), or whatever came before the server closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -87,8 +87,21 @@ def rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
 
 
-def dropped(m) -> float:
-    return metric(m, "diffproxy_comparisons_dropped_total")
+def settled_counts(m) -> tuple[float, float, float]:
+    """(queued, dropped, failed) comparisons so far. Every request that reaches the
+    comparison queue is either queued or dropped there, never both, never neither."""
+    return tuple(metric(m, f"diffproxy_comparisons_{n}_total") for n in ("queued", "dropped", "failed"))
+
+
+def accounted(before, after, sent: int) -> int:
+    """How many of `sent` requests were compared; the rest must be counted as dropped. How
+    many drop depends on the machine's load (the queue fills when the worker falls behind),
+    so that number is only accounted for, never bounded."""
+    queued, dropped, failed = (a - b for a, b in zip(settled_counts(after), settled_counts(before)))
+    assert (queued + dropped, failed) == (sent, 0), (queued, dropped, failed)
+    # drops happen only at a full queue (-queue.size, 1000 by default): the first 1000 queue
+    assert queued >= min(sent, 1000)
+    return int(queued)
 
 
 def still_serving(proxy, client) -> None:
@@ -196,34 +209,34 @@ def test_distinct_paths_and_header_names_stay_capped_and_bounded(bad_proxy, clie
                                  headers={f"X-H-{word(n)}": "v"}).status_code,
             range(DISTINCT_HEADERS)))
         assert answers == [200] * DISTINCT_HEADERS
-        m = diffapi.wait_idle(proxy.admin_url, timeout=60)
-        # a comparison the worker could not keep up with is dropped and counted, not lost
-        header_drops = dropped(m) - dropped(start)
+        m = diffapi.wait_idle(proxy.admin_url, timeout=120)
+        header_compared = accounted(start, m, DISTINCT_HEADERS)
 
         answers = list(pool.map(lambda n: client.get(f"{proxy.proxy_url}/p/{word(n)}").status_code,
                                 range(DISTINCT_PATHS)))
         assert answers == [200] * DISTINCT_PATHS
-        path_drops = dropped(diffapi.wait_idle(proxy.admin_url, timeout=60)) - dropped(m)
+        path_compared = accounted(m, diffapi.wait_idle(proxy.admin_url, timeout=120), DISTINCT_PATHS)
         endpoints = get_json(proxy.api_url, "endpoints")
         assert len(endpoints) == MAX_ENDPOINTS + 1  # the cap, plus the overflow name
         distinct = {n: c for n, c in endpoints.items() if n.startswith("GET /p/")}
         assert endpoints[OVERFLOW_ENDPOINT]["total"] + sum(c["total"] for c in distinct.values()) \
-            == DISTINCT_PATHS - path_drops
+            == path_compared
         assert endpoints["GET /warm-up"]["total"] == 300
+        assert endpoints["GET /echo-headers"]["total"] == header_compared
         rss_after = rss_kb(pid)
 
     fields = stats(proxy.api_url, "GET /echo-headers")["fields"]
     assert len(fields) == MAX_FIELDS + 1
     registered = [p for p in fields if p.startswith("body.headers.X-H-")]
-    assert len(registered) + fields[OVERFLOW_FIELD]["differences"] == DISTINCT_HEADERS - header_drops
-    assert header_drops + path_drops < (DISTINCT_HEADERS + DISTINCT_PATHS) // 10
+    assert len(registered) + fields[OVERFLOW_FIELD]["differences"] == header_compared
     overflowed = diffapi.results(proxy.api_url, "GET /echo-headers", OVERFLOW_FIELD)["requests"]
     assert overflowed and all(OVERFLOW_FIELD not in r["differences"] for r in overflowed)
 
     growth_mb = (rss_after - rss_before) / 1024
     print(f"\nproxy VmRSS: {rss_before / 1024:.1f} MB before, {rss_after / 1024:.1f} MB after "
           f"{DISTINCT_PATHS} distinct paths and {DISTINCT_HEADERS} distinct header names "
-          f"(+{growth_mb:.1f} MB); comparisons dropped: {header_drops + path_drops}")
+          f"(+{growth_mb:.1f} MB); comparisons dropped (counted): "
+          f"{DISTINCT_HEADERS + DISTINCT_PATHS - header_compared - path_compared}")
     assert growth_mb < RSS_BOUND_MB
     assert get_json(proxy.api_url, f"endpoints/{enc(OVERFLOW_ENDPOINT)}/stats")["endpoint"]["total"] > 0
 

@@ -400,8 +400,13 @@ def test_fan_outs_waiting_off_the_path_are_bounded(faults, tmp_path):
             finally:
                 faults.release("candidate")
             assert third.result().status_code == 200
-        diffapi.wait_idle(proxy.admin_url, timeout=30)
-        assert diffapi.counts(get_json(proxy.api_url, "endpoints"))["GET /hold/candidate"] == {
-            "total": 3, "differences": 0}
+        settled = diffapi.wait_idle(proxy.admin_url, timeout=30)
+        # Released together, the three reach a comparison queue of 2 (-queue.size bounds it
+        # too) at once: whether the worker took one first depends on the load, so a drop is
+        # allowed, and must be counted.
+        counted = diffapi.counts(get_json(proxy.api_url, "endpoints"))["GET /hold/candidate"]
+        dropped = metric(settled, "diffproxy_comparisons_dropped_total")
+        assert counted["differences"] == 0 and counted["total"] >= 2
+        assert counted["total"] + dropped == 3
     finally:
         proxy.stop()

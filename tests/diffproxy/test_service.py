@@ -163,12 +163,13 @@ def test_blocked_side_effects(proxy, client):
 
 
 def test_fan_out_is_concurrent(proxy, client):
-    # Each target sleeps 1 s; one after the other that would be 3 s.
+    # Each target sleeps 3 s; one after the other that would be 9 s. The bound leaves 4 s
+    # over the ideal for a loaded machine (a timing check, so the margin is wide).
     started = time.monotonic()
-    r = client.get(proxy.proxy_url + "/delay/1")
+    r = client.get(proxy.proxy_url + "/delay/3", timeout=30)
     elapsed = time.monotonic() - started
     assert r.status_code == 200
-    assert elapsed < 2.5, f"the three 1 s calls did not overlap ({elapsed:.2f}s)"
+    assert elapsed < 7.0, f"the three 3 s calls did not overlap ({elapsed:.2f}s)"
 
 
 def test_istio_host_forms(proxy, client, backends):
