@@ -83,7 +83,7 @@ class ProxySettings:
     queue_size: int = 1000
     workers: int = 1  # processes serving the proxy port (1: this process only)
     # issue 13: bounds (hostile-bounds)
-    queue_max_bytes: int = 256 * 1024 * 1024  # body bytes waiting for comparison at most
+    queue_max_bytes: int = 64 * 1024 * 1024  # body bytes waiting for comparison at most
     drain_timeout: float = 5.0  # seconds SIGTERM waits for queued comparisons
 
 
@@ -504,7 +504,7 @@ FLAGS: tuple[Flag, ...] = (
          "Host names the API and admin ports answer (besides localhost, IP literals, "
          "-rootUrl's and -apiRoot's host; '*': any); others get 421"),
     # issue 13: bounds (hostile-bounds)
-    Flag("queue.maxBytes", parse_size, "256MB",
+    Flag("queue.maxBytes", parse_size, "64MB",
          "body bytes waiting for comparison at most; more are dropped and counted"),
     Flag("store.maxBytes", parse_size, "1GB",
          "size budget of the results store: oldest examples are deleted beyond it (counts stay exact)"),
