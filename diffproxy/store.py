@@ -236,6 +236,33 @@ def _storable(name: str) -> str:
         return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def touched_fields(fields: dict[str, FieldCounts], record: Record, max_fields: int) -> dict[str, list[bool]]:
+    """The fields one request touched, each `[differs, noise]`, registering new ones in
+    `fields` (one endpoint's) up to `max_fields`, the rest under `OVERFLOW_FIELD`. A field
+    counts once per request however many overflowed paths map onto it. Both stores count
+    with it."""
+    touched: dict[str, list[bool]] = {}
+    for side, paths in ((0, record.raw), (1, record.noise)):
+        for path in paths:
+            path = _storable(path)
+            if path not in fields:
+                if len(fields) - (OVERFLOW_FIELD in fields) >= max_fields:
+                    path = OVERFLOW_FIELD
+                fields.setdefault(path, FieldCounts())
+            touched.setdefault(path, [False, False])[side] = True
+    return touched
+
+
+async def stop_flusher(task: asyncio.Task | None) -> None:
+    """Cancel a store's periodic flush and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
 def with_endpoint(document: str, endpoint: str) -> str:
     """A record's document (a JSON object without its endpoint) with the endpoint added as
     its first key: a string splice, not a parse, as a worker's endpoint may be renamed by
@@ -330,12 +357,7 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
+        await stop_flusher(self._flusher)
         try:
             await self.flush()
         except Exception as exc:  # noqa: BLE001 - any write failure: named in one line
@@ -364,16 +386,6 @@ class Store:
     def known_endpoints(self) -> list[str]:
         return list(self.endpoints)
 
-    def _field(self, endpoint: str, path: str) -> str:
-        """The field a path is counted under (registered on first sight), or the overflow
-        field once the endpoint has max_fields of them."""
-        known = self.fields.setdefault(endpoint, {})
-        if path not in known:
-            if len(known) - (OVERFLOW_FIELD in known) >= self.max_fields:
-                path = OVERFLOW_FIELD
-            known.setdefault(path, FieldCounts())
-        return path
-
     def add(self, record: Record) -> bool:
         """Count one comparison and keep it as an example where it is among the first or
         latest for a field. Cheap and synchronous: the disk write happens in the next flush.
@@ -397,14 +409,8 @@ class Store:
         self.latency.add(ep, record.latency_ms)
         self._on_latency(ep, record.latency_ms)
 
-        # Per request and field: a field counts once per request however many overflowed
-        # paths map onto it.
         fields = self.fields.setdefault(ep, {})
-        touched: dict[str, list[bool]] = {}
-        for path in record.raw:
-            touched.setdefault(self._field(ep, _storable(path)), [False, False])[0] = True
-        for path in record.noise:
-            touched.setdefault(self._field(ep, _storable(path)), [False, False])[1] = True
+        touched = touched_fields(fields, record, self.max_fields)
         if not touched:
             self._maybe_wake()
             return True

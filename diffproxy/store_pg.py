@@ -59,6 +59,8 @@ from .store import (
     FieldCounts,
     StoreError,
     _storable,
+    stop_flusher,
+    touched_fields,
     with_endpoint,
 )
 
@@ -186,12 +188,7 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
+        await stop_flusher(self._flusher)
         try:
             await self.flush()
         except StoreError as exc:  # dropped and counted already; the stop goes on
@@ -215,14 +212,6 @@ class PostgresStore:
 
     def known_endpoints(self) -> list[str]:
         return list(self.endpoints)
-
-    def _field(self, endpoint: str, path: str) -> str:
-        known = self.fields.setdefault(endpoint, {})
-        if path not in known:
-            if len(known) - (OVERFLOW_FIELD in known) >= self.max_fields:
-                path = OVERFLOW_FIELD
-            known.setdefault(path, FieldCounts())
-        return path
 
     def add(self, record: Record) -> bool:
         """Count one comparison in memory; the next flush writes it. While the database is
@@ -253,12 +242,8 @@ class PostgresStore:
         delta = b.endpoints.setdefault(ep, [0] * len(EP_COLUMNS))
         for i, n in enumerate(step):
             delta[i] += n
-        touched: dict[str, list[bool]] = {}
-        for path in record.raw:
-            touched.setdefault(self._field(ep, _storable(path)), [False, False])[0] = True
-        for path in record.noise:
-            touched.setdefault(self._field(ep, _storable(path)), [False, False])[1] = True
         fields = self.fields.setdefault(ep, {})
+        touched = touched_fields(fields, record, self.max_fields)
         db_fields = self._db_fields.get(ep)
         siblings = len(record.raw)  # Diffy's weight: fields differing alongside
         if db_fields is None or any(path not in db_fields for path in touched):
