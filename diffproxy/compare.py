@@ -34,6 +34,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import marshal
 import math
 import operator
 import re
@@ -148,13 +149,25 @@ def truncate_value(value: Any, max_chars: int = MAX_VALUE_CHARS, _depth: int = 0
 # Pruning -------------------------------------------------------------------------------
 
 
+def _typed(value: Any) -> bytes | str:
+    """A serialisation that tells 1, 1.0 and true apart and keeps dict order: equal output
+    means strictly equal values. marshal (format 2: no back-references, so equal values
+    give equal bytes) is ~5x faster than repr, which this replaced and which stays for
+    values marshal refuses (list and dict subclasses). Unequal output between equal values
+    (an interned string on one side) only costs the slower pairwise check."""
+    try:
+        return marshal.dumps(value, 2)
+    except ValueError:
+        return repr(value)
+
+
 def _strict_equal(a: Any, b: Any) -> bool:
     """Equal with JSON types respected: Python has 1 == 1.0 == True, JSON does not."""
     if type(a) is not type(b) or a != b:
         return False
-    # `a == b` already holds, so repr (C speed) only has to catch nested 1/1.0/true and
-    # dict key order (which only costs a descent that then finds nothing)
-    return type(a) not in (dict, list) or repr(a) == repr(b)
+    # `a == b` already holds, so the typed serialisation (C speed) only has to catch nested
+    # 1/1.0/true and dict key order (which only costs a descent that then finds nothing)
+    return type(a) not in (dict, list) or _typed(a) == _typed(b)
 
 
 def _all_strict_equal(lefts: list, rights: list) -> list[bool]:
@@ -162,9 +175,9 @@ def _all_strict_equal(lefts: list, rights: list) -> list[bool]:
     verdicts = list(map(operator.eq, lefts, rights))
     same_l = [v for v, ok in zip(lefts, verdicts) if ok]
     same_r = [v for v, ok in zip(rights, verdicts) if ok]
-    # both reprs are sequences of complete literals of pairwise-equal values, so equal
-    # joined reprs mean every pair has equal reprs
-    if same_l and repr(same_l) != repr(same_r):
+    # both serialisations are sequences of complete values, pairwise equal, so equal
+    # joined output means every pair is strictly equal
+    if same_l and _typed(same_l) != _typed(same_r):
         verdicts = [ok and _strict_equal(a, b) for a, b, ok in zip(lefts, rights, verdicts)]
     return verdicts
 
