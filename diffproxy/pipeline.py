@@ -36,13 +36,8 @@ log = logging.getLogger("diffproxy.pipeline")
 
 MAX_STORED_REQUEST_BODY = 64 * 1024
 BATCH_SIZE = 256  # comparisons per executor call
-# Seconds of differing records the sampling policy chooses among. Of a window's records only
-# the newest `samples.latest` per field become documents: at 0.1 s an endpoint with a
-# difference every 100 ms had every one built (a third of the CPU of the realistic mix, where
-# every document is kept for at most a second or two anyway). Memory stays bounded by
-# -queue.maxBytes: held jobs count until they are stored.
-DOCUMENT_WINDOW = 1.0
-MAX_HELD = 1024  # ... or this many, whichever comes first: what the held jobs keep in memory
+DOCUMENT_WINDOW = 0.1  # seconds of differing records the sampling policy chooses among
+MAX_HELD = 4096  # ... or this many, whichever comes first: bounds memory under load
 DRAIN_GRACE = 10.0  # seconds past the drain deadline for the comparison in progress
 _NOT_DONE = object()  # an outcome: not compared, the drain deadline had passed
 
