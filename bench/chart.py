@@ -10,11 +10,12 @@ matplotlib.use("Agg")  # no display on CI or here; must precede pyplot
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
-from bench.report import RSS_BUDGET_MB
+from bench.report import RSS_BUDGET_MB, ordered
 from bench.results import RunResult
 
 _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
-_COLOURS = {"a": "#7f7f7f", "b": "#2ca02c", "c": "#1f77b4", "d": "#ff7f0e", "e": "#9467bd", "f": "#8c564b"}
+_COLOURS = {"a": "#7f7f7f", "b": "#2ca02c", "c": "#1f77b4", "d": "#ff7f0e", "e": "#9467bd", "f": "#8c564b",
+            "g": "#17becf"}
 
 
 def _log(ax, values: list[float]) -> None:
@@ -38,7 +39,7 @@ def _labelled_bars(ax, labels: list[str], values: list[float], colours: list[str
 
 
 def draw(run: RunResult, path: Path) -> Path:
-    keys = sorted(run.scenarios)
+    keys = ordered(run)
     labels = [f"({k})" for k in keys]
     colours = [_COLOURS[k] for k in keys]
     sc = [run.scenarios[k] for k in keys]

@@ -21,8 +21,9 @@ ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 class Backend:
     name: str
     port: int
-    body: str
+    body: str = ""
     delay_ms: int = 0   # 0: answer at once
+    root: Path | None = None  # serve files from here instead of `body`
 
 
 def echo_module_available() -> bool:
@@ -60,7 +61,9 @@ def render_backends(prefix: Path, backends: list[Backend], workers: int) -> str:
     modules = f"load_module {ECHO_MODULE};\n" if slow else ""
     servers = []
     for b in backends:
-        if b.delay_ms:
+        if b.root is not None:
+            handler = f"default_type application/json;\n            root {b.root};"
+        elif b.delay_ms:
             handler = (f"default_type application/json;\n"
                        f"            echo_sleep {b.delay_ms / 1000:.3f};\n"
                        f"            echo -n {nginx_literal(b.body)};")

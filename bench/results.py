@@ -12,6 +12,7 @@ TITLES = {
     "d": "(d) diff proxy, candidate differs",
     "e": "(e) diff proxy, 20 ms backends",
     "f": "(f) Envoy `request_mirror_policies` fan-out",
+    "g": "(g) diff proxy, realistic mix",
     "memory": "memory: many distinct paths",
     "shared": "shared store: 1-3 replicas on one PostgreSQL, next to SQLite",
 }
@@ -33,6 +34,7 @@ class ScenarioResult:
     key: str
     title: str
     under_test: str                 # whose CPU and RSS are reported
+    processes: int                  # processes of `under_test` that serve (an nginx master idles)
     connections: int
     requests: int
     duration_s: float
@@ -46,6 +48,7 @@ class ScenarioResult:
     backend_cpu_s_per_1k: float     # the backends' share of the same work, for context
     rss_before_mb: float
     rss_after_mb: float
+    rss_max_mb: float               # the highest RSS sampled (twice a second) during the load
     comparisons: Comparisons | None = None
     reference_p50_ms: float | None = None              # (e): slowest backend measured directly
     reference: dict[str, float] = field(default_factory=dict)  # (e): p50 of each backend directly

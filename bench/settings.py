@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-SCENARIOS = ("a", "b", "c", "d", "e", "f", "memory", "shared")
+SCENARIOS = ("a", "b", "c", "d", "e", "f", "g", "memory", "shared")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -25,8 +25,12 @@ class BenchSettings:
     memory_max_seconds: float = 240.0
     memory_connections: int = 32
     drain_timeout: float = 30.0     # bound on waiting for queued comparisons after load stops
-    nginx_workers: int = 1          # the baseline keeps one core, as in the issue's measurements
-    proxy_workers: int = 2          # diffproxy -workers: processes sharing the proxy port (= cores)
+    # Processes doing a fan-out, the same on each side so CPU and throughput compare like for
+    # like: nginx mirror's worker_processes, Envoy's --concurrency, the diff proxy's -workers.
+    workers: int = 2
+    backend_workers: int = 1        # the backends' (and the shared-store balancer's) nginx
+    # (g): documents from 200 B to 50 KB, every tenth differing, one in a hundred of 1 MB
+    mix_documents: int = 100
     out_dir: Path = REPO / "bench" / "results"
     docs: bool = True               # rewrite docs/bench.md's results section and docs/img/bench.png
     docs_path: Path = REPO / "docs" / "bench.md"
@@ -90,10 +94,11 @@ def parse_args(argv: list[str] | None = None) -> BenchSettings:
                    help="stop the memory scenario after this long even if short of requests (%(default)s)")
     p.add_argument("--drain-timeout", type=_positive(float), default=d.drain_timeout,
                    help="seconds to wait for queued comparisons after the load stops (%(default)s)")
-    p.add_argument("--nginx-workers", type=_positive(int), default=d.nginx_workers,
-                   help="worker_processes of the nginx instances (%(default)s)")
-    p.add_argument("--proxy-workers", type=_positive(int), default=d.proxy_workers,
-                   help="the diff proxy's -workers (%(default)s)")
+    p.add_argument("--workers", type=_positive(int), default=d.workers,
+                   help="processes on each side of a fan-out: nginx mirror worker_processes, "
+                        "Envoy --concurrency, diff proxy -workers (%(default)s)")
+    p.add_argument("--backend-workers", type=_positive(int), default=d.backend_workers,
+                   help="worker_processes of the backends' nginx (%(default)s)")
     p.add_argument("--out", type=Path, default=d.out_dir, help="results root; a dated directory is made inside")
     p.add_argument("--scenarios", type=_scenarios, default=d.scenarios,
                    help=f"comma list out of {','.join(SCENARIOS)} (all)")
@@ -108,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> BenchSettings:
         d, duration=a.duration, warmup=a.warmup, connections=a.connections, threads=a.threads,
         slow_connections=a.slow_connections, memory_requests=a.memory_requests,
         memory_paths=a.memory_paths, memory_max_seconds=a.memory_max_seconds,
-        nginx_workers=a.nginx_workers, proxy_workers=a.proxy_workers, drain_timeout=a.drain_timeout,
+        workers=a.workers, backend_workers=a.backend_workers, drain_timeout=a.drain_timeout,
         out_dir=a.out, scenarios=a.scenarios,
         docs=not a.no_docs, profile=a.profile, profile_seconds=a.profile_seconds,
     )

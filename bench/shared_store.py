@@ -84,7 +84,7 @@ def _row(s: BenchSettings, work: Path, store: str, replicas: int, targets: tuple
             store_url=url)) for i in range(replicas)]
         listen = free_port()
         prefix = work / f"{store}-{replicas}" / "nginx"
-        conf = _balancer_conf(prefix, listen, [p.proxy_port for p in proxies], s.nginx_workers)
+        conf = _balancer_conf(prefix, listen, [p.proxy_port for p in proxies], s.backend_workers)
         stack.enter_context(nginx.nginx(prefix, conf, [listen]))
         target = f"http://127.0.0.1:{listen}/"
         if s.warmup > 0:

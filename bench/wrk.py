@@ -6,7 +6,7 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +53,30 @@ end
 """
 
 
-def script(paths: int = 0) -> str:
-    body = _PATHS.replace("PATHS", str(paths)) if paths else ""
+# The given paths in turn, each thread from its own offset, so their shares are exact.
+_PATH_LIST = r"""
+local nthreads = 0
+function setup(thread)
+  thread:set("offset", nthreads * 37)
+  nthreads = nthreads + 1
+end
+local paths = {PATH_LIST}
+local i
+function init(args)
+  i = wrk.thread:get("offset") or 0
+end
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i % #paths) + 1])
+end
+"""
+
+
+def script(paths: int = 0, path_list: Sequence[str] = ()) -> str:
+    if path_list:
+        body = _PATH_LIST.replace("PATH_LIST", ", ".join(json.dumps(p) for p in path_list))
+    else:
+        body = _PATHS.replace("PATHS", str(paths)) if paths else ""
     return body + _DONE
 
 
@@ -93,12 +115,13 @@ def parse(output: str, connections: int, threads: int) -> WrkResult:
 
 def run(url: str, duration: float, connections: int, threads: int, workdir: Path,
         paths: int = 0, stop_when: Callable[[], bool] | None = None,
-        timeout_s: int = 5) -> WrkResult:
-    """Load `url` for `duration` seconds; `stop_when`, polled twice a second, may end it early."""
+        timeout_s: int = 5, path_list: Sequence[str] = ()) -> WrkResult:
+    """Load `url` for `duration` seconds; `stop_when`, polled twice a second, may end it early.
+    `path_list`: request these paths in turn instead of `url`'s (`paths`: see `_PATHS`)."""
     threads = max(1, min(threads, connections))
     workdir.mkdir(parents=True, exist_ok=True)
-    lua = workdir / (f"paths{paths}.lua" if paths else "plain.lua")
-    lua.write_text(script(paths))
+    lua = workdir / ("list.lua" if path_list else f"paths{paths}.lua" if paths else "plain.lua")
+    lua.write_text(script(paths, path_list))
     argv = [WRK, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
             "--timeout", f"{timeout_s}s", "--latency", "-s", str(lua), url]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import marshal
 import math
 import operator
 import re
@@ -147,13 +148,25 @@ def truncate_value(value: Any, max_chars: int = MAX_VALUE_CHARS, _depth: int = 0
 # Pruning -------------------------------------------------------------------------------
 
 
+def _typed(value: Any) -> bytes | str:
+    """A serialisation that tells 1, 1.0 and true apart and keeps dict order: equal output
+    means strictly equal values. marshal (format 2: no back-references, so equal values
+    give equal bytes) is ~5x faster than repr, which this replaced and which stays for
+    values marshal refuses (list and dict subclasses). Unequal output between equal values
+    (an interned string on one side) only costs the slower pairwise check."""
+    try:
+        return marshal.dumps(value, 2)
+    except ValueError:
+        return repr(value)
+
+
 def _strict_equal(a: Any, b: Any) -> bool:
     """Equal with JSON types respected: Python has 1 == 1.0 == True, JSON does not."""
     if type(a) is not type(b) or a != b:
         return False
-    # `a == b` already holds, so repr (C speed) only has to catch nested 1/1.0/true and
-    # dict key order (which only costs a descent that then finds nothing)
-    return type(a) not in (dict, list) or repr(a) == repr(b)
+    # `a == b` already holds, so the typed serialisation (C speed) only has to catch nested
+    # 1/1.0/true and dict key order (which only costs a descent that then finds nothing)
+    return type(a) not in (dict, list) or _typed(a) == _typed(b)
 
 
 def _all_strict_equal(lefts: list, rights: list) -> list[bool]:
@@ -161,9 +174,9 @@ def _all_strict_equal(lefts: list, rights: list) -> list[bool]:
     verdicts = list(map(operator.eq, lefts, rights))
     same_l = [v for v, ok in zip(lefts, verdicts) if ok]
     same_r = [v for v, ok in zip(rights, verdicts) if ok]
-    # both reprs are sequences of complete literals of pairwise-equal values, so equal
-    # joined reprs mean every pair has equal reprs
-    if same_l and repr(same_l) != repr(same_r):
+    # both serialisations are sequences of complete values, pairwise equal, so equal
+    # joined output means every pair is strictly equal
+    if same_l and _typed(same_l) != _typed(same_r):
         verdicts = [ok and _strict_equal(a, b) for a, b, ok in zip(lefts, rights, verdicts)]
     return verdicts
 
@@ -307,6 +320,82 @@ def _find_moves(out: dict[str, Difference], subtrees: dict[str, Any], others: di
         out[root] = Difference("moved", f"{src}.*", f"{dst}.*", leaves=_leaves(value), to=dst)
 
 
+# Classifying what differs -------------------------------------------------------------
+
+_Report = tuple[str, list, Any, Any]  # (kind, keys, left, right), in DeepDiff's report order
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class _NotPlain(Exception):
+    """A pruned tree holds something other than JSON's types: DeepDiff classifies it."""
+
+
+def _deepdiff_reports(pl: Any, pr: Any) -> list[_Report]:
+    tree = DeepDiff(pl, pr, ignore_order=False, view="tree", threshold_to_diff_deeper=0,
+                    verbose_level=1, cache_size=0, get_deep_distance=False)
+    out: list[_Report] = []
+    for report, kind in _DEEPDIFF_TYPES.items():
+        for level in tree.get(report, ()):
+            out.append((kind, level.path(output_format="list"), level.t1, level.t2))
+    return out
+
+
+def _plain_reports(pl: Any, pr: Any) -> list[_Report] | None:
+    """What DeepDiff (with the options `_deepdiff_reports` gives it) reports for two pruned
+    trees of plain JSON values, found in one walk: DeepDiff costs ~50 us even when the
+    pruned trees hold a single changed field (the common case), this ~2 us. None when a
+    tree holds any other type (a digest, records): DeepDiff's own rules then apply.
+
+    The same reports in the same order: type changes first (any two values of different
+    types, containers included, not descended into), then changed scalars, removed then
+    added keys; lists pairwise by index (pruned lists have equal lengths and hold
+    containers). As DeepDiff does by default, keys starting with `__` are not compared."""
+    changed: list[_Report] = []
+    typed: list[_Report] = []
+    removed: list[_Report] = []
+    added: list[_Report] = []
+
+    def walk(t1: Any, t2: Any, keys: list) -> None:
+        ty = type(t1)
+        if ty is not type(t2):
+            typed.append(("type_changed", keys, t1, t2))
+        elif ty is dict:
+            for k in t1:
+                if type(k) is not str:
+                    raise _NotPlain
+            for k in t2:
+                if type(k) is not str:
+                    raise _NotPlain
+                if k.startswith("__"):
+                    continue
+                if k not in t1:
+                    added.append(("extra", keys + [k], None, t2[k]))
+            for k in t1:
+                if not k.startswith("__") and k not in t2:
+                    removed.append(("missing", keys + [k], t1[k], None))
+            for k in t2:
+                if k in t1 and not k.startswith("__"):
+                    walk(t1[k], t2[k], keys + [k])
+        elif ty is list:
+            if len(t1) != len(t2):
+                raise _NotPlain
+            for i, (a, b) in enumerate(zip(t1, t2)):
+                if type(a) not in _CONTAINERS and not (a is None and b is None):
+                    raise _NotPlain  # DeepDiff aligns lists of scalars by difflib
+                walk(a, b, keys + [i])
+        elif ty in _PLAIN_SCALARS:
+            if t1 != t2:
+                changed.append(("changed", keys, t1, t2))
+        else:
+            raise _NotPlain
+
+    try:
+        walk(pl, pr, [])
+    except _NotPlain:
+        return None
+    return typed + changed + removed + added
+
+
 class _Glob:
     """Many fnmatch globs as one compiled regex."""
 
@@ -415,23 +504,22 @@ class Comparator:
             return
         for keys, difference in found:
             out.setdefault(_body_path(keys, prefix), difference)
-        tree = DeepDiff(pl, pr, ignore_order=False, view="tree", threshold_to_diff_deeper=0,
-                        verbose_level=1, cache_size=0, get_deep_distance=False)
         removed: dict[str, Any] = {}
         added: dict[str, Any] = {}
-        for report, kind in _DEEPDIFF_TYPES.items():
-            for level in tree.get(report, ()):
-                path = _body_path(level.path(output_format="list"), prefix)
-                if path not in out:
-                    leaves = None
-                    if kind == "missing":
-                        removed[path] = level.t1
-                        leaves = _leaves(level.t1) if type(level.t1) in (dict, list) else None
-                    elif kind == "extra":
-                        added[path] = level.t2
-                        leaves = _leaves(level.t2) if type(level.t2) in (dict, list) else None
-                    out[path] = Difference(kind, truncate_value(level.t1), truncate_value(level.t2),
-                                           leaves=leaves)
+        reports = _plain_reports(pl, pr)
+        if reports is None:
+            reports = _deepdiff_reports(pl, pr)
+        for kind, keys, t1, t2 in reports:
+            path = _body_path(keys, prefix)
+            if path not in out:
+                leaves = None
+                if kind == "missing":
+                    removed[path] = t1
+                    leaves = _leaves(t1) if type(t1) in (dict, list) else None
+                elif kind == "extra":
+                    added[path] = t2
+                    leaves = _leaves(t2) if type(t2) in (dict, list) else None
+                out[path] = Difference(kind, truncate_value(t1), truncate_value(t2), leaves=leaves)
         # each candidate subtree scans the differences once: bounded, as bodies come from targets
         if removed and added and len(removed) * len(out) <= _MAX_MOVE_WORK:
             _find_moves(out, removed, added, "missing", "extra", prefix)

@@ -44,6 +44,9 @@ log = logging.getLogger("diffproxy.receive")
 
 PIPELINE_DEPTH = 32  # parsed requests queued per connection before reading pauses
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Smaller bodies are joined to their head (one copy, cheaper than a writev of two buffers);
+# larger ones are written after it without the copy.
+_JOIN_BELOW = 64 * 1024
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -327,7 +330,11 @@ class _Connection(asyncio.Protocol):
                     not self.queue and not self.reading and self.current is None)
                 if self.closed:
                     continue  # the caller is gone; what it asked is still forwarded and compared
-                self.transport.write(self._serialise(request, reply, close))
+                head, body = self._serialise(request, reply, close)
+                if len(body) < _JOIN_BELOW:
+                    self.transport.write(head + body)
+                else:  # one writev, the body not copied into a joined buffer
+                    self.transport.writelines((head, body))
                 if close:
                     self.transport.close()
                     self.queue.clear()
@@ -351,7 +358,8 @@ class _Connection(asyncio.Protocol):
             self._arm(self.settings.idle_timeout, self._idle_expired)
 
     @staticmethod
-    def _serialise(request: Request, reply: Reply, close: bool) -> bytes:
+    def _serialise(request: Request, reply: Reply, close: bool) -> tuple[bytes, bytes]:
+        """The head, and the body to send after it (empty when the reply has none)."""
         status = reply.status
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
         bodiless = request.method == "HEAD" or status in (204, 304) or status < 200
@@ -370,9 +378,7 @@ class _Connection(asyncio.Protocol):
         elif request.version == "1.0":
             head.append(b"Connection: keep-alive\r\n")
         head.append(b"\r\n")
-        if not bodiless:
-            head.append(reply.body)
-        return b"".join(head)
+        return b"".join(head), b"" if bodiless else reply.body
 
     # timers ----------------------------------------------------------------------------
 

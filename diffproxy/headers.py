@@ -43,14 +43,23 @@ def content_headers(headers: Iterable[tuple[str, str]]) -> tuple[str, str]:
     return ctype, cenc
 
 
-def strip_hop_by_hop(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop hop-by-hop headers, `Proxy-*`, and every header the Connection header names."""
-    headers = list(headers)
-    named = {token.strip().lower() for k, v in headers if k.lower() == "connection"
-             for token in v.split(",") if token.strip()}
-    return [(k, v) for k, v in headers
-            if (lower := k.lower()) not in HOP_BY_HOP and lower not in named
-            and not lower.startswith("proxy-")]
+def strip_hop_by_hop(headers: Iterable[tuple[str, str]],
+                     also: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """Drop hop-by-hop headers, `Proxy-*`, every header the Connection header names, and
+    those named in `also` (lower case). One pass, each name lowered once: this runs twice
+    per request (the request forwarded, the response answered)."""
+    kept = []
+    named = None
+    for k, v in headers:
+        lower = k.lower()
+        if lower in HOP_BY_HOP or lower in also or lower.startswith("proxy-"):
+            if lower == "connection":
+                named = (named or set()) | {t.strip().lower() for t in v.split(",") if t.strip()}
+            continue
+        kept.append((k, v, lower))
+    if named:
+        return [(k, v) for k, v, lower in kept if lower not in named]
+    return [(k, v) for k, v, _ in kept]
 
 
 def strip_shadow(host: str) -> str:

@@ -159,16 +159,19 @@ class TargetHealth:
     last_error: str | None = None
     last_change_msec: int | None = None
     last_seen: float = field(default=0.0)
-    window: deque = field(default_factory=lambda: deque(maxlen=HEALTH_WINDOW))
+    window: deque = field(default_factory=deque)
+    failures: int = 0  # in `window`, kept as outcomes come and go (three per request)
 
     def record(self, healthy: bool, error: str | None) -> None:
         now = time.monotonic()
         window = self.window
         window.append((now, healthy))
-        while window and now - window[0][0] > HEALTH_WINDOW_SECONDS:
-            window.popleft()
-        failures = sum(1 for _, ok in window if not ok)
-        verdict = failures * 2 <= len(window)
+        if not healthy:
+            self.failures += 1
+        while window and (len(window) > HEALTH_WINDOW or now - window[0][0] > HEALTH_WINDOW_SECONDS):
+            if not window.popleft()[1]:
+                self.failures -= 1
+        verdict = self.failures * 2 <= len(window)
         if verdict != self.healthy:
             self.last_change_msec = int(time.time() * 1000)
         self.healthy = verdict
@@ -177,7 +180,6 @@ class TargetHealth:
         self.last_seen = now
 
     def as_json(self) -> dict:
-        failures = sum(1 for _, ok in self.window if not ok)
         return {"address": self.address, "healthy": self.healthy, "last_error": self.last_error,
-                "window": {"outcomes": len(self.window), "failures": failures,
+                "window": {"outcomes": len(self.window), "failures": self.failures,
                            "max_outcomes": HEALTH_WINDOW, "max_seconds": HEALTH_WINDOW_SECONDS}}

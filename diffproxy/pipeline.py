@@ -24,10 +24,10 @@ from multidict import CIMultiDict
 
 from .compare import Comparator, CompareSettings
 from .endpoints import EndpointNamer
-from .headers import strip_shadow
+from .headers import content_headers, strip_shadow
 from .lift import LiftSettings, lift, parse_body
 from .metrics import Metrics
-from .model import Difference, Job, Record
+from .model import Difference, Job, Record, Response
 from .redact import Redactor
 from .sampling import ExampleSampler
 from .settings import Settings
@@ -36,6 +36,8 @@ log = logging.getLogger("diffproxy.pipeline")
 
 MAX_STORED_REQUEST_BODY = 64 * 1024
 BATCH_SIZE = 256  # comparisons per executor call
+MIN_BATCH = 32  # with fewer queued, wait BATCH_WAIT seconds for more first
+BATCH_WAIT = 0.002
 DOCUMENT_WINDOW = 0.1  # seconds of differing records the sampling policy chooses among
 MAX_HELD = 4096  # ... or this many, whichever comes first: bounds memory under load
 DRAIN_GRACE = 10.0  # seconds past the drain deadline for the comparison in progress
@@ -144,6 +146,10 @@ class Pipeline:
                 await self._release(held)
                 held = []
                 continue
+            if queue.qsize() < MIN_BATCH:
+                # Let a batch gather: each executor call costs a thread wake-up and two GIL
+                # hand-overs whatever it carries (7 % of the CPU of (d) at a few jobs each).
+                await asyncio.sleep(BATCH_WAIT)
             jobs = [first]
             while len(jobs) < BATCH_SIZE and not queue.empty():
                 jobs.append(queue.get_nowait())
@@ -163,7 +169,7 @@ class Pipeline:
                     except Exception:  # noqa: BLE001 - one bad request must not stop the worker
                         self._failed(job)
                         named.append((job, None))
-                outcomes = await loop.run_in_executor(self._executor, self._analyse_batch, named)
+                outcomes = await self._analyse_all(loop, named)
                 for (job, endpoint), outcome in zip(named, outcomes):
                     if endpoint is None:
                         continue
@@ -224,6 +230,23 @@ class Pipeline:
             return
         log.error("comparing %s %s failed", job.method, redactor.path(job.path_qs),
                   exc_info=exc if exc is not None else True)
+
+    async def _analyse_all(self, loop: asyncio.AbstractEventLoop,
+                           named: list[tuple[Job, str | None]]) -> list:
+        """`_analyse_batch` of every job: those whose three bodies are the same bytes here
+        (a few microseconds each: no body is parsed), the others in the comparison thread.
+        Under load the queue holds a few jobs per round, and an executor round trip per
+        batch (a thread woken, the GIL handed over and back) cost more than comparing
+        identical bodies: 9 % of the CPU of (c) was `ThreadPoolExecutor.submit`."""
+        cheap = [_same_bodies(job) for job, _ in named]
+        if all(cheap):
+            return self._analyse_batch(named)
+        if not any(cheap):
+            return await loop.run_in_executor(self._executor, self._analyse_batch, named)
+        here = iter(self._analyse_batch([n for n, c in zip(named, cheap) if c]))
+        there = iter(await loop.run_in_executor(self._executor, self._analyse_batch,
+                                                [n for n, c in zip(named, cheap) if not c]))
+        return [next(here) if c else next(there) for c in cheap]
 
     def _analyse_batch(self, named: list[tuple[Job, str | None]]) -> list[Record | BaseException | None]:
         """Compare and redact a batch. Runs in the comparison thread."""
@@ -290,10 +313,9 @@ class Pipeline:
             "request": self._request(job, r),
             "failed": list(record.failed),
             "baseline_failed": record.baseline_failed,
-            "primary": r.lifted(lift(job.primary, limit, lifting)),
-            "secondary": r.lifted(lift(job.secondary, limit, lifting)),
-            "candidate": r.lifted(lift(job.candidate, limit, lifting)),
         }
+        doc["primary"], doc["secondary"], doc["candidate"] = _lifted_sides(
+            r, (job.primary, job.secondary, job.candidate), limit, lifting)
         return json.dumps(doc, separators=(",", ":"))
 
     def _request(self, job: Job, r: Redactor) -> dict:
@@ -348,6 +370,34 @@ class Pipeline:
             except asyncio.CancelledError:
                 pass
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _lifted_sides(r: Redactor, responses: tuple[Response, ...], limit: int,
+                  lifting: LiftSettings) -> list[dict]:
+    """Each response lifted and redacted; a body that arrived byte for byte like an earlier
+    side's (the primary and the secondary, mostly) is parsed and redacted once: with a
+    difference every few requests per endpoint, building documents was a third of the CPU
+    of the realistic mix, most of it parsing and redacting the same body again."""
+    out: list[dict] = []
+    for i, response in enumerate(responses):
+        twin = next((out[j]["body"] for j in range(i) if _same_body(responses[j], response)), None)
+        if twin is None:
+            out.append(r.lifted(lift(response, limit, lifting)))
+        else:
+            lifted = r.lifted(lift(response, limit, lifting, body=""))
+            lifted["body"] = twin
+            out.append(lifted)
+    return out
+
+
+def _same_body(a: Response, b: Response) -> bool:
+    return (a.error is None and b.error is None and a.body == b.body
+            and content_headers(a.headers) == content_headers(b.headers))
+
+
+def _same_bodies(job: Job) -> bool:
+    p, s, c = job.primary, job.secondary, job.candidate
+    return p.error is None and s.error is None and c.error is None and p.body == s.body == c.body
 
 
 def job_bytes(job: Job) -> int:

@@ -104,7 +104,7 @@ class ProxyHandler:
         mode = settings.proxy.response_mode
         self._chosen = None if mode == "empty" else TARGET_ORDER.index(mode)
         # Fan-outs whose caller was answered before every target was (see `_finish`).
-        self._background: set[asyncio.Task] = set()
+        self._background: set[FanOut] = set()
         self._max_background = settings.proxy.queue_size
 
     async def handle(self, request: Request) -> Reply:
@@ -157,12 +157,14 @@ class ProxyHandler:
         if fan.done:
             self._submit(job, fan.results())
             return
-        task = asyncio.get_running_loop().create_task(self._gather(fan, job))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.add(fan)
 
-    async def _gather(self, fan: FanOut, job: tuple) -> None:
-        self._submit(job, await fan.all())
+        def done(responses: list[Response] | None) -> None:
+            self._background.discard(fan)
+            if responses is not None:  # None: the proxy is stopping
+                self._submit(job, responses)
+
+        fan.when_done(done)
 
     def _submit(self, job: tuple, responses: list[Response]) -> None:
         job_id, trace, stamp, method, path_qs, headers, body, epoch = job
@@ -180,7 +182,8 @@ class ProxyHandler:
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for fan-outs still running off the callers' paths."""
         if self._background:
-            await asyncio.wait(set(self._background), timeout=timeout)
+            await asyncio.wait([t for fan in self._background for t in fan.tasks], timeout=timeout)
+            await asyncio.sleep(0)  # the fan-outs' own callbacks (submitting) run first anyway
 
     @staticmethod
     def _to_caller(response: Response, job_id: str) -> Reply:

@@ -19,7 +19,7 @@ from toolbox import prom
 
 pytestmark = pytest.mark.timeout(300)
 
-PROXIED = ("c", "d", "e")
+PROXIED = ("c", "d", "e", "g")
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,18 @@ def test_every_scenario_has_positive_figures(smoke):
         assert r["requests"] > 0 and r["compared"] > 0 and r["totals_agree"], r
         if r["store"] == "postgres":
             assert r["db_cpu_ms_per_1k_comparisons"] > 0 and r["db_wal_bytes_per_comparison"] > 0
-    assert sorted(raw["scenarios"]) == ["a", "b", "c", "d", "e", "f"]
+    assert sorted(raw["scenarios"]) == ["a", "b", "c", "d", "e", "f", "g"]
     for key, r in raw["scenarios"].items():
         assert r["requests"] > 0, key
         assert r["rps"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"], (key, r)
         assert r["cpu_s_per_1k"] > 0, (key, r)
         assert r["rss_before_mb"] > 0 and r["rss_after_mb"] > 0, (key, r)
+        assert r["rss_max_mb"] >= max(r["rss_before_mb"], r["rss_after_mb"]) - 0.1, (key, r)
+        assert r["processes"] >= 1, (key, r)
         assert sum(r["errors"].values()) == 0, (key, r["errors"])
+    # Like for like: each fan-out runs the same number of serving processes.
+    assert {raw["scenarios"][k]["processes"] for k in ("b", "c", "d", "e", "f", "g")} == {
+        raw["settings"]["workers"]}
 
 
 def test_proxied_scenarios_account_for_their_comparisons(smoke):
@@ -86,11 +91,15 @@ def test_memory_scenario_reports_growth_over_distinct_paths(smoke):
 def test_table_targets_and_chart_are_rendered(smoke):
     run_dir = _dir(smoke)
     out = smoke["proc"].stdout
-    for key in ("(a)", "(b)", "(c)", "(d)", "(e)"):
+    for key in ("(a)", "(b)", "(c)", "(d)", "(e)", "(f)", "(g)"):
         assert f"| {key} " in out
+    rows = [line for line in out.splitlines() if line.startswith("| (") and "**" not in line]
+    # Envoy's fan-out row stands next to nginx's, before the diff proxy's rows.
+    assert [r[2:5] for r in rows[:3]] == ["(a)", "(b)", "(f)"], rows
+    assert "RSS max" in out
     targets = [line for line in out.splitlines() if line.startswith("| (") and "**" in line
                or line.startswith("| RSS growth")]
-    assert len(targets) == 4, out
+    assert len(targets) == 5, out
     assert all(("**PASS**" in t) or ("**MISS**" in t) for t in targets), targets
     png = run_dir / "bench.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

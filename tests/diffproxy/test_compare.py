@@ -782,3 +782,97 @@ def test_candidate_failure_is_the_candidates_own(cmp):
     assert result.raw["status"] == Difference("changed", 200, 500)
     everyone = Response(None, (), b"", error="refused")
     assert cmp.compare(everyone, everyone, everyone).failed == ()
+
+
+# The structural fast path ----------------------------------------------------------------
+
+
+def _plain_value(rng, depth=0):
+    r = rng.random()
+    if depth > 3 or r < 0.4:
+        return rng.choice([1, 2, 1.0, 2.5, True, False, None, "x", "y", "", 0, -0.0, 10**30])
+    if r < 0.7:
+        return {k: _plain_value(rng, depth + 1)
+                for k in rng.sample(["a", "b", "c", "__x", "id", "name"], rng.randint(0, 4))}
+    return [_plain_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+
+
+def _plain_mutated(rng, value, depth=0):
+    if rng.random() < 0.15:
+        return _plain_value(rng, depth)
+    if type(value) is dict:
+        out = {}
+        for k, v in value.items():
+            roll = rng.random()
+            if roll < 0.3:
+                out[k] = _plain_mutated(rng, v, depth + 1)
+            elif roll > 0.9:
+                continue  # removed
+            else:
+                out[k] = v
+        if rng.random() < 0.2:
+            out[rng.choice(["a", "b", "c", "__x", "id", "name"])] = _plain_value(rng, depth + 1)
+        return out
+    if type(value) is list:
+        out = [_plain_mutated(rng, v, depth + 1) if rng.random() < 0.4 else v for v in value]
+        if rng.random() < 0.1:
+            out.append(_plain_value(rng, depth + 1))
+        return out
+    return value
+
+
+def test_fast_path_reports_exactly_what_deepdiff_reports():
+    """The walk that replaces DeepDiff for plain JSON must give the same differences, in the
+    same order, as DeepDiff on the same pruned trees: random bodies with JSON's traps
+    (1 vs 1.0 vs true, null, `__` keys DeepDiff skips, nested lists, removed and added keys)."""
+    import random
+
+    from diffproxy import compare
+
+    rng = random.Random(17)
+    compared = 0
+    for _ in range(4000):
+        left = _plain_value(rng)
+        right = _plain_mutated(rng, left)
+        if type(left) not in (dict, list) or type(right) is not type(left):
+            continue
+        pl, pr = compare._prune(left, right, [], [])
+        fast = compare._plain_reports(pl, pr)
+        assert fast is not None, (pl, pr)  # nothing but JSON: never left to DeepDiff
+        slow = compare._deepdiff_reports(pl, pr)
+
+        def first_per_path(reports):
+            out = {}
+            for kind, keys, a, b in reports:
+                out.setdefault(compare._body_path(keys), (kind, repr(truncate_value(a)),
+                                                          repr(truncate_value(b))))
+            return list(out.items())
+
+        assert first_per_path(fast) == first_per_path(slow), (left, right)
+        compared += 1
+    assert compared > 1000
+
+
+def test_other_types_are_left_to_deepdiff():
+    from diffproxy import compare
+
+    assert compare._plain_reports({"a": (1, 2)}, {"a": (1, 3)}) is None
+    assert compare._plain_reports({1: "x"}, {1: "y"}) is None
+    assert compare._plain_reports([1, 2], [2, 1]) is None  # DeepDiff aligns scalars itself
+    digest = parse_body(b"\x00\x01", "application/octet-stream", "", 1000)
+    other = parse_body(b"\x00\x02", "application/octet-stream", "", 1000)
+    assert compare._plain_reports(digest, other) is None
+    # ... and still reported as before, through DeepDiff
+    d = Comparator(CompareSettings()).diff(Response(200, (("Content-Type", "application/octet-stream"),), b"\x00\x01"),
+                                          Response(200, (("Content-Type", "application/octet-stream"),), b"\x00\x02"))
+    assert d["body.sha256"].type == "changed"
+
+
+def test_depth_bound_holds_when_brackets_are_few_or_many():
+    deep = {"a": 1}
+    for _ in range(MAX_COMPARE_DEPTH + 5):
+        deep = {"k": deep}
+    body = parse_body(json.dumps(deep).encode(), "application/json", "", 10**6)
+    assert getattr(body, "bounded", None) == "depth"
+    shallow = {"items": [{"n": i} for i in range(MAX_COMPARE_DEPTH * 2)]}  # many `{`, depth 3
+    assert parse_body(json.dumps(shallow).encode(), "application/json", "", 10**6) == shallow
