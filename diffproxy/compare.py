@@ -331,8 +331,11 @@ class _NotPlain(Exception):
 
 
 def _deepdiff_reports(pl: Any, pr: Any) -> list[_Report]:
+    # ignore_private_variables=False: DeepDiff's default skips dict keys starting with `__`,
+    # and GraphQL answers carry `__typename`, a field a release may well change.
     tree = DeepDiff(pl, pr, ignore_order=False, view="tree", threshold_to_diff_deeper=0,
-                    verbose_level=1, cache_size=0, get_deep_distance=False)
+                    verbose_level=1, cache_size=0, get_deep_distance=False,
+                    ignore_private_variables=False)
     out: list[_Report] = []
     for report, kind in _DEEPDIFF_TYPES.items():
         for level in tree.get(report, ()):
@@ -349,7 +352,7 @@ def _plain_reports(pl: Any, pr: Any) -> list[_Report] | None:
     The same reports in the same order: type changes first (any two values of different
     types, containers included, not descended into), then changed scalars, removed then
     added keys; lists pairwise by index (pruned lists have equal lengths and hold
-    containers). As DeepDiff does by default, keys starting with `__` are not compared."""
+    containers). Keys starting with `__` are compared like any other."""
     changed: list[_Report] = []
     typed: list[_Report] = []
     removed: list[_Report] = []
@@ -366,15 +369,13 @@ def _plain_reports(pl: Any, pr: Any) -> list[_Report] | None:
             for k in t2:
                 if type(k) is not str:
                     raise _NotPlain
-                if k.startswith("__"):
-                    continue
                 if k not in t1:
                     added.append(("extra", keys + [k], None, t2[k]))
             for k in t1:
-                if not k.startswith("__") and k not in t2:
+                if k not in t2:
                     removed.append(("missing", keys + [k], t1[k], None))
             for k in t2:
-                if k in t1 and not k.startswith("__"):
+                if k in t1:
                     walk(t1[k], t2[k], keys + [k])
         elif ty is list:
             if len(t1) != len(t2):

@@ -472,6 +472,21 @@ def test_json_number_types_are_not_python_equal(cmp):
     }
 
 
+def test_double_underscore_keys_are_compared(cmp):
+    # DeepDiff skips `__` keys by default; GraphQL's `__typename` is a field like any other,
+    # on the fast walk (plain JSON) and through DeepDiff (a tuple forces it there).
+    a = js({"data": {"__typename": "User", "id": 1}, "__meta": {"v": 1}})
+    b = js({"data": {"__typename": "Account", "id": 1}, "__extra": True, "__meta": {"v": 1}})
+    assert cmp.diff(a, b) == {
+        "body.data.__typename": Difference("changed", "User", "Account"),
+        "body.__extra": Difference("extra", None, True),
+    }
+    from diffproxy import compare
+
+    reports = compare._deepdiff_reports({"__typename": ("User",)}, {"__typename": ("Account",)})
+    assert [keys for _, keys, _, _ in reports] == [["__typename", 0]]
+
+
 def test_key_order_does_not_matter(cmp):
     a = Response(200, JSON, b'{"a": 1, "b": {"c": 2, "d": 3}}')
     b = Response(200, JSON, b'{"b": {"d": 3, "c": 2}, "a": 1}')
@@ -824,7 +839,7 @@ def _plain_mutated(rng, value, depth=0):
 def test_fast_path_reports_exactly_what_deepdiff_reports():
     """The walk that replaces DeepDiff for plain JSON must give the same differences, in the
     same order, as DeepDiff on the same pruned trees: random bodies with JSON's traps
-    (1 vs 1.0 vs true, null, `__` keys DeepDiff skips, nested lists, removed and added keys)."""
+    (1 vs 1.0 vs true, null, `__` keys, nested lists, removed and added keys)."""
     import random
 
     from diffproxy import compare
