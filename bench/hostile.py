@@ -125,6 +125,15 @@ def memory(args, work: Path) -> None:
                   f"after {rss_bytes(dp.pid) / MB:.0f} MiB; {counts_line(m)}")
 
 
+def sqlite_value(path: Path, sql: str):
+    """One value from the proxy's results file, read after the proxy stopped writing."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
+
+
 def store(args, work: Path) -> None:
     """Item 7: large POSTs (each kept as an example) under the store's size budget."""
     extra = ("-allowHttpSideEffects", *args.extra)
@@ -142,9 +151,7 @@ def store(args, work: Path) -> None:
         m = metrics(dp)
         files = {p.name: p.stat().st_size for p in (work / "store" / "proxy").glob("results.sqlite*")}
         api = httpx.get(f"http://127.0.0.1:{dp.http_port}/api/1/endpoints", timeout=60).json()
-    with sqlite3.connect(work / "store" / "proxy" / "results.sqlite") as conn:
-        examples = conn.execute("SELECT count(*) FROM results").fetchone()[0]
-    conn.close()
+    examples = sqlite_value(work / "store" / "proxy" / "results.sqlite", "SELECT count(*) FROM results")
     print(f"{args.posts} POSTs of {args.mb:g} MB: {statuses.count(200)} answered 200; "
           f"{sum(e['total'] for e in api.values())} counted over {len(api)} endpoints; "
           f"{examples} examples kept, "
@@ -168,9 +175,8 @@ def drain(args, work: Path) -> None:
         took = time.monotonic() - sent_at
     log = (work / "drain" / "proxy" / "diffproxy.log").read_text(errors="replace")
     dropped = [line for line in log.splitlines() if "dropped after" in line]
-    with sqlite3.connect(work / "drain" / "proxy" / "results.sqlite") as conn:
-        stored = conn.execute("SELECT coalesce(sum(total), 0) FROM endpoints").fetchone()[0]
-    conn.close()
+    stored = sqlite_value(work / "drain" / "proxy" / "results.sqlite",
+                          "SELECT coalesce(sum(total), 0) FROM endpoints")
     print(f"{args.requests} requests of {args.keys} random keys answered ({statuses.count(200)} "
           f"200); at SIGTERM {done_before:.0f} compared, {waiting:.0f} queued; exit {code} "
           f"after {took:.2f} s (-shutdown.drainTimeout 5 s); stored after the stop: {stored}; "
