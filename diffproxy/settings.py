@@ -261,10 +261,7 @@ def parse_header_pairs(raw: Any) -> tuple[tuple[str, str], ...]:
         if not colon or not name or not _TOKEN.fullmatch(name):
             raise ValueError(f"want NAME:VALUE pairs separated by commas, got {item.strip()!r}")
         pairs.append((name, value))
-    try:
-        encode_headers(pairs)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
+    encode_headers(pairs)  # its ValueError (CR/LF, not Latin-1) names what is wrong
     return tuple(pairs)
 
 
