@@ -26,7 +26,13 @@ from diffproxy import settings as cli
 from tests.infra.harness import ProgramRun, object_id, run_function
 from tests.infra.test_manifests import KUBERNETES_VERSIONS, validate_istio
 from topology import DEFAULT, Thresholds
-from topology.kube import ClusterSettings, demo_release, groups, release_objects
+from topology.kube import (
+    ClusterSettings,
+    demo_release,
+    groups,
+    release_diffproxy_args,
+    release_objects,
+)
 from topology.model import LatencyThresholds
 from topology.monitoring import Monitoring
 
@@ -303,6 +309,15 @@ def test_the_demo_is_one_release():
     name, args = demo_release(DEFAULT, ClusterSettings())
     demo = [o for group in groups(DEFAULT).values() for o in group]
     assert all(o in demo for o in release_objects(name, args).all())
+
+
+@pytest.mark.parametrize("topology", [DEFAULT, DEFAULT.with_(allow_http_side_effects=True)],
+                         ids=["default", "side-effects"])
+def test_the_demo_release_runs_the_diff_proxy_the_topology_describes(topology):
+    # One source: the cluster's diff proxy gets what the local stack's gets, but addresses
+    # (the order differs: a release appends extra_args last).
+    assert sorted(release_diffproxy_args(*demo_release(topology, ClusterSettings()))) == \
+        sorted(topology.cluster_diffproxy_args())
 
 
 # Schemas ----------------------------------------------------------------------------------
