@@ -681,6 +681,8 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
             service_label=t.service_label, thresholds=t.thresholds, latency=t.latency,
             ignore_fields=t.ignore_fields, proxy_port=t.ports.proxy, admin_port=t.ports.admin,
             console_port=t.ports.console,
+            # A user's release asks for it in extra_args; the local stack reads the topology's.
+            extra_args=("-allowHttpSideEffects=true",) if t.allow_http_side_effects else (),
             # With a shared store, storage* describe the PostgreSQL's volume, not a file's.
             storage=s.storage if store is None else "emptyDir",
             storage_size=s.storage_size, storage_class=s.storage_class,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import kubernetes_validate
 import pulumi
@@ -11,7 +13,7 @@ import yaml
 
 from components.mirrored_release import TYPE
 from diffproxy import settings as cli
-from tests.infra.harness import ROOT, ProgramRun, object_id, run_program
+from tests.infra.harness import ROOT, ProgramRun, object_id, run_function, run_program
 from tests.infra.test_manifests import KUBERNETES_VERSIONS, validate_istio
 
 EXAMPLE = ROOT / "examples" / "mirror-your-service"
@@ -111,3 +113,47 @@ def test_bad_config_fails_the_preview_naming_the_argument(config, argument):
                                               rf"{re.escape(argument)} "):
         run_program(config, into=run, project_dir=EXAMPLE, preview=True)
     assert not [r for r in run.resources if r.type.startswith("kubernetes:networking")]
+
+
+# The README's "Try your own release": what a user copies must work as written ---------------
+
+README = (ROOT / "README.md").read_text()
+
+
+def _readme_section(title: str) -> str:
+    section, = re.findall(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.S | re.M)
+    return section
+
+
+def test_readme_shows_the_demo_and_your_own_service():
+    assert "make demo" in _readme_section("Running on a real cluster")
+    own = _readme_section("Try your own release")
+    assert "`examples/mirror-your-service/`" in own and EXAMPLE.is_dir()
+    assert "(#try-your-own-release)" in README  # the pieces table links the section
+
+
+def test_readme_snippet_is_a_release_that_passes_its_checks():
+    import components
+
+    snippet, = re.findall(r"```python\n(.*?)```", _readme_section("Try your own release"), re.S)
+    run = run_function(lambda: exec(snippet, vars(components).copy()))
+    vs = run.kube(VS, "shop/checkout-next-mirror")
+    route, = vs.inputs["spec"]["http"]
+    assert route["mirror"]["host"] == "checkout-next-diffproxy.shop.svc.cluster.local"
+    assert route["mirrorPercentage"] == {"value": 10.0}
+
+
+def test_readme_report_command_runs_from_the_example_directory():
+    block, = [b for b in re.findall(r"```sh\n(.*?)```", _readme_section("Try your own release"),
+                                    re.S) if "cd examples/mirror-your-service" in b]
+    line, = [ln for ln in block.splitlines() if "-m diffproxy report" in ln]
+    interpreter = re.search(r"(\S*/bin/python) -m", line).group(1)
+    # The virtualenv `make` creates, reached from the example's directory...
+    assert (EXAMPLE / interpreter).resolve(strict=False) == (ROOT / ".venv/bin/python").resolve(
+        strict=False)
+    # ...finds the diff proxy package there (it is not installed into the virtualenv).
+    command = line.split("#")[0].replace(interpreter, sys.executable)
+    command = command[:command.index(" report") + len(" report")] + " --help"
+    done = subprocess.run(["bash", "-c", command], cwd=EXAMPLE, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "usage: python -m diffproxy report" in done.stdout

@@ -19,13 +19,22 @@ from components import (
     Relay,
     ReleaseNames,
     ServicePort,
+    SharedStore,
 )
 from components.mirrored_release import TYPE
 from diffproxy import settings as cli
 from tests.infra.harness import ProgramRun, object_id, run_function
 from tests.infra.test_manifests import KUBERNETES_VERSIONS, validate_istio
 from topology import DEFAULT, Thresholds
-from topology.kube import ClusterSettings, demo_release, groups, release_objects
+from topology.kube import (
+    ClusterSettings,
+    demo_release,
+    groups,
+    release_diffproxy_args,
+    release_objects,
+)
+from topology.model import LatencyThresholds
+from topology.monitoring import Monitoring
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
@@ -103,6 +112,23 @@ def test_two_releases_share_no_name(two):
     assert len(kube) == len(set(kube)) == 14
 
 
+def test_two_releases_with_every_option_share_no_name():
+    # Relay, shared store (Secret, StatefulSet, generated password), scaling and monitoring
+    # add children; the dashboards share one namespace.
+    every = {"relay": Relay(), "production_labels": {"track": "stable"},
+             "monitoring": Monitoring(mode="operator", dashboard_namespace="monitoring"),
+             "diffproxy": DiffProxy(replicas=2, max_replicas=4, store=SharedStore())}
+    run = _run(("checkout-next", _checkout(**every)), ("payments-next", _payments(**every)))
+    urns = [r.urn for r in run.resources if r.type != "pulumi:pulumi:Stack"]
+    assert len(urns) == len(set(urns)) == 2 + 2 * 18  # 17 objects and a generated password
+    kube = [_kube_id(r) for r in run.resources if r.type.startswith("kubernetes:")]
+    assert len(kube) == len(set(kube)) == 2 * 17
+    for release in ("checkout-next", "payments-next"):
+        assert all(r.name.startswith(f"{release}-") for r in _children(run, release))
+        dashboard = run.kube(CONFIGMAP, f"monitoring/{release}-diffproxy-dashboard")
+        assert dashboard.parent == run.one(TYPE, release).urn
+
+
 def test_each_virtual_service_mirrors_to_its_own_diff_proxy(two):
     for release, service in (("checkout-next", CHECKOUT), ("payments-next", PAYMENTS)):
         vs, = [r for r in _children(two, release) if r.type == VS]
@@ -151,8 +177,9 @@ def test_no_resource_is_the_users_service_or_deployment(args):
             continue
         # Everything is the release's child: `pulumi destroy` of it removes just these...
         assert r.parent == component.urn, r.name
-        # ...none adopts an existing object (an import would delete it on destroy)...
-        assert not r.import_id, r.name
+        # ...none adopts an existing object (an import would delete it on destroy) or is
+        # left behind by it...
+        assert not r.import_id and not r.retain_on_delete, r.name
         # ...and none is the user's Service, or a Deployment or patch of theirs.
         assert object_id(r) != "shop/checkout" or r.type == VS_PATCH, r.name
         assert not (r.type.endswith("Patch") and r.type != VS_PATCH), r.name
@@ -219,6 +246,17 @@ def test_diff_proxy_flags_reach_its_args_and_its_own_parser_accepts_them():
     assert route["mirrorPercentage"] == {"value": 12.5}
 
 
+def test_latency_and_gate_settings_reach_the_diff_proxy():
+    # Latency has arguments of its own; the verdict (gate) flags pass through extra_args.
+    run = _run(("checkout-next", _checkout(diffproxy=DiffProxy(
+        latency=LatencyThresholds(relative=5, absolute_ms=3, min_samples=50),
+        extra_args=("-verdict.minRequests=50", "-verdict.baselineFailures=5")))))
+    parsed = cli.load(_args_of(run, "shop/checkout-next-diffproxy"), env={})
+    assert (parsed.latency.relative, parsed.latency.absolute_ms, parsed.latency.min_samples) == (
+        5, 3, 50)
+    assert parsed.diff.min_requests == 50 and parsed.diff.baseline_failure_percent == 5
+
+
 def test_relay_joins_the_users_service_as_its_own_subset():
     run = _run(("checkout-next", _checkout(relay=Relay(), production_labels={"track": "stable"},
                                            production_subset="stable")))
@@ -273,6 +311,15 @@ def test_the_demo_is_one_release():
     assert all(o in demo for o in release_objects(name, args).all())
 
 
+@pytest.mark.parametrize("topology", [DEFAULT, DEFAULT.with_(allow_http_side_effects=True)],
+                         ids=["default", "side-effects"])
+def test_the_demo_release_runs_the_diff_proxy_the_topology_describes(topology):
+    # One source: the cluster's diff proxy gets what the local stack's gets, but addresses
+    # (the order differs: a release appends extra_args last).
+    assert sorted(release_diffproxy_args(*demo_release(topology, ClusterSettings()))) == \
+        sorted(topology.cluster_diffproxy_args())
+
+
 # Schemas ----------------------------------------------------------------------------------
 
 
@@ -317,6 +364,10 @@ _BAD = [
     ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("-no.such.flag=1",)))),
     ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("workers=2",)))),
     ("diffproxy.thresholds.relative", _checkout(diffproxy=DiffProxy(thresholds=Thresholds(-1, 0)))),
+    ("diffproxy.latency.relative", _checkout(diffproxy=DiffProxy(
+        latency=LatencyThresholds(relative=-1)))),
+    ("diffproxy.latency.min_samples", _checkout(diffproxy=DiffProxy(
+        latency=LatencyThresholds(min_samples=0)))),
     ("production_labels", _checkout(relay=Relay())),
     ("adopt_virtual_service", _checkout(adopt_virtual_service="Checkout VS")),
     ("names", _checkout(names=ReleaseNames(primary_service="checkout"))),
@@ -347,8 +398,6 @@ def test_a_name_that_is_not_a_dns_label_fails(name):
 
 
 def test_a_release_with_operator_monitoring_gets_its_servicemonitor_rule_and_dashboard():
-    from topology.monitoring import Monitoring
-
     run = _run(("checkout-next", _checkout(monitoring=Monitoring(
         mode="operator", labels={"release": "kube-prometheus-stack"}))),
         ("payments-next", _payments()))
@@ -368,7 +417,5 @@ def test_a_release_with_operator_monitoring_gets_its_servicemonitor_rule_and_das
 
 
 def test_a_bad_monitoring_mode_fails_the_preview_naming_it():
-    from topology.monitoring import Monitoring
-
     with pytest.raises(Exception, match="monitoring.mode"):
         _run(("checkout-next", _checkout(monitoring=Monitoring(mode="grafana"))), preview=True)

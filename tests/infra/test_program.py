@@ -315,6 +315,12 @@ def test_outputs(default):
     assert out["consoleUrl"] == "http://localhost:8888/"
     assert out["mirrorPercentage"] == 100.0
     assert out["istioVersion"] == "1.28.1"
+    # The relay's subset of the demo's Service, as before MirroredRelease.
+    assert out["mirrorTarget"] == "mirrorservice-sample.mirror-demo.svc.cluster.local:44134"
+    assert sorted(out) == [
+        "appNamespace", "candidateHost", "consolePortForward", "consoleUrl", "diffProxyHost",
+        "diffyNamespace", "istioCompatibilityVersion", "istioVersion", "mirrorHostForm",
+        "mirrorPercentage", "mirrorTarget", "primaryHost", "sendTraffic", "serviceHost"]
 
 
 def test_no_image_is_latest_or_untagged(default):
