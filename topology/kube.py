@@ -349,7 +349,8 @@ def release_diffproxy_args(name: str, a: MirroredReleaseArgs) -> list[str]:
         service_label=d.service_label or a.service.name, proxy_port=d.proxy_port,
         admin_port=d.admin_port, console_port=d.console_port, thresholds=d.thresholds,
         store_path=STORE_PATH if d.store is None else None, ignore_fields=d.ignore_fields,
-        latency=d.latency, allowed_hosts=service_names(n.diffproxy, a.namespace))
+        latency=d.latency, allow_http_side_effects=d.allow_http_side_effects,
+        allowed_hosts=service_names(n.diffproxy, a.namespace))
     for flag, values in (("ignore.headers", d.ignore_headers),
                          ("redact.headers", d.redact_headers),
                          ("redact.fields", d.redact_fields)):
@@ -681,8 +682,7 @@ def demo_release(t: Topology, s: ClusterSettings) -> tuple[str, MirroredReleaseA
             service_label=t.service_label, thresholds=t.thresholds, latency=t.latency,
             ignore_fields=t.ignore_fields, proxy_port=t.ports.proxy, admin_port=t.ports.admin,
             console_port=t.ports.console,
-            # A user's release asks for it in extra_args; the local stack reads the topology's.
-            extra_args=("-allowHttpSideEffects=true",) if t.allow_http_side_effects else (),
+            allow_http_side_effects=t.allow_http_side_effects,
             # With a shared store, storage* describe the PostgreSQL's volume, not a file's.
             storage=s.storage if store is None else "emptyDir",
             storage_size=s.storage_size, storage_class=s.storage_class,

@@ -34,7 +34,8 @@ MANAGED_FLAGS = ("candidate", "master.primary", "master.secondary", "service.pro
                  "serviceName", "proxy.port", "admin.port", "http.port", "rootUrl",
                  "threshold.relative", "threshold.absolute", "store.path", "store.url",
                  "ignore.fields", "ignore.headers", "redact.headers", "redact.fields",
-                 "latency.relative", "latency.absolute", "latency.minSamples")
+                 "latency.relative", "latency.absolute", "latency.minSamples",
+                 "allowHttpSideEffects")
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class DiffProxy:
     ignore_headers: tuple[str, ...] = ()
     redact_headers: tuple[str, ...] = ()
     redact_fields: tuple[str, ...] = ()
+    # Diffy's -allowHttpSideEffects: compare every method, not only GET/HEAD/OPTIONS/TRACE.
+    allow_http_side_effects: bool = False
     # Any other diff proxy flag, `-name=value`, appended last (latency and gate settings...).
     extra_args: tuple[str, ...] = ()
     proxy_port: int = 8880

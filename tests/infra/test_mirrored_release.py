@@ -320,6 +320,14 @@ def test_the_demo_release_runs_the_diff_proxy_the_topology_describes(topology):
         sorted(topology.cluster_diffproxy_args())
 
 
+def test_side_effects_are_the_release_arguments_choice_off_by_default():
+    off = release_diffproxy_args("checkout-next", _checkout())
+    on = release_diffproxy_args("checkout-next", _checkout(
+        diffproxy=DiffProxy(allow_http_side_effects=True)))
+    assert not any(a.startswith("-allowHttpSideEffects") for a in off)
+    assert set(on) - set(off) == {"-allowHttpSideEffects=true"}
+
+
 # Schemas ----------------------------------------------------------------------------------
 
 
@@ -363,6 +371,8 @@ _BAD = [
     ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("-candidate=x:1",)))),
     ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("-no.such.flag=1",)))),
     ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(extra_args=("workers=2",)))),
+    ("diffproxy.extra_args", _checkout(diffproxy=DiffProxy(
+        extra_args=("-allowHttpSideEffects=true",)))),
     ("diffproxy.thresholds.relative", _checkout(diffproxy=DiffProxy(thresholds=Thresholds(-1, 0)))),
     ("diffproxy.latency.relative", _checkout(diffproxy=DiffProxy(
         latency=LatencyThresholds(relative=-1)))),
