@@ -30,8 +30,14 @@ def python_cmd() -> str:
 @contextmanager
 def stop_signals_raise() -> Iterator[None]:
     """SIGTERM behaves like Ctrl-C, so `finally` blocks stop the children either way
-    (they run in their own sessions and would outlive a killed parent)."""
+    (they run in their own sessions and would outlive a killed parent).
+
+    Only the first signal interrupts: a second one must not cut short the stop the first
+    began. It comes often: `make demo` and the demo share the terminal's process group, and
+    make passes on the signal both already got (or the user presses Ctrl-C again)."""
     def handler(_signum, _frame):
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,27 @@ def test_prometheus_config_points_at_the_mesh_and_loads_the_rules(tmp_path):
     targets = [c["static_configs"][0]["targets"] for c in config["scrape_configs"]]
     assert targets == [["127.0.0.1:1"], ["127.0.0.1:2"]]
     assert "--web.listen-address=127.0.0.1:19090" in instance.argv()
+
+
+_SECOND_SIGNAL = """
+import os, signal, time
+from localmesh.demo import stop_signals_raise
+with stop_signals_raise():
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(60)
+    except KeyboardInterrupt:
+        print("interrupted")
+    finally:
+        # What make (or a second Ctrl-C) sends while the demo is stopping its processes.
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("stopped")
+"""
+
+
+def test_a_second_signal_does_not_cut_the_stop_short():
+    run = subprocess.run([sys.executable, "-c", _SECOND_SIGNAL], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["interrupted", "stopped"]
