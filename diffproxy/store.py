@@ -415,11 +415,18 @@ class Store:
             self._maybe_wake()
             return True
         siblings = len(record.raw)
-        # Records without a document carry nothing to keep (the pipeline chose them): count only.
-        sampling = record.document is not None
-        if sampling:
-            self._seq += 1
-            seq = self._seq
+        if record.document is None:
+            for path, (raw, noise) in touched.items():
+                fc = fields[path]
+                fc.differences += raw
+                fc.noise += noise
+                if raw:
+                    fc.weight += siblings
+                batch.fields[(ep, path)] = fc
+            self._maybe_wake()
+            return True
+        self._seq += 1
+        seq = self._seq
         keep = False
         for path, (raw, noise) in touched.items():
             fc = fields[path]
@@ -428,8 +435,6 @@ class Store:
             if raw:
                 fc.weight += siblings
             batch.fields[(ep, path)] = fc
-            if not sampling:
-                continue
             if self._sampler.take_first((ep, path)):
                 batch.samples.append((ep, path, "first", seq, record.id))
                 keep = True
