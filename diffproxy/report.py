@@ -80,9 +80,13 @@ class EndpointResult:
     link: str = ""
 
     @property
+    def outcome(self) -> str:
+        """The gate's verdict once `judge` ran, the API's before (the demo renders unjudged)."""
+        return self.state or self.computed
+
+    @property
     def verdict(self) -> str:
-        state = self.state or self.computed
-        return "SIGNAL" if state == "signal" else state
+        return "SIGNAL" if self.outcome == "signal" else self.outcome
 
     @property
     def computed(self) -> str:
@@ -128,7 +132,7 @@ class Report:
 
     @property
     def has_signal(self) -> bool:
-        return any(e.gated and e.state == "signal" for e in self.endpoints)
+        return any(e.gated and e.outcome == "signal" for e in self.endpoints)
 
     @property
     def total(self) -> int:
@@ -384,7 +388,7 @@ def _head(report: Report) -> str:
 
 
 def _summary(report: Report) -> str:
-    flagged = [e for e in report.endpoints if e.state == "signal"]
+    flagged = [e for e in report.endpoints if e.outcome == "signal"]
     return (f"{len(report.endpoints)} endpoint(s), {report.total} request(s) compared; "
             f"{len(flagged)} endpoint(s) with signal"
             + (": " + ", ".join(e.name for e in flagged) if flagged else ""))
@@ -467,7 +471,7 @@ def render_json(report: Report) -> str:
         "min_requests": report.min_requests, "total": report.total,
         "endpoints": [{
             "name": e.name, "total": e.total, "differences": e.differences,
-            "verdict": e.state or e.computed, "gated": e.gated, "link": e.link,
+            "verdict": e.outcome, "gated": e.gated, "link": e.link,
             "signal_fields": [{**{k: v for k, v in asdict(f).items() if k not in ("accepted", "example")},
                                "example": asdict(f.example) if f.example else None}
                               for f in e.signal_fields],
@@ -485,12 +489,12 @@ def junit(report: Report) -> ET.ElementTree:
     failing = ("signal", "baseline_failure", "insufficient")
     suite = ET.Element("testsuite", {
         "name": name, "tests": str(len(report.endpoints)),
-        "failures": str(sum(1 for e in report.endpoints if e.gated and (e.state or e.computed) in failing)),
+        "failures": str(sum(1 for e in report.endpoints if e.gated and e.outcome in failing)),
         "errors": "0", "skipped": str(sum(1 for e in report.endpoints if not e.gated)),
     })
     for e in report.endpoints:
         case = ET.SubElement(suite, "testcase", {"classname": name, "name": e.name})
-        state = e.state or e.computed
+        state = e.outcome
         if not e.gated:
             ET.SubElement(case, "skipped", {"message": "not gated (--endpoint)"})
         elif state == "signal":

@@ -108,6 +108,14 @@ async def test_summary_lists_every_endpoint_with_verdict_and_signal_fields(signa
     assert "candidate 127.0.0.1:9002 (unhealthy: refused)" in out
     # Signal first, so the line a reader needs is at the top of the table.
     assert out.index("GET /json") < out.index("GET /headers") < out.index("GET /uuid")
+    assert "3 endpoint(s), 12 request(s) compared; 1 endpoint(s) with signal: GET /json" in out
+
+
+async def test_an_unjudged_report_counts_the_signal_its_table_shows(signal_server):
+    # What the demo prints: the API's verdicts, no gate run.
+    out = report.render(await asyncio.to_thread(report.fetch, url(signal_server), 10.0))
+    assert "GET /json" in out and "SIGNAL" in out
+    assert "1 endpoint(s) with signal: GET /json" in out
 
 
 async def test_fail_on_signal_exits_1_only_when_an_endpoint_has_signal(signal_server, noise_server):
