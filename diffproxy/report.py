@@ -131,10 +131,6 @@ class Report:
     reasons: tuple[str, ...] = field(default=())
 
     @property
-    def has_signal(self) -> bool:
-        return any(e.gated and e.outcome == "signal" for e in self.endpoints)
-
-    @property
     def total(self) -> int:
         return sum(e.total for e in self.endpoints)
 
