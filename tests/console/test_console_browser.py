@@ -306,9 +306,19 @@ def test_results_cleared_elsewhere_are_noticed_quietly(page, stack, traffic):
     expect(page.locator("#endpoint-list li")).to_have_count(0, timeout=8_000)
     expect(page.locator(".view-field .examples-table")).to_be_hidden()
     expect(page.locator(".view-field .empty-state")).to_be_visible()
-    page.goto(f"/#/endpoint/{enc(SIGNAL_ENDPOINT)}")
+    # A poll that read the overview just before the clear may still ask for the field's
+    # examples and meet a 404 (Chromium logs every 404 as a console error; the page cannot
+    # stop that). Such a 404 must pass quietly; from here on the page knows, and asks for
+    # nothing that is gone.
+    raced = list(page.problems)
+    assert all("status of 404" in p for p in raced), raced
+    expect(page.locator("#banner")).to_be_hidden()
+    del page.problems[:len(raced)]
+    # Same-document navigation, as a click on the breadcrumb would do: the page keeps what it knows.
+    page.evaluate("hash => { window.location.hash = hash; }", f"#/endpoint/{enc(SIGNAL_ENDPOINT)}")
     expect(page.locator(".view-endpoint .empty-state")).to_contain_text("No results for this endpoint")
     wait_for_poll(page)  # and it keeps polling without asking for what is gone (no 404s)
+    expect(page.locator("#banner")).to_be_hidden()
 
 
 def test_hostile_traffic_is_shown_as_text_and_never_runs(page, stack, traffic):

