@@ -6,7 +6,8 @@ kind backend therefore waits until the sleep pod's sidecar reports the new fract
 
 istiod turns `mirrorPercentage: {value: P}` into a `request_mirror_policies` entry with
 `runtime_fraction.default_value = {numerator: P * 10000, denominator: MILLION}`, emits no
-entry for 0, and no `runtime_fraction` for 100% (absent `mirrorPercentage`).
+entry for 0, and `{numerator: 100, denominator: HUNDRED}` when `mirrorPercentage` is absent
+(topology/istio_xds.py, `mirror_fraction`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ included (`[::1]:44134` -> `[::1]-shadow:44134`); the relay and the diff proxy w
 
 from __future__ import annotations
 
+from topology import Istio
 from topology.istio import shadow_host
 
 IPV6_HOST = "[::1]:44134"
@@ -37,3 +38,19 @@ def test_every_istio_release_gives_its_host_form_and_results(backend):
             assert copies == [expect(IPV6_HOST)] * 3, istio
             overview = mesh.wait_totals(7)
             assert overview["GET /headers"]["total"] == 5, istio
+
+
+def test_the_diff_proxy_records_the_callers_host_when_envoy_shadows_it(backend):
+    """Relay off, suffix on: the diff proxy gets Envoy's copy itself, Host `-shadow`ed in the
+    form the relay test above sees Envoy send (IPv6 literal included), and its record must
+    show the Host the caller sent."""
+    with backend.open(mirror_percentage=100.0, istio=Istio("1.27.3"), relay=False) as direct:
+        callers = [direct.entry_host, IPV6_HOST, "127.0.0.1:44134", "[::1]"]
+        direct.fresh_run([])
+        with direct.caller() as client:
+            for host in callers:
+                assert client.get("/json", headers={"Host": host}).status_code == 200
+        direct.wait_totals(len(callers))
+        # GET /json differs on the candidate, so the proxy keeps every request as an example.
+        records = direct.results("GET /json", "body.slideshow.author")
+        assert sorted(r["request"]["headers"]["host"] for r in records) == sorted(callers)
