@@ -16,6 +16,7 @@ from topology.release import (
                               Primary,
                               Relay,
                               ReleaseNames,
+                              SecretKeyRef,
                               ServicePort,
                               SharedStore,
 )
@@ -23,5 +24,5 @@ from topology.release import (
 __all__ = [
     "Candidate", "DiffProxy", "ExistingService", "HttpbinApp", "HttpbinAppArgs", "IstioInstall",
     "IstioInstallArgs", "MirroredRelease", "MirroredReleaseArgs", "Namespaces", "NamespacesArgs",
-    "Primary", "Relay", "ReleaseNames", "ServicePort", "SharedStore", "SleepClient", "SleepClientArgs",
+    "Primary", "Relay", "ReleaseNames", "SecretKeyRef", "ServicePort", "SharedStore", "SleepClient", "SleepClientArgs",
 ]

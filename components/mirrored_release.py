@@ -19,6 +19,7 @@ registered: a bad one fails `pulumi preview` with a message naming it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import pulumi
@@ -44,6 +45,14 @@ class MirroredRelease(pulumi.ComponentResource):
                  aliases: Mapping[str, Sequence[pulumi.Alias]] | None = None) -> None:
         """`aliases`: earlier Pulumi identities of some children, by `Kind/namespace/name`,
         so a stack that made those objects under other names keeps them (the demo's)."""
+        # Env values given as Outputs (a secret from `config.require_secret`) are unknown at
+        # preview: the plain values are checked and rendered with "" in their place, and the
+        # Outputs go into the Deployment as they are, so a secret stays one in the state.
+        output_env = {k: v for k, v in _mapping_items(args.candidate.env)
+                      if isinstance(v, pulumi.Output)}
+        if output_env:
+            args = dataclasses.replace(args, candidate=dataclasses.replace(
+                args.candidate, env={**args.candidate.env, **dict.fromkeys(output_env, "")}))
         try:
             check(name, args)
             _check_diffproxy_flags(release_diffproxy_args(name, args))
@@ -51,6 +60,10 @@ class MirroredRelease(pulumi.ComponentResource):
             raise pulumi.RunError(f"invalid MirroredRelease {name!r}: {exc}") from exc
         super().__init__(TYPE, name, None, opts)
         objects = release_objects(name, args)
+        container = objects.candidate[0]["spec"]["template"]["spec"]["containers"][0]
+        for var in container.get("env", ()):
+            if var["name"] in output_env:
+                var["value"] = output_env[var["name"]]
         deps = dependencies(opts)
 
         previous = aliases or {}
@@ -120,6 +133,11 @@ class MirroredRelease(pulumi.ComponentResource):
             "mirrorTarget": self.mirror_target, "mirrorPercentage": self.mirror_percentage,
             "consolePortForward": self.console_port_forward,
         })
+
+
+def _mapping_items(env: object) -> list[tuple[object, object]]:
+    # Not a mapping: check() says so, naming candidate.env.
+    return list(env.items()) if isinstance(env, Mapping) else []
 
 
 def _check_diffproxy_flags(args: list[str]) -> None:

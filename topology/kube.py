@@ -31,6 +31,7 @@ from topology.release import (
     Primary,
     Relay,
     ReleaseNames,
+    SecretKeyRef,
     SharedStore,
     host,
 )
@@ -281,7 +282,10 @@ def _candidate_container(c: Candidate) -> dict:
     if c.args:
         container["args"] = list(c.args)
     if c.env:
-        container["env"] = [{"name": k, "value": str(v)} for k, v in c.env.items()]
+        container["env"] = [
+            {"name": k, "valueFrom": {"secretKeyRef": {"name": v.name, "key": v.key}}}
+            if isinstance(v, SecretKeyRef) else {"name": k, "value": v}
+            for k, v in c.env.items()]
     container.update({
         "ports": [{"name": "http", "containerPort": c.port, "protocol": "TCP"}],
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5,

@@ -27,6 +27,12 @@ _FLAG = re.compile(r"^-[A-Za-z][A-Za-z0-9.]*(=.*)?$", re.DOTALL)
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 STORAGE_KINDS = ("emptyDir", "pvc")
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+# Any Kubernetes quantity, CPU's milli (500m) and exponents (1e3) included.
+_RESOURCE_QUANTITY = re.compile(
+    r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$")
+_DNS_1123_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+                                 r"(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 # The longest suffix a derived object name gets: `<name>-diffproxy-results` (the PVC).
 _LONGEST_SUFFIX = len("-diffproxy-results")
 # Flags the component sets from its own arguments; extra_args may not set them again.
@@ -77,6 +83,16 @@ class ExistingService:
 
 
 @dataclass(frozen=True)
+class SecretKeyRef:
+    """An env value read from key `key` of the user's Secret `name` (in the candidate's
+    namespace): the Deployment names the Secret, so the value itself is in neither the
+    Deployment, `manifests/` nor the Pulumi state."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Candidate:
     """The release under test, run from the user's image next to production."""
 
@@ -84,8 +100,12 @@ class Candidate:
     port: int = 8080  # the container port it listens on
     command: tuple[str, ...] = ()  # empty: the image's entrypoint
     args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    resources: Mapping | None = None  # None: the demo's gunicorn sizing (topology.kube.RESOURCES)
+    # A value is a string or a SecretKeyRef (the MirroredRelease component also takes a
+    # pulumi.Output, e.g. config.require_secret(...), which stays encrypted in the state).
+    env: Mapping[str, str | SecretKeyRef] = field(default_factory=dict)
+    # {"requests": {...}, "limits": {...}}; None or {}: the demo's gunicorn sizing
+    # (topology.kube.RESOURCES).
+    resources: Mapping | None = None
     labels: Mapping[str, str] | None = None  # None: {"app": <candidate Deployment name>}
     container_name: str = "candidate"
     pull_policy: str = "IfNotPresent"
@@ -270,6 +290,7 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
     svc = a.service
     _label("service.name", svc.name, _DNS_1035)
     _label("service.namespace", svc.namespace, _DNS_1123)
+    _labels("service.selector", svc.selector)
     if not svc.selector:
         raise TopologyError(f"service.selector must not be empty: Service {svc.namespace}/"
                             f"{svc.name} must select its production pods by label")
@@ -292,15 +313,15 @@ def check(name: str, a: MirroredReleaseArgs) -> None:
         raise TopologyError(
             f"mirror_percentage must be a number from 0 to 100, got {a.mirror_percentage!r}")
     _label("production_subset", a.production_subset, _DNS_1123)
+    _labels("production_labels", a.production_labels)
 
     c = a.candidate
     _image("candidate.image", c.image)
     _port("candidate.port", c.port)
     _choice("candidate.pull_policy", c.pull_policy, PULL_POLICIES)
     _label("candidate.container_name", c.container_name, _DNS_1123)
-    for env in c.env:
-        if not _ENV_NAME.match(env):
-            raise TopologyError(f"candidate.env: {env!r} is not a valid environment variable name")
+    _env("candidate.env", c.env)
+    _resources("candidate.resources", c.resources)
     for key, values in (("candidate.command", c.command), ("candidate.args", c.args)):
         if isinstance(values, str) or not all(isinstance(v, str) for v in values):
             raise TopologyError(f"{key} must be a tuple of strings, got {values!r}")
@@ -435,6 +456,54 @@ def _check_scaling(diffproxy: str, d: DiffProxy) -> None:
             raise TopologyError(f"diffproxy.store.url_key must be a Secret key, got {st.url_key!r}")
 
 
+def _env(key: str, env: object) -> None:
+    if not isinstance(env, Mapping):
+        raise TopologyError(f"{key} must be a mapping of variable name to value, "
+                            f"got {type(env).__name__}")
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise TopologyError(f"{key}: {name!r} is not a valid environment variable name")
+        if isinstance(value, SecretKeyRef):
+            if not isinstance(value.name, str) or not _DNS_1123_SUBDOMAIN.match(value.name):
+                raise TopologyError(f"{key}: {name}'s SecretKeyRef.name must be a Secret's "
+                                    f"name, got {value.name!r}")
+            if not isinstance(value.key, str) or not _SECRET_KEY.match(value.key):
+                raise TopologyError(f"{key}: {name}'s SecretKeyRef.key must be a Secret key, "
+                                    f"got {value.key!r}")
+        elif not isinstance(value, str):
+            # The type only: the value may be a secret.
+            raise TopologyError(f"{key}: {name}'s value must be a string or a SecretKeyRef, "
+                                f"got {type(value).__name__}")
+
+
+def _resources(key: str, resources: object) -> None:
+    """A typo (`request`) or a bad quantity would otherwise pass the preview and be dropped
+    or refused by the API server at `pulumi up`."""
+    if resources is None:
+        return
+    if not isinstance(resources, Mapping) or set(resources) - {"requests", "limits"}:
+        raise TopologyError(f"{key} must be a mapping with requests and/or limits, "
+                            f"got {resources!r}")
+    for part, amounts in resources.items():
+        if not isinstance(amounts, Mapping):
+            raise TopologyError(f"{key}.{part} must be a mapping such as {{'cpu': '500m'}}, "
+                                f"got {amounts!r}")
+        for resource, amount in amounts.items():
+            text = amount if isinstance(amount, str) else (
+                str(amount) if isinstance(amount, int) and not isinstance(amount, bool) else "")
+            if not isinstance(resource, str) or not resource or \
+                    not _RESOURCE_QUANTITY.match(text):
+                raise TopologyError(f"{key}.{part}.{resource} must be a Kubernetes quantity "
+                                    f"such as 500m or 256Mi, got {amount!r}")
+
+
+def _labels(key: str, labels: object) -> None:
+    if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise TopologyError(f"{key} must be a mapping of label name to value (strings), "
+                            f"got {labels!r}")
+
+
 def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
@@ -462,6 +531,9 @@ def _image(key: str, image: object) -> None:
     if any(ch.isspace() for ch in image):
         raise TopologyError(f"{key} must not contain spaces, got {image!r}")
     last = image.rsplit("/", 1)[-1]
+    if not re.split(r"[:@]", last, maxsplit=1)[0]:
+        raise TopologyError(f"{key} must name a repository before its tag or digest, "
+                            f"got {image!r}")
     if "@" not in image and (":" not in last or last.endswith(":latest")):
         raise TopologyError(f"{key} must be pinned to a tag or digest, never :latest, "
                             f"got {image!r}")

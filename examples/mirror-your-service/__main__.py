@@ -24,6 +24,7 @@ from components import (  # noqa: E402 - importable once the repository is on th
     ExistingService,
     MirroredRelease,
     MirroredReleaseArgs,
+    SecretKeyRef,
     ServicePort,
 )
 
@@ -41,7 +42,9 @@ release = MirroredRelease("checkout-next", MirroredReleaseArgs(
     candidate=Candidate(
         image=config.get("candidateImage", "registry.example.com/shop/checkout:2.4.0"),
         port=8080,
-        env={"CHECKOUT_PAYMENTS_URL": "http://payments-sandbox.shop:8080"},
+        env={"CHECKOUT_PAYMENTS_URL": "http://payments-sandbox.shop:8080",
+             # A secret stays in checkout's own Secret: the Deployment only names it.
+             "CHECKOUT_PAYMENTS_TOKEN": SecretKeyRef(name="checkout-payments", key="token")},
         resources={"requests": {"cpu": "100m", "memory": "256Mi"},
                    "limits": {"cpu": "1", "memory": "512Mi"}},
     ),

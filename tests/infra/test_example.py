@@ -78,6 +78,15 @@ def test_the_diff_proxy_accepts_its_flags(example):
     assert parsed.diff.ignore_fields == ("body.orderId", "body.createdAt")
 
 
+def test_the_candidate_reads_its_token_from_checkouts_secret(example):
+    container, = example.kube(DEPLOYMENT, "shop/checkout-next-candidate").inputs["spec"][
+        "template"]["spec"]["containers"]
+    assert container["env"] == [
+        {"name": "CHECKOUT_PAYMENTS_URL", "value": "http://payments-sandbox.shop:8080"},
+        {"name": "CHECKOUT_PAYMENTS_TOKEN",
+         "valueFrom": {"secretKeyRef": {"name": "checkout-payments", "key": "token"}}}]
+
+
 def test_checkout_itself_is_never_a_resource(example):
     component = example.one(TYPE, "checkout-next")
     provider = example.one("pulumi:providers:kubernetes", "k8s")

@@ -9,6 +9,7 @@ import re
 import kubernetes_validate
 import pulumi
 import pytest
+from pulumi.runtime import rpc
 
 from components import (
     Candidate,
@@ -18,6 +19,7 @@ from components import (
     MirroredReleaseArgs,
     Relay,
     ReleaseNames,
+    SecretKeyRef,
     ServicePort,
     SharedStore,
 )
@@ -35,6 +37,7 @@ from topology.kube import (
 )
 from topology.model import LatencyThresholds
 from topology.monitoring import Monitoring
+from topology.release import check
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
@@ -230,6 +233,41 @@ def test_candidate_image_env_args_and_resources():
     assert "-candidate=checkout-next-candidate:9000" in _args_of(run, "shop/checkout-next-diffproxy")
 
 
+def test_a_secret_env_value_is_never_plain_in_the_deployment_or_the_outputs():
+    token = "s3cr3t-token-value"
+
+    def program() -> None:
+        release = MirroredRelease("checkout-next", _checkout(candidate=Candidate(
+            image="registry.example.com/checkout:2.4.0", env={
+                "PLAIN": "on", "FROM_CONFIG": pulumi.Output.secret(token),
+                "FROM_SECRET": SecretKeyRef(name="checkout-payments", key="token")})))
+        pulumi.export("candidateHost", release.candidate_host)
+        pulumi.export("mirrorTarget", release.mirror_target)
+
+    run = run_function(program)
+    candidate = run.kube(DEPLOYMENT, "shop/checkout-next-candidate")
+    spec = candidate.inputs["spec"]
+    # An Output secret reaches the pod as its value, and Pulumi keeps the spec it is in secret
+    # (encrypted in the state, masked in diffs)...
+    assert spec[rpc._special_sig_key] == rpc._special_secret_sig
+    container, = spec["value"]["template"]["spec"]["containers"]
+    assert container["env"] == [
+        {"name": "PLAIN", "value": "on"}, {"name": "FROM_CONFIG", "value": token},
+        # ...and a SecretKeyRef leaves the value in the user's Secret, out of Pulumi entirely.
+        {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "checkout-payments",
+                                                                "key": "token"}}}]
+    # No other input and no stack output carries the value in the clear.
+    others = [r.inputs for r in run.resources if r.urn != candidate.urn]
+    assert token not in repr(others) and token not in repr(run.outputs)
+
+
+@pytest.mark.parametrize("resources", [
+    {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": 2, "memory": "1.5Gi"}},
+    {"limits": {"cpu": "0.5", "ephemeral-storage": "1e9", "nvidia.com/gpu": 1}}, {}])
+def test_resources_take_any_kubernetes_quantity(resources):
+    check("checkout-next", _checkout(candidate=Candidate(image="c:1", resources=resources)))
+
+
 def test_diff_proxy_flags_reach_its_args_and_its_own_parser_accepts_them():
     run = _run(("checkout-next", _checkout(diffproxy=DiffProxy(
         thresholds=Thresholds(relative=5, absolute=0.5), ignore_fields=("body.id", "body.at"),
@@ -384,6 +422,21 @@ _BAD = [
     ("names", _checkout(names=ReleaseNames(candidate_service="same", diffproxy="same"))),
     ("port", _checkout(service=dataclasses.replace(CHECKOUT, ports=(
         ServicePort(port=8080, name="tcp-main"),)))),
+    ("port", _checkout(port="8080")),
+    ("mirror_percentage", _checkout(mirror_percentage="50")),
+    ("mirror_percentage", _checkout(mirror_percentage=float("inf"))),
+    ("candidate.image", _checkout(candidate=Candidate(image="registry.example.com/c:1 "))),
+    ("candidate.image", _checkout(candidate=Candidate(image=":1"))),
+    ("candidate.env", _checkout(candidate=Candidate(image="c:1", env="A=1"))),
+    ("candidate.env", _checkout(candidate=Candidate(image="c:1", env={"A": None}))),
+    ("candidate.env", _checkout(candidate=Candidate(image="c:1", env={
+        "A": SecretKeyRef(name="Bad_Name", key="k")}))),
+    ("candidate.resources", _checkout(candidate=Candidate(image="c:1", resources={
+        "request": {"cpu": "1"}}))),
+    ("candidate.resources.requests.cpu", _checkout(candidate=Candidate(image="c:1", resources={
+        "requests": {"cpu": "one"}}))),
+    ("service.selector", _checkout(service=dataclasses.replace(CHECKOUT, selector="app=checkout"))),
+    ("production_labels", _checkout(production_labels={"track": 1})),
 ]
 
 
