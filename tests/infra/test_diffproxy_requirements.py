@@ -3,14 +3,19 @@ tests run (this virtualenv), and agrees with requirements.txt where both pin a p
 
 Walked from the installed distributions' own metadata (markers evaluated for this Python,
 extras left out), so a new transitive dependency (deepdiff's cachebox) shows up here.
+`make venv` installs under these pins as constraints; without them a new release of a
+transitive dependency (idna 3.21) reached the virtualenv and not the image.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -57,3 +62,12 @@ def test_pins_are_the_versions_the_tests_run():
 def test_pins_agree_with_requirements_txt():
     repo = _pins(ROOT / "requirements.txt")
     assert {n: v for n, v in IMAGE.items() if n in repo} == {n: repo[n] for n in IMAGE if n in repo}
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_venv_installs_under_the_image_pins(tmp_path):
+    # A virtualenv that does not exist yet: make prints the whole recipe.
+    recipe = subprocess.run(["make", "-n", "-C", str(ROOT), "venv", f"VENV={tmp_path / 'venv'}"],
+                            capture_output=True, text=True, timeout=30, check=True).stdout
+    (install,) = [line for line in recipe.splitlines() if "-r requirements.txt" in line]
+    assert install.endswith("-r requirements.txt -c diffproxy/requirements.txt"), install
