@@ -273,6 +273,26 @@ def test_demo_and_e2e_use_separate_stacks(fake, tmp_path):
 # Item 2: the set-up's own limit ----------------------------------------------------------
 
 
+def test_the_set_up_limit_lets_a_running_pulumi_up_finish_then_fails(fake, tmp_path):
+    # Killed mid-update, the CLI would leave the stack locked for the clean-up's destroy.
+    import time
+
+    fake.rule("pulumi", "up", stdout="Updating (kind-demo)\n+ istio-base creating\n+ istiod created\n",
+              pace=1.0)
+    mesh = _mesh(fake, tmp_path)
+    started = time.monotonic()
+    with pytest.raises(MeshError, match="set-up did not finish within 0.3s"):
+        with kind.time_limit(0.3, "set-up"):
+            mesh.apply(100)
+    assert time.monotonic() - started >= 2.0
+    assert [a for a in fake.finished("pulumi") if "up" in a]  # ran to its end
+    assert not any("wait" in a for a in fake.calls("kubectl"))  # and nothing after it
+    # Outside a pulumi command the limit interrupts at once.
+    with pytest.raises(MeshError, match="within 0.2s"):
+        with kind.time_limit(0.2, "set-up"):
+            time.sleep(30)
+
+
 def test_time_limit_interrupts_then_gives_back_an_outer_alarm():
     import signal
     import time
