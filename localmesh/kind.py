@@ -125,21 +125,32 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None, timeout:
     return done.stdout if capture else ""
 
 
+class _Held:
+    """Pulumi commands running now (`held`), and a `time_limit` that expired meanwhile."""
+    held = 0
+    expired: str | None = None
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float, what: str) -> Iterator[None]:
     """Raise MeshError in the main thread once `seconds` have passed (SIGALRM).
 
     For the kind e2e set-up, which runs outside pytest-timeout's per-test limit: a child
-    running under `_run` is killed by subprocess.run as the error passes through it. An
-    alarm already armed (pytest-timeout's, say) that comes first stays in charge; a later
-    one is re-armed for its remaining time afterwards."""
+    running under `_run` is killed by subprocess.run as the error passes through it; a
+    `pulumi up` or `destroy` is let finish first (`pulumi_running`). An alarm already armed
+    (pytest-timeout's, say) that comes first stays in charge; a later one is re-armed for
+    its remaining time afterwards."""
     outer = signal.getitimer(signal.ITIMER_REAL)[0]
     if outer and outer <= seconds:
         yield
         return
 
     def expired(_signum, _frame):
-        raise MeshError(f"{what} did not finish within {seconds:g}s")
+        message = f"{what} did not finish within {seconds:g}s"
+        if _Held.held:
+            _Held.expired = message
+            return
+        raise MeshError(message)
 
     started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expired)
@@ -149,8 +160,25 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        _Held.expired = None
         if outer:
             signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.001))
+
+
+@contextlib.contextmanager
+def pulumi_running() -> Iterator[None]:
+    """A `pulumi up`/`destroy` is not cut short by `time_limit`: the Automation API would
+    close the CLI's pipes and the CLI die of SIGPIPE mid-update, leaving its stack locked
+    ("the stack is currently locked", for the clean-up's destroy and every later run). The
+    limit takes effect when the command returns; Pulumi's own await timeouts bound it."""
+    _Held.held += 1
+    try:
+        yield
+    finally:
+        _Held.held -= 1
+    if not _Held.held and _Held.expired:
+        message, _Held.expired = _Held.expired, None
+        raise MeshError(message)
 
 
 def parse_version(image_or_tag: str) -> tuple[int, int] | None:
@@ -385,7 +413,8 @@ class KindMesh:
         self._log(f"pulumi up (stack {self.settings.stack_name}, mirror {self._topology.mirror_percentage:g}%) ...")
         try:
             # Refresh first: objects deleted behind Pulumi's back are then created again.
-            stack.up(on_output=self._log, refresh=True)
+            with pulumi_running():
+                stack.up(on_output=self._log, refresh=True)
         except auto.errors.CommandError as exc:
             raise MeshError(f"pulumi up failed: {str(exc).strip().splitlines()[-1]}") from None
         namespaces = list(dict.fromkeys((self._topology.app_namespace, self._topology.diffy_namespace)))
@@ -435,7 +464,8 @@ class KindMesh:
 
         self._log("pulumi destroy ...")
         try:
-            self._workspace_stack().destroy(on_output=self._log, refresh=True)
+            with pulumi_running():
+                self._workspace_stack().destroy(on_output=self._log, refresh=True)
         except auto.errors.CommandError as exc:
             raise MeshError(f"pulumi destroy failed: {str(exc).strip().splitlines()[-1]}") from None
 

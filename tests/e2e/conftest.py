@@ -11,7 +11,8 @@ A test module asks `open_mesh(mirror_percentage=..., istio=..., ...)` for a mesh
 
 The kind set-up (cluster, two image builds, Istio, `pulumi up`) takes longer than one test
 may, so kind tests are timed by pytest-timeout on their function only (`func_only`), and
-the set-up has its own limit, `--kind-setup-timeout`. Whatever it fails on, the cluster
+the set-up has its own limit, `--kind-setup-timeout` (a `pulumi up` under way is let finish
+first, so its stack is not left locked). Whatever it fails on, the cluster
 and the stack are removed again (unless `--keep-cluster`). The suite manages the cluster
 and the console port-forward itself (localmesh.kind), not through pytest-kind: that one's
 port-forward restarts kubectl ten times whether or not it works, gives it an environment

@@ -3,14 +3,19 @@ tests run (this virtualenv), and agrees with requirements.txt where both pin a p
 
 Walked from the installed distributions' own metadata (markers evaluated for this Python,
 extras left out), so a new transitive dependency (deepdiff's cachebox) shows up here.
+`make venv` installs under constraints.txt, which holds these pins; without it a new release of a
+transitive dependency (idna 3.21) reached the virtualenv and not the image.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -69,3 +74,12 @@ def test_the_lock_holds_every_installed_package_at_its_version():
     assert {n: lock[n] for n in IMAGE} == IMAGE
     repo = _pins(ROOT / "requirements.txt")
     assert {n: lock.get(n) for n in repo} == repo
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_venv_installs_under_the_lock(tmp_path):
+    # A virtualenv that does not exist yet: make prints the whole recipe.
+    recipe = subprocess.run(["make", "-n", "-C", str(ROOT), "venv", f"VENV={tmp_path / 'venv'}"],
+                            capture_output=True, text=True, timeout=30, check=True).stdout
+    (install,) = [line for line in recipe.splitlines() if "-r requirements.txt" in line]
+    assert install.endswith("-r requirements.txt -c constraints.txt"), install

@@ -407,6 +407,7 @@ def test_namespace_and_image_knobs():
     v1, = _pod(run, "shop/mirrorservice-sample-v1")["containers"]
     assert v1["image"] == "docker.io/kong/httpbin:0.2.2"
     assert v1["command"][:3] == ["pipenv", "run", "gunicorn"]
+    assert "--no-control-socket" not in v1["command"]  # kong/httpbin's gunicorn predates the flag
     conf = run.kube(CONFIGMAP, "shop/mirrorservice-sample-relay").inputs["data"]["default.conf"]
     assert "proxy_pass http://httpbin-diffy.diffs.svc.cluster.local:8880;" in conf
     assert run.outputs["sendTraffic"].startswith("kubectl -n shop exec deploy/sleep")

@@ -1,7 +1,8 @@
 """The kind e2e set-up, run by pytest itself against the fake tools (tests/localmesh/fakes.py).
 
 The set-up (cluster, images, Istio, `pulumi up`) is not cut off by pytest-timeout's
-per-test limit, has a limit of its own, and removes the cluster whenever it fails.
+per-test limit, has a limit of its own, and removes the cluster whenever it fails. Where a
+tool is missing, `--backend=kind` fails and the default run skips, both with one line.
 """
 
 from __future__ import annotations
@@ -71,3 +72,41 @@ def test_keep_cluster_keeps_it_after_a_failure(tmp_path):
     done, _ = _pytest(tmp_path, f, "--keep-cluster")
     assert done.returncode == 1
     assert not any(a[:1] == ["delete"] for a in f.calls("kind"))
+
+
+MISSING = "the kind backend cannot run here, missing: kind, the Pulumi CLI"
+
+
+def _without_kind_and_pulumi(tmp_path: Path) -> tuple[fakes.Fakes, dict[str, str]]:
+    f = fakes.install(tmp_path / "fakes")
+    for tool in ("kind", "pulumi"):
+        (f.bin / tool).unlink()
+    return f, {**os.environ, "PATH": str(f.bin)}
+
+
+def _e2e(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", TEST, "-p", "no:cacheprovider", "-rs", "-q",
+         "--basetemp", str(tmp_path / "basetemp"), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_asked_for_kind_without_its_tools_fails_with_one_line(tmp_path):
+    f, env = _without_kind_and_pulumi(tmp_path)
+    done = _e2e(tmp_path, env, "--backend=kind")
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    errors = out.count("ERROR at setup of")
+    assert errors > 10 and out.count(MISSING) == errors, out
+    assert " passed" not in out and "Traceback" not in out
+    assert f.calls() == [["info"]]  # docker info, and nothing was created
+
+
+def test_unasked_the_kind_half_is_skipped_with_that_line(tmp_path):
+    _, env = _without_kind_and_pulumi(tmp_path)
+    done = _e2e(tmp_path, env, "-k", "kind")  # the local half runs real processes: not here
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
+    assert sum(MISSING in line for line in skipped) > 10, out
+    assert "error" not in out.lower() and " failed" not in out

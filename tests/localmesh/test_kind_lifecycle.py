@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from localmesh import kind
+from localmesh import envoyroute, kind
 from localmesh.errors import MeshError
 from tests.localmesh import fakes
 from topology import DEFAULT
@@ -39,12 +39,14 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> fakes.Fakes:
     return f
 
 
-def _mesh(f: fakes.Fakes, tmp_path: Path, stack: str = kind.DEMO_STACK) -> kind.KindMesh:
+def _mesh(f: fakes.Fakes, tmp_path: Path, stack: str = kind.DEMO_STACK,
+          route_wait: bool = False) -> kind.KindMesh:
     tools = kind.Tools(*(f.path(t) for t in ("docker", "kind", "kubectl", "pulumi")))
     settings = kind.KindSettings(cluster_name="demo", state_dir=tmp_path / "state",
                                  run_dir=tmp_path / "run", stack_name=stack)
     mesh = kind.KindMesh(settings, tools, log=lambda _line: None)
-    mesh.wait_for_mirror_route = lambda: None  # its own tests below
+    if not route_wait:  # the wait's own tests: test_mirror_route_wait.py, and item 6 below
+        mesh.wait_for_mirror_route = lambda: None
     return mesh
 
 
@@ -167,6 +169,38 @@ def test_a_rebuild_with_a_new_id_gets_a_new_tag():
         kind.id_tag("diffproxy:0.1.0", "")
 
 
+# Item 6: apply returns once the caller's sidecar mirrors the applied share --------------
+
+
+def _route_dump(numerator: int) -> str:
+    """The sleep sidecar's route as `config_dump?resource=dynamic_route_configs` shows it."""
+    route, mirror = envoyroute.route_clusters(DEFAULT)
+    policy = {"cluster": mirror, "runtime_fraction": {
+        "default_value": {"numerator": numerator, "denominator": "MILLION"}}}
+    return json.dumps({"configs": [{"route_config": {"name": str(DEFAULT.ports.app), "virtual_hosts": [
+        {"name": "v1", "routes": [{"route": {"cluster": route, "request_mirror_policies": [policy]}}]}]}}]})
+
+
+def test_apply_reads_the_sidecars_route_after_up_and_the_rollout(fake, tmp_path):
+    fake.rule("kubectl", "pilot-agent", stdout=_route_dump(500_000))
+    _mesh(fake, tmp_path, route_wait=True).apply(50)
+    calls = fake.calls()
+    read = _index(calls, "exec", "pilot-agent")
+    assert _index(calls, "up", "--refresh") < _index(calls, "--for=condition=available") < read
+    assert calls[read][-1] == "config_dump?resource=dynamic_route_configs"
+
+
+def test_apply_fails_while_the_sidecar_keeps_the_old_share(fake, tmp_path):
+    import functools
+
+    fake.rule("kubectl", "pilot-agent", stdout=_route_dump(1_000_000))
+    mesh = _mesh(fake, tmp_path, route_wait=True)
+    mesh.wait_for_mirror_route = functools.partial(mesh.wait_for_mirror_route, timeout=0.5,
+                                                   interval=0.1)
+    with pytest.raises(MeshError, match=r"still mirrors 100\.0% .* not the 50% just applied"):
+        mesh.apply(50)
+
+
 # Item 8: kind load on Docker's containerd image store ---------------------------------
 
 
@@ -237,6 +271,26 @@ def test_demo_and_e2e_use_separate_stacks(fake, tmp_path):
 
 
 # Item 2: the set-up's own limit ----------------------------------------------------------
+
+
+def test_the_set_up_limit_lets_a_running_pulumi_up_finish_then_fails(fake, tmp_path):
+    # Killed mid-update, the CLI would leave the stack locked for the clean-up's destroy.
+    import time
+
+    fake.rule("pulumi", "up", stdout="Updating (kind-demo)\n+ istio-base creating\n+ istiod created\n",
+              pace=1.0)
+    mesh = _mesh(fake, tmp_path)
+    started = time.monotonic()
+    with pytest.raises(MeshError, match="set-up did not finish within 0.3s"):
+        with kind.time_limit(0.3, "set-up"):
+            mesh.apply(100)
+    assert time.monotonic() - started >= 2.0
+    assert [a for a in fake.finished("pulumi") if "up" in a]  # ran to its end
+    assert not any("wait" in a for a in fake.calls("kubectl"))  # and nothing after it
+    # Outside a pulumi command the limit interrupts at once.
+    with pytest.raises(MeshError, match="within 0.2s"):
+        with kind.time_limit(0.2, "set-up"):
+            time.sleep(30)
 
 
 def test_time_limit_interrupts_then_gives_back_an_outer_alarm():
