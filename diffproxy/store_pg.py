@@ -21,8 +21,9 @@ write at once:
   database are admitted under a transaction-scoped advisory lock, and those past the cap
   are counted under `__overflow__` / `__overflow_fields__`, as in one process.
 - `POST /api/1/clear` on any replica clears for all: it bumps a generation number; a
-  batch counted before a replica saw the new generation is discarded, and the replica
-  resets its endpoint names and first examples (`on_cleared`).
+  batch counted before a replica saw the new generation is discarded, so are the requests it
+  took in before then (`epoch`) and its latency sketches, and the replica resets its
+  endpoint names and first examples (`on_cleared`).
 - The schema is created, or migrated, under an advisory lock, so replicas starting
   together do it once. A database whose diffproxy tables carry a newer schema version, or
   tables of that name that are not ours, is refused before anything is written.
@@ -462,6 +463,10 @@ class PostgresStore:
         if generation != self._generation:
             self._generation = generation
             self._pending = _Batch()  # counted before the clear: the clear wins
+            # As a clear here does: requests taken in before it, still queued, and their
+            # latencies are from before it too.
+            self.epoch += 1
+            self.latency.clear()
             if notify:
                 self._on_cleared()
         self._db_endpoints = {r[0]: EndpointCounts(*r[1:]) for r in endpoints}

@@ -33,7 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 
-# A real PostgreSQL (tests/support/postgres.py) -------------------------------------------
+# A real PostgreSQL (toolbox/postgres.py) -------------------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The shared PostgreSQL store (`-store.url`): several writers on one real database.
 
 Stores in one test stand for replicas: each has its own pool, batches and view, as separate
-processes would (the three-process case is tests/e2e/test_e2e_replicas.py). The database
+processes would; one test runs them as separate processes (and the e2e case,
+tests/e2e/test_e2e_replicas.py, as three diff proxies). The database
 is real (tests/conftest.py starts PostgreSQL from Debian's packages).
 """
 
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import json
+import multiprocessing
 
 import asyncpg
 import httpx
@@ -140,11 +144,111 @@ async def test_clear_on_one_replica_clears_all(pg_url):
         assert a.endpoints == {} and b.endpoints == {}
         assert cleared == [1] and b.last_reset == reset
         assert await b.result("b1") is None
-        b.add(record("b3", endpoint="GET /new"))
+        # A request taken in after b saw the clear carries its new epoch and is counted.
+        assert b.add(dataclasses.replace(record("b3", endpoint="GET /new"), epoch=b.epoch))
         await settle([a, b])
         assert a.endpoints["GET /new"].total == 1
     finally:
         await close_all([a, b])
+
+
+async def test_a_clear_elsewhere_discards_what_arrived_before_it_as_a_local_clear_does(pg_url):
+    a, b = await replicas(pg_url, 2)
+    try:
+        b.add(dataclasses.replace(record("b1"), latency_ms=(5.0, 5.0, 50.0)))
+        await settle([a, b])
+        assert b.latency.sketches
+        # A request b took in before the clear, compared after it.
+        queued = dataclasses.replace(record("queued"), epoch=b.epoch)
+        await a.clear()
+        await settle([a, b])  # b sees the new generation
+        assert b.add(queued) is False  # as `Store.add` after `Store.clear`
+        assert b.latency.sketches == {}  # its latency verdicts start again too
+        await settle([a, b])
+        assert a.endpoints == {} and b.endpoints == {}
+    finally:
+        await close_all([a, b])
+
+
+def _writer_process(url: str, name: str, start, stop, settled, out) -> None:
+    """One replica in its own process: opens at `start` (with the others, on an empty
+    database), writes until `stop`, then reports (accepted, accepted when it saw the clear,
+    its view of the total)."""
+    async def main() -> None:
+        accepted, seen = 0, []
+        start.wait()
+        store = await PostgresStore.open(url, samples_first=2, samples_latest=2,
+                                         flush_interval=0.02, connect_timeout=30,
+                                         on_cleared=lambda: seen.append(accepted))
+        out.put((name, "writing"))
+        n = 0
+        while not stop.is_set():
+            for _ in range(20):  # stamped with the epoch at arrival, as the pipeline does
+                n += 1
+                accepted += store.add(dataclasses.replace(record(f"{name}{n}"),
+                                                          epoch=store.epoch))
+            await asyncio.sleep(0.001)
+        await store.flush()
+        out.put((name, "flushed"))
+        await asyncio.to_thread(settled.wait)
+        async with store._lock:
+            await store._refresh()
+        out.put((name, accepted, seen, store.endpoints["GET /a"].total))
+        await store.close()
+
+    asyncio.run(main())
+
+
+async def test_processes_starting_together_writing_and_clearing_add_up_exactly(pg_url):
+    """Three processes open the same empty database at once; two write flat out while the
+    third clears: the database keeps exactly what the writers took in after they saw the
+    clear, and every replica reports that total."""
+    ctx = multiprocessing.get_context("spawn")
+    start, stop, settled, out = ctx.Barrier(3), ctx.Event(), ctx.Event(), ctx.Queue()
+    writers = [ctx.Process(target=_writer_process, args=(pg_url, name, start, stop, settled, out))
+               for name in ("b", "c")]
+    for p in writers:
+        p.start()
+    get = functools.partial(asyncio.to_thread, out.get, timeout=120)
+    try:
+        await asyncio.to_thread(start.wait, 60)
+        a = await PostgresStore.open(pg_url, connect_timeout=30)
+        try:
+            assert sorted([await get(), await get()]) == [("b", "writing"), ("c", "writing")]
+            await asyncio.sleep(0.5)
+            await a.clear()
+            await asyncio.sleep(0.5)
+            stop.set()
+            assert sorted([await get(), await get()]) == [("b", "flushed"), ("c", "flushed")]
+            settled.set()
+            reports = {r[0]: r[1:] for r in [await get(), await get()]}
+            async with a._lock:
+                await a._refresh()
+            kept = a.endpoints["GET /a"].total
+        finally:
+            await a.close()
+        expected = 0
+        for accepted, seen, view in reports.values():
+            (at_clear,) = seen  # each writer saw the clear once, mid-stream
+            assert 0 < at_clear < accepted
+            expected += accepted - at_clear
+            assert view == kept
+        assert kept == expected
+        conn = await asyncpg.connect(pg_url)
+        try:
+            meta = dict(await conn.fetch("SELECT key, value FROM diffproxy_meta"))
+            assert meta["schema_version"] == str(SCHEMA_VERSION) and meta["generation"] == "1"
+            assert await conn.fetchval(
+                "SELECT differences FROM diffproxy_fields WHERE path='body.x'") == kept
+        finally:
+            await conn.close()
+    finally:
+        stop.set()
+        settled.set()
+        for p in writers:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
 
 
 async def test_replicas_starting_together_create_the_schema_once(pg_url):
@@ -162,12 +266,19 @@ async def test_replicas_starting_together_create_the_schema_once(pg_url):
 
 
 async def _dump(url: str) -> list:
+    """Every table's rows, and the shape of the schema: columns, indexes, sequences."""
     conn = await asyncpg.connect(url)
     try:
         tables = [r[0] for r in await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname='public' ORDER BY 1")]
-        return [(t, [tuple(r) for r in await conn.fetch(f'SELECT * FROM "{t}" ORDER BY 1')])
-                for t in tables]
+        shape = [tuple(r) for q in (
+            "SELECT table_name, column_name, data_type, is_nullable FROM "
+            "information_schema.columns WHERE table_schema='public' ORDER BY 1, 2",
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname='public' ORDER BY 1",
+            "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname='public'")
+            for r in await conn.fetch(q)]
+        return [shape, *[(t, [tuple(r) for r in await conn.fetch(f'SELECT * FROM "{t}" ORDER BY 1')])
+                         for t in tables]]
     finally:
         await conn.close()
 

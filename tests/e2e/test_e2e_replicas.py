@@ -1,15 +1,20 @@
 """Three diff proxies on one PostgreSQL behind one load-balanced address (README "Scaling out").
 
 Local only: real httpbin primary/secondary and candidate under gunicorn, a real PostgreSQL,
-three `python -m diffproxy -store.url=...` processes, and Debian's nginx balancing round
-robin over them the way the Service's endpoints are balanced in the mesh (a request whose
-replica dies is retried on the next one, as Envoy's retry-on-connect-failure does). On kind
-the same shape is `diffproxyReplicas=3` (tests/infra/test_shared_store.py checks those
-objects); nothing here claims to have run there.
+three `python -m diffproxy -store.url=...` processes. The totals case puts them behind the
+mesh's own balancing: the caller's Envoy sidecar, configured as istiod would from the
+release's DestinationRule and VirtualService, mirrors to the diff proxy's Service whose
+pods are the three replicas (Istio's LEAST_REQUEST). The kill -9 case sends straight to
+the replicas through Debian's nginx balancing round robin (a request whose replica dies
+is retried on the next one, as Envoy's retry-on-connect-failure does), so every request
+has a caller that sees its answer. On kind the same shape is `diffproxyReplicas=3`
+(tests/infra/test_shared_store.py checks those objects); nothing here claims to have run
+there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -20,9 +25,12 @@ import pytest
 
 from localmesh.errors import MeshError
 from localmesh.nginx import NginxInstance, find_nginx
+from localmesh.sidecar import EnvoyInstance, envoy_config, find_envoy, local_services, mirror_clusters, mirror_counters
 from tests.diffproxy.conftest import demo_flags
 from tests.support import diffapi, procs
 from toolbox.ports import free_port
+from topology import DEFAULT
+from topology.istio_xds import Endpoint
 
 pytestmark = pytest.mark.e2e
 FLUSH = 0.2  # -store.flushInterval: the documented window a kill -9 may lose
@@ -160,16 +168,51 @@ def _send(url: str, paths: list[str], workers: int = 6) -> list[int]:
 PATHS = ["/json", "/get?x=1", "/uuid", "/headers", "/status/404"]
 
 
-def test_every_replica_reports_the_same_totals_equal_to_what_was_mirrored(cluster):
-    statuses = _send(cluster.url, [PATHS[i % len(PATHS)] for i in range(300)])
+@pytest.fixture
+def sidecar(cluster, targets, tmp_path):
+    """The caller's Envoy: the app's route to the primary, mirrored to the diff proxy's
+    Service with the three replicas as its pods. Yields (its URL, its admin URL, the mirror
+    cluster's name)."""
+    t = DEFAULT.with_(relay=False)  # Istio mirrors straight to the diff proxy's Service
+    app, proxy = local_services(t, targets[0].port, None, cluster.replicas[0].port)
+    proxy = dataclasses.replace(proxy, endpoints=tuple(
+        Endpoint("127.0.0.1", r.port, t.diffproxy_labels()) for r in cluster.replicas))
+    listen, admin = free_port(), free_port()
+    try:
+        envoy = EnvoyInstance("sidecar", tmp_path / "sidecar", find_envoy())
+    except MeshError as exc:
+        pytest.fail(str(exc))
+    config = envoy_config(t, [app, proxy], listen, admin, str(envoy.access_log))
+    (mirror,) = mirror_clusters(config)
+    envoy.write(config)
+    envoy.validate()
+    proc = procs.spawn("sidecar", envoy.argv(), listen, tmp_path)
+    try:
+        proc.wait_until(f"http://127.0.0.1:{admin}/ready", timeout=60)
+        yield proc.url, f"http://127.0.0.1:{admin}", mirror
+    finally:
+        proc.stop()
+
+
+def test_every_replica_reports_the_same_totals_equal_to_what_was_mirrored(cluster, sidecar):
+    url, admin, mirror = sidecar
+    statuses = _send(url, [PATHS[i % len(PATHS)] for i in range(300)])
     assert statuses.count(404) == 60 and statuses.count(200) == 240
+    # What the sidecar mirrored, by its own counters, once every copy has finished.
+    deadline = time.monotonic() + 60
+    while (sent := mirror_counters(admin, [mirror])[mirror])["upstream_rq_completed"] < 300:
+        assert time.monotonic() < deadline, sent
+        time.sleep(0.2)
+    mirrored = sent["upstream_rq_total"]
+    assert mirrored == 300 and sent["upstream_cx_connect_fail"] == 0
     views = _converged(cluster.replicas)
     assert views[0] == views[1] == views[2]
-    assert sum(views[0].values()) == 300
-    # Each replica took its share: none of them saw everything it reports.
+    assert sum(views[0].values()) == mirrored
+    # The mesh spread the copies: each replica took a share, none of them saw everything
+    # it reports.
     served = [diffapi.metric(diffapi.metrics(r.admin_url), "diffproxy_requests_total",
                              method="GET") for r in cluster.replicas]
-    assert sum(served) == 300 and all(0 < n < 300 for n in served)
+    assert sum(served) == mirrored and all(0 < n < mirrored for n in served)
     # The candidate's /json differs from primary's: signal the gate sees from any replica.
     for r in cluster.replicas:
         stats = diffapi.stats(r.api_url, "GET /json")
