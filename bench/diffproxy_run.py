@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from pathlib import Path
 from bench.procs import BenchError, running, wait_for_port
 from bench.settings import REPO
 from diffproxy.client import ApiClient
-from toolbox import prom
+from toolbox import prom, ready
 from toolbox.ports import free_port
 
 # Series names as diffproxy/metrics.py exports them.
@@ -117,15 +116,11 @@ def diffproxy(python: str, workdir: Path, primary: int, secondary: int, candidat
 
 
 def _wait_ready(dp: ProxyUnderTest, proc, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"diffproxy exited with {proc.returncode}; see {log}")
-        try:
-            dp._get(dp.admin_port, "/readyz", timeout=2)
-            return
-        except (urllib.error.URLError, OSError) as e:
-            last = str(e)
-        time.sleep(0.1)
-    raise BenchError(f"diffproxy not ready after {timeout:g}s ({last}); see {log}")
+    url = f"http://127.0.0.1:{dp.admin_port}/readyz"
+    outcome = ready.poll(lambda: ready.http_status(url, timeout=2) == 200, timeout,
+                         died=lambda: proc.poll() is not None, interval=0.1)
+    if outcome == "died":
+        raise BenchError(f"diffproxy exited with {proc.returncode}; see {log}")
+    if outcome == "timeout":
+        raise BenchError(f"diffproxy not ready after {timeout:g}s ({url} answered "
+                         f"{ready.http_status(url, timeout=2) or 'nothing'}); see {log}")

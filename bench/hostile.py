@@ -31,6 +31,7 @@ import httpx
 from bench import diffproxy_run
 from bench.procs import rss_bytes, running, wait_for_port
 from bench.settings import REPO
+from diffproxy.client import ApiClient
 from toolbox import prom
 from toolbox.ports import free_port
 
@@ -150,7 +151,7 @@ def store(args, work: Path) -> None:
         time.sleep(1.5)  # the last flush and its checkpoint
         m = metrics(dp)
         files = {p.name: p.stat().st_size for p in (work / "store" / "proxy").glob("results.sqlite*")}
-        api = httpx.get(f"http://127.0.0.1:{dp.http_port}/api/1/endpoints", timeout=60).json()
+        api = ApiClient(f"http://127.0.0.1:{dp.http_port}", timeout=60).endpoints()
     examples = sqlite_value(work / "store" / "proxy" / "results.sqlite", "SELECT count(*) FROM results")
     print(f"{args.posts} POSTs of {args.mb:g} MB: {statuses.count(200)} answered 200; "
           f"{sum(e['total'] for e in api.values())} counted over {len(api)} endpoints; "

@@ -13,7 +13,6 @@ store costs, not how a cluster of machines would scale.
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from bench import diffproxy_run, nginx, wrk
 from bench.procs import BenchError, usage
 from bench.settings import BenchSettings
+from diffproxy.client import ApiClient
 from toolbox import prom
 from toolbox.ports import free_port
 from toolbox.postgres import PostgresServer, missing
@@ -124,7 +124,7 @@ def _row(s: BenchSettings, work: Path, store: str, replicas: int, targets: tuple
 
 
 def _totals(p: diffproxy_run.ProxyUnderTest) -> int:
-    return sum(e["total"] for e in json.loads(p._get(p.http_port, "/api/1/endpoints")).values())
+    return ApiClient(f"http://127.0.0.1:{p.http_port}").total()
 
 
 def _store_dropped(p: diffproxy_run.ProxyUnderTest) -> float:

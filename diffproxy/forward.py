@@ -126,12 +126,6 @@ class Forwarder:
         self.health = health
         self._by_target: dict[str, _TargetSeries] = {}
 
-    async def fan_out(self, targets: Sequence[tuple[str, Target]], method: str, path_qs: str,
-                      headers: Iterable[tuple[str, str]], body: bytes,
-                      caller_host: str | None = None) -> list[Response]:
-        """The same request to every target at once, one `Response` each, in order."""
-        return await self.start(targets, method, path_qs, headers, body, caller_host).all()
-
     def start(self, targets: Sequence[tuple[str, Target]], method: str, path_qs: str,
               headers: Iterable[tuple[str, str]], body: bytes,
               caller_host: str | None = None) -> FanOut:

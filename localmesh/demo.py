@@ -15,6 +15,7 @@ from diffproxy import report
 from diffproxy.client import ApiClient, ApiError
 from localmesh import traffic
 from localmesh.stack import LocalMesh, MeshSettings
+from toolbox import ready
 
 
 def python_cmd() -> str:
@@ -50,16 +51,17 @@ def stop_signals_raise() -> Iterator[None]:
 
 def wait_for_results(api_url: str, expected: int, timeout: float = 10.0) -> int:
     """Mirroring is fire-and-forget: poll until the proxy has compared what was mirrored."""
-    deadline = time.monotonic() + timeout
     total = 0
-    while time.monotonic() < deadline:
+
+    def compared_all() -> bool:
+        nonlocal total
         try:
             total = ApiClient(api_url, timeout=2).total()
         except ApiError:
             pass
-        if total >= expected:
-            return total
-        time.sleep(0.2)
+        return total >= expected
+
+    ready.poll(compared_all, timeout, interval=0.2)
     return total
 
 

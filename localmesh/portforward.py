@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from localmesh import processes
 from localmesh.errors import MeshError
+from toolbox import procs
+from toolbox.ready import poll
 
 RESTART_PAUSE = 1.0  # seconds between an exit and the next start: a pod needs a moment
 
@@ -41,13 +42,10 @@ class PortForward:
             return self._popen.pid if self._popen is not None else None
 
     def _spawn(self) -> subprocess.Popen:
-        with open(self.log_path, "ab") as out:
-            try:
-                popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, env=self._env,
-                                         start_new_session=True)
-            except OSError as exc:
-                raise MeshError(f"cannot start kubectl port-forward ({self.argv[0]}): {exc.strerror}") from None
+        try:
+            popen = procs.start(self.argv, self.log_path, env=self._env)  # dies with us
+        except OSError as exc:
+            raise MeshError(f"cannot start kubectl port-forward ({self.argv[0]}): {exc.strerror}") from None
         self.starts += 1
         return popen
 
@@ -55,18 +53,21 @@ class PortForward:
         """Start kubectl and wait until `ready`; from then on it is restarted when it exits."""
         with self._lock:
             self._popen = self._spawn()
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if time.monotonic() > deadline:
-                tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-10:])
-                self.stop()
-                raise MeshError(f"kubectl port-forward was not ready after {timeout:g}s; "
-                                f"log {self.log_path}:\n{tail}")
+
+        def up() -> bool:
+            if self._ready():
+                return True
             with self._lock:
                 if self._popen.poll() is not None:  # the service may have no ready pod yet
                     time.sleep(RESTART_PAUSE)
                     self._popen = self._spawn()
-            time.sleep(0.1)
+            return False
+
+        if poll(up, timeout, interval=0.1) != "ready":
+            tail = procs.log_tail(self.log_path, 10)
+            self.stop()
+            raise MeshError(f"kubectl port-forward was not ready after {timeout:g}s; "
+                            f"log {self.log_path}:\n{tail}")
         self._watcher = threading.Thread(target=self._watch, name="port-forward", daemon=True)
         self._watcher.start()
 
@@ -94,6 +95,6 @@ class PortForward:
         with self._lock:
             popen = self._popen
         if popen is not None:
-            processes.stop_group(popen)
+            procs.stop_group(popen)
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=10)

@@ -65,10 +65,3 @@ def query(url: str, promql: str, timeout: float = 10.0) -> list[dict]:
     if body.get("status") != "success":
         raise MeshError(f"Prometheus rejected {promql!r}: {body.get('error')}")
     return body["data"]["result"]
-
-
-def targets_up(url: str) -> dict[str, str]:
-    """Scrape job -> health of its (one) target."""
-    with urllib.request.urlopen(f"{url}/api/v1/targets", timeout=10) as response:
-        body = json.loads(response.read())
-    return {t["labels"]["job"]: t["health"] for t in body["data"]["activeTargets"]}

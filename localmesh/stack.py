@@ -316,9 +316,8 @@ class LocalMesh:
     def send(self, path: str, n: int = 1) -> list[traffic.Reply]:
         return traffic.send(self.entry_url, traffic.expand([path], n), host=self.entry_host)
 
-    def send_paths(self, paths: list[str], host: str | None = None,
-                   interval: float = 0.0) -> list[traffic.Reply]:
-        return traffic.send(self.entry_url, paths, host=host or self.entry_host, interval=interval)
+    def send_paths(self, paths: list[str], interval: float = 0.0) -> list[traffic.Reply]:
+        return traffic.send(self.entry_url, paths, host=self.entry_host, interval=interval)
 
     def received(self) -> Received:
         """Requests v1 served and mirrored copies the mirror target received: the relay's

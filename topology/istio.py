@@ -18,21 +18,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from topology.errors import TopologyError
+
 SUFFIX_DISABLED_SINCE = (1, 28)
 _RELEASE = re.compile(r"^(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$")
 _MINOR = re.compile(r"^(\d+)\.(\d+)$")
 
 
-def _error(message: str) -> ValueError:
-    from topology.model import TopologyError  # model.py imports this module
-
-    return TopologyError(message)
-
-
 def _minor(text: str, key: str, pattern: re.Pattern, example: str) -> tuple[int, int]:
     match = pattern.match(text)
     if not match:
-        raise _error(f"{key} must look like {example}, got {text!r}")
+        raise TopologyError(f"{key} must look like {example}, got {text!r}")
     return int(match[1]), int(match[2])
 
 
@@ -46,7 +42,7 @@ class Istio:
         if self.compatibility_version:
             compat = _minor(self.compatibility_version, "istioCompatibilityVersion", _MINOR, "1.27")
             if compat >= release:
-                raise _error(
+                raise TopologyError(
                     f"istioCompatibilityVersion must be below istioVersion {self.version} "
                     f"(it asks istiod to behave like an older release), got {self.compatibility_version!r}")
 

@@ -170,11 +170,6 @@ def store_dir(t: Topology) -> str:  # `t` unused: every release stores in one pl
     return posixpath.dirname(STORE_PATH)
 
 
-def mirror_destination(t: Topology) -> dict:
-    """Where Istio sends the demo's copies: the relay subset, or the diff proxy itself."""
-    return release_mirror_destination(*demo_release(t, ClusterSettings()))
-
-
 def traffic_command(t: Topology, context: str = "") -> str:
     return (f"kubectl {_context_flag(context)}-n {t.app_namespace} exec deploy/{t.sleep_name} "
             f"-c {t.sleep_name} -- curl -sS http://{t.service}:{t.ports.app}/headers")

@@ -9,16 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from topology.errors import TopologyError
 from topology.istio import Istio
 
 STORE_PATH = "/var/lib/diffproxy/results.sqlite"
 # Where every replica of a diff proxy on a shared store finds the database: the diff proxy
 # reads it from its environment (a Kubernetes Secret can fill it), never from its args.
 STORE_URL_ENV = "DIFFPROXY_STORE_URL"
-
-
-class TopologyError(ValueError):
-    """A configuration value is out of range; the message names the key."""
 
 
 @dataclass(frozen=True)

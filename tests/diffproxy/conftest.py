@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from diffproxy.client import ApiClient
 from tests.support import diffapi, procs
 from topology.model import DEFAULT
 
@@ -70,7 +71,7 @@ def shared_proxy(backends, tmp_path_factory, proc_logs):
 def proxy(shared_proxy):
     """The shared proxy with no results: earlier tests' comparisons settled, then cleared."""
     diffapi.wait_idle(shared_proxy.admin_url)
-    httpx.post(shared_proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT).raise_for_status()
+    ApiClient(shared_proxy.api_url).clear()
     yield shared_proxy
     assert shared_proxy.alive(), f"proxy died:\n{shared_proxy.log()}"
 

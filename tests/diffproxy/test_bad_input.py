@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from diffproxy.client import ApiClient
 from diffproxy.endpoints import OVERFLOW_ENDPOINT
 from diffproxy.store import OVERFLOW_FIELD
 from tests.support import diffapi
@@ -195,7 +196,7 @@ def test_binary_bodies_are_forwarded_intact(bad_proxy, client, faults, method):
 def test_distinct_paths_and_header_names_stay_capped_and_bounded(bad_proxy, client):
     proxy = bad_proxy
     diffapi.wait_idle(proxy.admin_url)
-    client.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT).raise_for_status()
+    ApiClient(proxy.api_url).clear()
     pid = proxy.popen.pid
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: client.get(proxy.proxy_url + "/warm-up"), range(300)))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import urllib.request
 
 import pytest
 
+from diffproxy.client import ApiClient
 from tests.support import procs
 
 TARGETS = ["-candidate=127.0.0.1:9", "-master.primary=127.0.0.1:9"]
@@ -92,8 +91,7 @@ def test_demo_flags_verbatim_start_the_proxy(tmp_path):
     proc = procs.spawn("diffproxy", [procs.PYTHON, "-m", "diffproxy", *args], proxy_port, tmp_path)
     try:
         proc.wait_until(f"http://127.0.0.1:{admin_port}/readyz")
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/1/info") as resp:
-            info = json.load(resp)
+        info = ApiClient(f"http://127.0.0.1:{http_port}").info()
         assert info["name"] == "httpbin"
         assert info["root_url"] == "localhost:8888"
         assert info["targets"]["candidate"]["address"] == "http://127.0.0.1:9"

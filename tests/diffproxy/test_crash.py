@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from diffproxy.client import ApiClient
 from diffproxy.model import Record
 from diffproxy.store import Store
 from tests.support import procs
@@ -237,12 +238,10 @@ def test_disk_full_is_reported_and_callers_keep_being_answered(faults, small_dis
         assert "unwritable" in ready.json()["reason"] and "ENOSPC" in ready.json()["reason"]
         # callers are still answered, and counts and examples still read without a 500
         assert httpx.get(proxy.proxy_url + "/ok", timeout=10).status_code == 200
-        counts = httpx.get(proxy.api_url + "/api/1/endpoints", timeout=10)
-        assert counts.status_code == 200 and counts.json()["GET /echo-headers"]["total"] >= 1
-        fields = get_json(proxy.api_url, "endpoints/GET%20%2Fecho-headers/stats")["fields"]
-        example = httpx.get(proxy.api_url + "/api/1/endpoints/GET%20%2Fecho-headers/fields/"
-                            + next(iter(fields)) + "/results", timeout=10)
-        assert example.status_code == 200, example.text
+        api = ApiClient(proxy.api_url, timeout=10)  # an error status raises ApiError
+        assert api.endpoints()["GET /echo-headers"]["total"] >= 1
+        fields = api.stats("GET /echo-headers")["fields"]
+        assert "requests" in api.results("GET /echo-headers", next(iter(fields)))
         os.kill(proxy.popen.pid, signal.SIGTERM)
         code = proxy.popen.wait(60)
     finally:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from diffproxy.client import ApiClient
 from diffproxy.model import ERROR_KINDS
 from tests.support import diffapi
 from tests.support.diffapi import get_json, metric, stats
@@ -367,8 +368,7 @@ def test_comparisons_in_flight_during_a_clear_are_not_recorded(faults, patient_p
     try:
         r = httpx.get(proxy.proxy_url + "/hold/candidate?before-clear", timeout=CALLER_DEADLINE)
         assert r.status_code == 200 and still_held(faults, "candidate")
-        httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT,
-                   timeout=10).raise_for_status()
+        ApiClient(proxy.api_url, timeout=10).clear()
     finally:
         faults.release("candidate")
     assert httpx.get(proxy.proxy_url + "/after-clear", timeout=10).status_code == 200

@@ -52,7 +52,7 @@ def http_reply(status: str = "200 OK", headers: tuple[str, ...] = (), body: byte
 async def send(fw: Forwarder, name: str, target: Target, method: str, path_qs: str,
                headers, body: bytes):
     """One request to one target: a fan-out of one."""
-    return (await fw.fan_out(((name, target),), method, path_qs, headers, body))[0]
+    return (await fw.start(((name, target),), method, path_qs, headers, body).all())[0]
 
 
 @contextlib.asynccontextmanager
@@ -225,7 +225,7 @@ async def test_fan_out_deadline_times_out_only_the_slow_target():
     async with raw_server(http_reply(body=b"fast")) as (fast, _), \
             raw_server(never) as (slow, _), forwarder(timeout=2.0) as fw:
         fw.health["slow"] = TargetHealth(address="slow")
-        ok, late = await fw.fan_out((("t", fast), ("slow", slow)), "GET", "/x", [], b"")
+        ok, late = await fw.start((("t", fast), ("slow", slow)), "GET", "/x", [], b"").all()
     assert (ok.status, ok.body, ok.error) == (200, b"fast", None)
     assert (late.status, late.error) == (None, "timeout") and "within 2s" in late.error_detail
     assert fw.metrics.target_requests.get(target="t") == 1
@@ -243,7 +243,7 @@ async def test_cancelling_a_fan_out_cancels_its_requests():
         await asyncio.sleep(5)
 
     async with raw_server(never) as (slow, _), forwarder(timeout=5.0) as fw:
-        task = asyncio.create_task(fw.fan_out((("t", slow),), "GET", "/", [], b""))
+        task = asyncio.create_task(fw.start((("t", slow),), "GET", "/", [], b"").all())
         await asyncio.wait_for(started.wait(), 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from diffproxy.client import ApiClient
 from tests.diffproxy.conftest import start_proxy
 from tests.support import diffapi
 
@@ -169,8 +170,7 @@ def test_sigterm_ships_every_worker_result_before_exit(backends, tmp_path, proc_
 
 def test_clear_with_workers_starts_counts_and_examples_afresh(traffic):
     proxy, _, _ = traffic
-    r = httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT, timeout=10.0)
-    assert r.status_code == 200
+    assert ApiClient(proxy.api_url, timeout=10).clear() == {"success": "Diffs cleared"}
     ids = send_fresh_connections(proxy, "/json", 6)
     settled(proxy, N_JSON + N_UUID + 6)
     assert diffapi.counts(diffapi.get_json(proxy.api_url, "endpoints")) == {
@@ -224,8 +224,7 @@ def test_comparisons_in_flight_in_workers_during_a_clear_are_not_recorded(faults
             while faults.holding("candidate") < held and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert faults.holding("candidate") == held
-            httpx.post(proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT,
-                       timeout=10).raise_for_status()
+            ApiClient(proxy.api_url, timeout=10).clear()
         finally:
             faults.release("candidate")
         after = diffapi.wait_idle(proxy.admin_url, timeout=30)

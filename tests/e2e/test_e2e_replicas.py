@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from diffproxy.client import ApiClient
 from localmesh.errors import MeshError
 from localmesh.nginx import NginxInstance, find_nginx
 from localmesh.sidecar import EnvoyInstance, envoy_config, find_envoy, local_services, mirror_clusters, mirror_counters
@@ -218,7 +219,7 @@ def test_every_replica_reports_the_same_totals_equal_to_what_was_mirrored(cluste
         stats = diffapi.stats(r.api_url, "GET /json")
         assert stats["endpoint"]["total"] == 60 and stats["endpoint"]["differences"] == 60
     # A clear on one replica clears them all.
-    httpx.post(cluster.replicas[0].api_url + "/api/1/clear", headers=diffapi.CLIENT, timeout=10).raise_for_status()
+    ApiClient(cluster.replicas[0].api_url, timeout=10).clear()
     assert _converged(cluster.replicas) == [{}, {}, {}]
 
 

@@ -8,24 +8,16 @@ HOME is a regular file: creating the folder fails the same way, even for root.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from toolbox import procs, ready
+from toolbox.ports import free_port
 from topology import DEFAULT
 from topology.kube import ClusterSettings, app_objects
 
 ERROR = "Control server error"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _v1_command() -> list[str]:
@@ -38,7 +30,7 @@ def _v1_command() -> list[str]:
 def _serve(tmp_path: Path, command: list[str], until: str | None) -> str:
     """Run `command` on a loopback port; stop once a request is answered and, if `until`
     is given, once that text is in the log. Returns the log."""
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", *command]
     argv[argv.index("-b") + 1] = f"127.0.0.1:{port}"
     home = tmp_path / "home-is-a-file"
@@ -46,30 +38,22 @@ def _serve(tmp_path: Path, command: list[str], until: str | None) -> str:
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
     env["HOME"] = str(home)
     log = tmp_path / f"gunicorn-{port}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+    proc = procs.start(argv, log, env=env)
+    answered = False
+
+    def done() -> bool:
+        nonlocal answered
+        answered = answered or ready.http_status(f"http://127.0.0.1:{port}/get", timeout=5) == 200
+        return answered and (until is None or until in log.read_text())
+
     try:
-        deadline = time.monotonic() + 60
-        answered = False
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            if not answered:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/get", timeout=5) as r:
-                        answered = r.status == 200
-                except OSError:
-                    pass
-            if answered and (until is None or until in log.read_text()):
-                break
-            time.sleep(0.1)
-        assert answered, log.read_text()
+        outcome = ready.poll(done, 60, died=lambda: proc.poll() is not None, interval=0.1)
+        assert outcome == "ready", f"{outcome}:\n{log.read_text()}"
         if until is None:
             time.sleep(1.0)  # the control server starts right after the workers
         return log.read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        procs.stop_group(proc, grace=30)
 
 
 def test_rendered_command_has_no_control_socket_error(tmp_path):

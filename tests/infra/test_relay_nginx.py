@@ -12,15 +12,15 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from toolbox import ready
+from toolbox.ports import free_port
 from topology import DEFAULT, render_relay_conf
 from topology.kube import ClusterSettings, app_objects, relay_conf
 
@@ -108,23 +108,13 @@ class _Upstream(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited: {proc.stderr.read()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nginx did not listen on {port}")
+    outcome = ready.poll(lambda: ready.accepts(port, timeout=0.2), timeout,
+                         died=lambda: proc.poll() is not None)
+    if outcome == "died":
+        raise RuntimeError(f"nginx exited: {proc.stderr.read()}")
+    if outcome == "timeout":
+        raise TimeoutError(f"nginx did not listen on {port}")
 
 
 @pytest.fixture
@@ -133,7 +123,7 @@ def relay(tmp_path):
     handler = type("Handler", (_Upstream,), {"seen": seen})
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = _free_port()
+    port = free_port()
     conf = render_relay_conf(port, f"127.0.0.1:{upstream.server_address[1]}",
                              listen_address="127.0.0.1")
     main = _main_conf(tmp_path, conf, daemon=False)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from diffproxy.client import ApiClient
 from localmesh import traffic
+from toolbox import ready
 from topology import DEFAULT
 
 ROUNDS = traffic.demo_rounds(DEFAULT.latency.min_samples)
@@ -121,14 +123,9 @@ def test_demo_starts_everything_shows_results_and_stops_on_ctrl_c(tmp_path):
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr
         assert "7 requests sent" in sent.stdout and "7 answered 2xx/3xx" in sent.stdout
-        deadline = time.monotonic() + 10
-        while True:
-            with urllib.request.urlopen(console[1] + "/api/1/endpoints", timeout=5) as response:
-                total = sum(e["total"] for e in json.loads(response.read()).values())
-            if total >= SENT + 7 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        assert total == SENT + 7
+        api = ApiClient(console[1], timeout=5)
+        ready.poll(lambda: api.total() >= SENT + 7, 10, interval=0.1)
+        assert api.total() == SENT + 7
         assert processes_mentioning(str(run_dir))
 
         proc.send_signal(signal.SIGINT)

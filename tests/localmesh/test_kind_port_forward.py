@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from localmesh import kind
+from localmesh.errors import MeshError
+from localmesh.portforward import PortForward
 
 FAKE_KUBECTL = """#!{python}
 import json, os, sys
@@ -105,3 +107,16 @@ def test_stop_ends_it_for_good(mesh):
     assert len(_starts(starts)) == 1
     with pytest.raises(OSError):
         _get(port, "/api/1/info")
+
+
+def test_a_port_forward_that_never_gets_ready_is_restarted_then_fails_with_its_log(tmp_path):
+    # kubectl exits at once, as when the service has no ready pod: restarted until the
+    # deadline, then one error naming the wait and carrying kubectl's last words.
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(f"#!{sys.executable}\nimport sys\nprint('error: no ready pod')\nsys.exit(1)\n")
+    kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
+    forward = PortForward([str(kubectl)], dict(os.environ), tmp_path / "pf.log", ready=lambda: False)
+    with pytest.raises(MeshError, match=r"(?s)not ready after 3s.*no ready pod"):
+        forward.start(timeout=3)
+    assert forward.starts >= 2
+    assert forward._popen.poll() is not None  # stopped: nothing left running

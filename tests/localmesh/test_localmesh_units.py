@@ -155,3 +155,40 @@ def test_a_second_signal_does_not_cut_the_stop_short():
                          cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["interrupted", "stopped"]
+
+
+def test_the_demo_waits_until_the_proxy_has_compared_what_was_mirrored():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from localmesh.demo import wait_for_results
+    from toolbox.ports import free_port
+
+    calls = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self):  # one more comparison per reading
+            calls.append(self.path)
+            body = json.dumps({"GET /a": {"total": len(calls)}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert wait_for_results(url, expected=3, timeout=30) == 3
+        assert calls == ["/api/1/endpoints"] * 3
+        # never reached: the last reading after the bounded wait
+        assert wait_for_results(url, expected=10**6, timeout=0.5) >= 4
+    finally:
+        server.shutdown()
+        server.server_close()
+    # nothing answers: 0, not an error
+    assert wait_for_results(f"http://127.0.0.1:{free_port()}", expected=1, timeout=0.5) == 0

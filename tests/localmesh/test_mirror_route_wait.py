@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import stat
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -23,16 +20,12 @@ import yaml
 
 from localmesh import envoyroute, kind
 from localmesh.errors import MeshError
+from toolbox import procs, ready
+from toolbox.ports import free_port
 from topology import DEFAULT
 
 ENVOY = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
 ROUTE, MIRROR = envoyroute.route_clusters(DEFAULT)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _envoy_config(admin: int, listen: int) -> dict:
@@ -74,27 +67,21 @@ def _envoy_config(admin: int, listen: int) -> dict:
 @pytest.fixture(scope="module")
 def envoy_dump(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("envoy")
-    admin, listen = _free_port(), _free_port()
+    admin, listen = free_port(), free_port()
     config = folder / "envoy.yaml"
     config.write_text(yaml.safe_dump(_envoy_config(admin, listen)))
-    log = open(folder / "envoy.log", "wb")
-    proc = subprocess.Popen([ENVOY, "-c", str(config), "--base-id", str(listen),
-                             "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT)
+    log = folder / "envoy.log"
+    proc = procs.start([ENVOY, "-c", str(config), "--base-id", str(listen), "--log-level", "warn"], log)
+    url = f"http://127.0.0.1:{admin}/config_dump?resource=static_route_configs"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                url = f"http://127.0.0.1:{admin}/config_dump?resource=static_route_configs"
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    return json.loads(response.read())
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((folder / "envoy.log").read_text()) from None
-                time.sleep(0.2)
+        outcome = ready.poll(lambda: ready.http_status(url, timeout=5) == 200, 60,
+                             died=lambda: proc.poll() is not None, interval=0.2)
+        if outcome != "ready":
+            raise RuntimeError(f"envoy {outcome}:\n{log.read_text()}")
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        procs.stop_group(proc, grace=30)
 
 
 @pytest.mark.parametrize(("host", "share"), [("half", 50.0), ("zero", 0.0), ("all", 100.0)])

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from candidate.app import CANDIDATE_VALUE
+from diffproxy.client import ApiClient
 from tests.support import diffapi, procs
 
 
@@ -40,7 +41,7 @@ def report(proxy, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_gate_from_empty_store_to_signal_and_accepted(real_proxy, tmp_path):
-    httpx.post(real_proxy.api_url + "/api/1/clear", headers=diffapi.CLIENT).raise_for_status()
+    ApiClient(real_proxy.api_url).clear()
     empty = report(real_proxy, "--min-requests", "1", "--fail-on-signal")
     assert empty.returncode == 3, empty.stderr
     assert report(real_proxy, "--fail-on-signal").returncode == 0  # no gate on evidence asked
