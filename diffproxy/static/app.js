@@ -1404,10 +1404,26 @@
   let timer = null;
   let inFlight = false;
   let again = false;
+  let held = false;
+
+  // This page's own clear waits for the poll under way and holds the next one: a poll that
+  // read the overview before the clear would ask for endpoints that are gone (404s).
+  function holdPolls() {
+    held = true;
+    return new Promise((resolve) => {
+      const check = () => (inFlight ? setTimeout(check, 20) : resolve());
+      check();
+    });
+  }
+
+  function releasePolls() {
+    held = false;
+    again = false;
+  }
 
   async function tick() {
     clearTimeout(timer);
-    if (inFlight) {
+    if (inFlight || held) {
       again = true;
       return;
     }
@@ -1465,6 +1481,7 @@
       const button = $("clear-button");
       const token = tokenInput.value.trim();
       button.disabled = true;
+      await holdPolls();
       try {
         // The token stays in this page's memory only: never stored, never in the URL.
         await api("clear", {
@@ -1478,6 +1495,7 @@
         if (window.location.hash && window.location.hash !== "#/") window.location.hash = "#/";
         else route();
         renderSidebar();
+        releasePolls();
         await tick();
       } catch (err) {
         if (err.status === 401) {
@@ -1487,6 +1505,10 @@
           reportError(err);
         }
       } finally {
+        if (held) {
+          releasePolls();
+          tick();
+        }
         button.disabled = false;
       }
     });
