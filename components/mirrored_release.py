@@ -46,24 +46,20 @@ class MirroredRelease(pulumi.ComponentResource):
         """`aliases`: earlier Pulumi identities of some children, by `Kind/namespace/name`,
         so a stack that made those objects under other names keeps them (the demo's)."""
         # Env values given as Outputs (a secret from `config.require_secret`) are unknown at
-        # preview: the plain values are checked and rendered with "" in their place, and the
-        # Outputs go into the Deployment as they are, so a secret stays one in the state.
-        output_env = {k: v for k, v in _mapping_items(args.candidate.env)
-                      if isinstance(v, pulumi.Output)}
-        if output_env:
-            args = dataclasses.replace(args, candidate=dataclasses.replace(
+        # preview: the checks see "" in their place, and the Deployment gets the Outputs as
+        # they are, so a secret stays one in the state.
+        output_env = [k for k, v in _mapping_items(args.candidate.env)
+                      if isinstance(v, pulumi.Output)]
+        checked = args if not output_env else dataclasses.replace(
+            args, candidate=dataclasses.replace(
                 args.candidate, env={**args.candidate.env, **dict.fromkeys(output_env, "")}))
         try:
-            check(name, args)
-            _check_diffproxy_flags(release_diffproxy_args(name, args))
+            check(name, checked)
+            _check_diffproxy_flags(release_diffproxy_args(name, checked))
         except TopologyError as exc:
             raise pulumi.RunError(f"invalid MirroredRelease {name!r}: {exc}") from exc
         super().__init__(TYPE, name, None, opts)
         objects = release_objects(name, args)
-        container = objects.candidate[0]["spec"]["template"]["spec"]["containers"][0]
-        for var in container.get("env", ()):
-            if var["name"] in output_env:
-                var["value"] = output_env[var["name"]]
         deps = dependencies(opts)
 
         previous = aliases or {}
